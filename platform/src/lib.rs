@@ -1,0 +1,267 @@
+//! The local FluxLoop platform: every endpoint of `PLATFORM-API.md` served on a
+//! loopback port, backed by one SQLite database.
+//!
+//! Two ways in:
+//! - [`Platform::start`] runs the server in-process (tests start one per test on
+//!   `127.0.0.1:0` and ask [`Platform::url`] where it listens); dropping the
+//!   [`Platform`] stops it and joins every thread it started.
+//! - [`Store`] opens the same database without a server, for the admin
+//!   subcommands of the `fluxloop-platform` binary (seed, create a key, approve a
+//!   device code) — they work while a server runs on the same file.
+//!
+//! Module map: `db` owns the schema and migrations, `auth` credentials and
+//! scopes, `http` the wire (parsing, limits, faults, logging), `routes/` one file
+//! per resource, `seed` the demo data, `util` time, randomness and escaping.
+
+mod auth;
+mod db;
+mod http;
+mod routes;
+mod seed;
+mod store;
+mod util;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use routes::{Route, ROUTES};
+pub use store::{CreatedKey, Demo, SeededScenario, Store};
+
+/// How to run a platform. `Default` is what tests want: an ephemeral loopback
+/// port, an in-memory database, one-hour access tokens.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind, `host:port`; the host must be a loopback address.
+    pub addr: String,
+    /// Database file; `None` keeps everything in memory for the life of the server.
+    pub data: Option<PathBuf>,
+    /// Lifetime of access tokens issued by login and refresh.
+    pub access_token_ttl: Duration,
+    /// How long a device code may wait for approval.
+    pub device_code_ttl: Duration,
+    /// The polling interval announced to device-login clients, in seconds.
+    pub poll_interval_secs: u64,
+    /// Write one line per request to stderr.
+    pub log: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: "127.0.0.1:0".to_owned(),
+            data: None,
+            access_token_ttl: Duration::from_secs(3600),
+            device_code_ttl: Duration::from_secs(600),
+            poll_interval_secs: 5,
+            log: false,
+        }
+    }
+}
+
+/// Everything that can go wrong when starting a platform or running an admin
+/// operation on its database.
+#[derive(Debug)]
+pub enum PlatformError {
+    /// The listening socket could not be set up.
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The address is not a loopback address: the pages sign in as the local
+    /// user without a password, so they must not be reachable from elsewhere.
+    NotLoopback {
+        /// The address asked for.
+        addr: String,
+    },
+    /// The database file could not be opened, migrated or queried.
+    Database {
+        /// What was being done.
+        context: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A directory for the database could not be created.
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// An admin operation named something that does not exist.
+    NotFound {
+        /// What was looked for, e.g. `device code ABCD-EFGH`.
+        what: String,
+    },
+    /// An admin operation got an argument it cannot use.
+    Invalid {
+        /// Why.
+        message: String,
+    },
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlatformError::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
+            PlatformError::NotLoopback { addr } => write!(
+                f,
+                "{addr} is not a loopback address; the local platform only listens on 127.0.0.1, ::1 or localhost"
+            ),
+            PlatformError::Database { context, .. } => write!(f, "database error while {context}"),
+            PlatformError::Io { path, .. } => write!(f, "cannot create {}", path.display()),
+            PlatformError::NotFound { what } => write!(f, "{what} not found"),
+            PlatformError::Invalid { message } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for PlatformError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PlatformError::Bind { source, .. } | PlatformError::Io { source, .. } => Some(source),
+            PlatformError::Database { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One request the server answered, for tests that check which calls a client
+/// made. Secrets are not kept: only whether an `Authorization` header was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Status sent; `0` when a [`Fault::Close`] dropped the connection instead.
+    pub status: u16,
+    /// The `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+    /// Whether an `Authorization` header was present.
+    pub authorization_present: bool,
+}
+
+/// A failure to inject into the next request to a path (see
+/// [`Platform::inject_faults`]). Every fault except [`Fault::Stall`] *replaces*
+/// processing: the request is not applied, so a client that retries after it
+/// must see its data stored exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a JSON error body (`rate_limited` for 429,
+    /// `unavailable` for 503, `internal_error` otherwise), with `Retry-After`
+    /// when given.
+    Status {
+        /// HTTP status to send.
+        status: u16,
+        /// Seconds for the `Retry-After` header.
+        retry_after: Option<u64>,
+    },
+    /// Sleep this long, then process the request normally.
+    Stall(Duration),
+    /// Answer 200 with the body `<html>oops`.
+    NonJson,
+    /// Answer 200 with a JSON body cut in half.
+    Truncated,
+    /// Close the connection without sending anything.
+    Close,
+}
+
+/// A running platform. Dropping it stops the server and joins its threads.
+pub struct Platform {
+    store: Store,
+    server: http::Server,
+}
+
+impl Platform {
+    /// Opens (creating or migrating) the database, makes sure the local user
+    /// exists, binds the listener and starts serving. The listener is bound when
+    /// this returns, so [`Platform::url`] can be used at once.
+    pub fn start(config: Config) -> Result<Platform, PlatformError> {
+        let store = Store::open(&config)?;
+        let server = http::Server::start(&config.addr, Arc::clone(&store.state), config.log)?;
+        Ok(Platform { store, server })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// The address the listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The database behind this server, for admin operations.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Seeds the demo project (see [`Store::seed_demo`]).
+    pub fn seed_demo(&self) -> Result<Demo, PlatformError> {
+        self.store.seed_demo(10)
+    }
+
+    /// Adds a scenario with one published bundle of `inputs` generated inputs.
+    pub fn seed_scenario(
+        &self,
+        project_id: &str,
+        name: &str,
+        inputs: usize,
+    ) -> Result<SeededScenario, PlatformError> {
+        self.store.seed_scenario(project_id, name, inputs)
+    }
+
+    /// Creates an API key; `key_type` is `user` or `service-account`.
+    pub fn create_key(
+        &self,
+        project_id: &str,
+        name: &str,
+        key_type: &str,
+        scope: &str,
+    ) -> Result<CreatedKey, PlatformError> {
+        self.store.create_key(project_id, name, key_type, scope)
+    }
+
+    /// Approves a pending device code as the local user.
+    pub fn approve_device(&self, user_code: &str) -> Result<(), PlatformError> {
+        self.store.decide_device(user_code, true)
+    }
+
+    /// Denies a pending device code.
+    pub fn deny_device(&self, user_code: &str) -> Result<(), PlatformError> {
+        self.store.decide_device(user_code, false)
+    }
+
+    /// How many runs the batch holds.
+    pub fn run_count(&self, batch_id: &str) -> Result<usize, PlatformError> {
+        self.store.run_count(batch_id)
+    }
+
+    /// Ids of every run batch, oldest first.
+    pub fn batch_ids(&self) -> Result<Vec<String>, PlatformError> {
+        self.store.batch_ids()
+    }
+
+    /// Every request answered so far, in order of completion.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.store.state.requests()
+    }
+
+    /// Queues faults for the next requests to `path` (exact match on the path
+    /// without query): one fault per request, in order, then normal service.
+    pub fn inject_faults(&self, path: &str, faults: Vec<Fault>) {
+        self.store.state.inject_faults(path, faults);
+    }
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Platform").field("url", &self.url()).finish()
+    }
+}

@@ -1,0 +1,204 @@
+//! `fluxloop-platform`: run the local platform (`serve`) and the admin
+//! subcommands a test or a new user needs without clicking (`seed-demo`,
+//! `create-key`, `approve-device`, `deny-device`).
+//!
+//! stdout carries only results (the listening line, keys); everything else,
+//! including the request log, goes to stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use fluxloop_platform::{Config, Platform, Store};
+
+const HELP: &str = "\
+fluxloop-platform — the local FluxLoop platform (the CLI's API on loopback, backed by SQLite)
+
+USAGE:
+    fluxloop-platform serve [--addr 127.0.0.1:8787] [--data PATH] [--demo] [--token-ttl SECS]
+                            [--poll-interval SECS] [--device-ttl SECS] [--quiet]
+    fluxloop-platform seed-demo [--data PATH] [--inputs N]
+    fluxloop-platform create-key [--project ID_OR_NAME] [--scope SCOPE] [--type user|service-account]
+                                 [--name NAME] [--data PATH]
+    fluxloop-platform approve-device USER_CODE [--data PATH]
+    fluxloop-platform deny-device USER_CODE [--data PATH]
+
+OPTIONS:
+    --data PATH           database file (default ./.fluxloop-platform/platform.db)
+    --addr HOST:PORT      loopback address to listen on; port 0 picks a free one
+    --demo                seed the demo project when the database is empty and print its key
+    --token-ttl SECS      lifetime of login access tokens (default 3600)
+    --poll-interval SECS  polling interval announced to `fluxloop auth login` (default 5)
+    --device-ttl SECS     how long a login code stays valid (default 600)
+    --quiet               no request log on stderr
+    --inputs N            inputs in the demo bundle (default 10)
+    --scope SCOPE         read, write, read-write (default) or admin
+    --type TYPE           user or service-account (default)
+    -h, --help            this help
+    -V, --version         version
+
+`serve` prints `fluxloop-platform listening on http://127.0.0.1:PORT` as its first line,
+then with --demo `demo key: flx_sa_...` (this key is shown once; keep it).
+";
+
+const DEFAULT_DATA: &str = ".fluxloop-platform/platform.db";
+
+/// What was typed.
+enum Command {
+    Help,
+    Version,
+    Serve { config: Config, demo: bool },
+    SeedDemo { data: PathBuf, inputs: usize },
+    CreateKey { data: PathBuf, project: Option<String>, scope: String, key_type: String, name: String },
+    Device { data: PathBuf, code: String, approve: bool },
+}
+
+fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, lexopt::Error> {
+    use lexopt::ValueExt;
+    let v: String = parser.value()?.string()?;
+    v.parse().map_err(|_| lexopt::Error::Custom(format!("{flag} needs a whole number of seconds, not `{v}`").into()))
+}
+
+fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let sub = match parser.next()? {
+        None => return Ok(Command::Help),
+        Some(Short('h') | Long("help")) => return Ok(Command::Help),
+        Some(Short('V') | Long("version")) => return Ok(Command::Version),
+        Some(Value(v)) => v.string()?,
+        Some(arg) => return Err(arg.unexpected()),
+    };
+    let mut data = PathBuf::from(DEFAULT_DATA);
+    let mut config = Config {
+        addr: "127.0.0.1:8787".to_owned(),
+        log: true,
+        ..Config::default()
+    };
+    let (mut demo, mut inputs) = (false, 10usize);
+    let (mut project, mut scope, mut key_type, mut name) =
+        (None, "read-write".to_owned(), "service-account".to_owned(), "cli key".to_owned());
+    let mut code: Option<String> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("data") => data = parser.value()?.into(),
+            Long("addr") if sub == "serve" => config.addr = parser.value()?.string()?,
+            Long("demo") if sub == "serve" => demo = true,
+            Long("quiet") if sub == "serve" => config.log = false,
+            Long("token-ttl") if sub == "serve" => {
+                config.access_token_ttl = Duration::from_secs(secs(&mut parser, "--token-ttl")?)
+            }
+            Long("device-ttl") if sub == "serve" => {
+                config.device_code_ttl = Duration::from_secs(secs(&mut parser, "--device-ttl")?)
+            }
+            Long("poll-interval") if sub == "serve" => config.poll_interval_secs = secs(&mut parser, "--poll-interval")?,
+            Long("inputs") if sub == "seed-demo" => {
+                let v = parser.value()?.string()?;
+                inputs = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| lexopt::Error::Custom(format!("--inputs needs a number from 1 to 100000, not `{v}`").into()))?;
+            }
+            Long("project") if sub == "create-key" => project = Some(parser.value()?.string()?),
+            Long("scope") if sub == "create-key" => scope = parser.value()?.string()?,
+            Long("type") if sub == "create-key" => key_type = parser.value()?.string()?,
+            Long("name") if sub == "create-key" => name = parser.value()?.string()?,
+            Value(v) if code.is_none() && (sub == "approve-device" || sub == "deny-device") => code = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(match sub.as_str() {
+        "serve" => {
+            config.data = Some(data);
+            Command::Serve { config, demo }
+        }
+        "seed-demo" => Command::SeedDemo { data, inputs },
+        "create-key" => Command::CreateKey { data, project, scope, key_type, name },
+        "approve-device" | "deny-device" => Command::Device {
+            data,
+            code: code.ok_or("missing argument USER_CODE")?,
+            approve: sub == "approve-device",
+        },
+        other => return Err(format!("unknown command `{other}`; see --help").into()),
+    })
+}
+
+fn store(data: PathBuf) -> Result<Store, fluxloop_platform::PlatformError> {
+    Store::open(&Config { data: Some(data), ..Config::default() })
+}
+
+fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Command::Help => write!(out, "{HELP}")?,
+        Command::Version => writeln!(out, "fluxloop-platform {}", env!("CARGO_PKG_VERSION"))?,
+        Command::Serve { config, demo } => {
+            let platform = Platform::start(config)?;
+            writeln!(out, "fluxloop-platform listening on {}", platform.url())?;
+            if demo {
+                if platform.store().is_empty()? {
+                    let d = platform.seed_demo()?;
+                    writeln!(out, "demo key: {}", d.key)?;
+                    writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
+                    writeln!(out, "demo scenario: {} ({})", d.scenario_name, d.scenario_id)?;
+                } else {
+                    eprintln!(
+                        "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
+                    );
+                }
+            }
+            out.flush()?;
+            drop(out);
+            eprintln!("open {}/ in a browser; stop with Ctrl-C", platform.url());
+            // Serve until the process is killed; the request threads do the work
+            // and SQLite in WAL mode is consistent at every commit.
+            loop {
+                std::thread::park();
+            }
+        }
+        Command::SeedDemo { data, inputs } => {
+            let d = store(data)?.seed_demo(inputs)?;
+            writeln!(out, "{}", d.key)?;
+            eprintln!(
+                "seeded project {} ({}), scenario {} with bundle v{}",
+                d.project_name, d.project_id, d.scenario_name, d.bundle_version
+            );
+        }
+        Command::CreateKey { data, project, scope, key_type, name } => {
+            let s = store(data)?;
+            let project_id = s.find_project(project.as_deref())?;
+            let k = s.create_key(&project_id, &name, &key_type, &scope)?;
+            writeln!(out, "{}", k.key)?;
+        }
+        Command::Device { data, code, approve } => {
+            store(data)?.decide_device(&code, approve)?;
+            eprintln!("{} {code}", if approve { "approved" } else { "denied" });
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cmd = match parse(std::env::args().skip(1).collect()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\n  hint: run `fluxloop-platform --help`");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                eprintln!("caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Sync (PLATFORM-API §4–5): pull a bundle's inputs, personas and criteria;
+//! upload run results into a run batch (idempotent, chunk-appendable); read a
+//! batch back.
+//!
+//! Exactly-once: a repeated `Idempotency-Key` replays the first successful
+//! response without touching the data, and independently a run id already in
+//! the batch is never stored twice, so even a client that retries without the
+//! header cannot duplicate runs.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Need, Principal};
+use crate::http::{ApiError, Request, Response};
+use crate::routes::authed;
+use crate::store::State;
+use crate::util::{is_rfc3339, new_id, now_ms, rfc3339};
+
+/// Most runs accepted in one upload request; larger uploads come in chunks.
+const MAX_RUNS_PER_REQUEST: usize = 1000;
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Run statuses of PLATFORM-API §5.
+const RUN_STATUSES: [&str; 2] = ["completed", "failed"];
+
+#[derive(Deserialize)]
+struct PullBody {
+    project_id: Option<String>,
+    bundle_version_id: Option<String>,
+    scenario_id: Option<String>,
+    include_inputs: Option<bool>,
+    include_personas: Option<bool>,
+    include_criteria: Option<bool>,
+}
+
+/// A bundle version row: (id, project, scenario, version, input set).
+type Bundle = (String, String, String, i64, String);
+
+fn bundle_where(conn: &Connection, clause: &str, arg: &str) -> Result<Option<Bundle>, ApiError> {
+    let sql = format!(
+        "SELECT id, project_id, scenario_id, version, input_set_id FROM bundle_versions
+         WHERE status = 'published' AND {clause}
+         ORDER BY created_ms DESC, version DESC, rowid DESC LIMIT 1"
+    );
+    Ok(conn
+        .query_row(&sql, [arg], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?)
+}
+
+pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
+    let body: PullBody = req.json()?;
+    let (conn, principal) = authed(state, req, Need::Read)?;
+    if let Some(p) = &body.project_id {
+        principal.check_project(&conn, p)?;
+    }
+    let in_project = |project: &str| body.project_id.as_deref().is_none_or(|p| p == project);
+    let bundle = if let Some(id) = &body.bundle_version_id {
+        let not_found = || ApiError::not_found(format!("bundle version {id} not found"));
+        let b = bundle_where(&conn, "id = ?1", id)?.ok_or_else(not_found)?;
+        principal.check_project(&conn, &b.1).map_err(|_| not_found())?;
+        if !in_project(&b.1) {
+            return Err(not_found());
+        }
+        b
+    } else if let Some(sid) = &body.scenario_id {
+        let not_found = || ApiError::not_found(format!("scenario {sid} not found"));
+        let project: String = conn
+            .query_row("SELECT project_id FROM scenarios WHERE id = ?1", [sid], |r| r.get(0))
+            .optional()?
+            .ok_or_else(not_found)?;
+        principal.check_project(&conn, &project).map_err(|_| not_found())?;
+        if !in_project(&project) {
+            return Err(not_found());
+        }
+        bundle_where(&conn, "scenario_id = ?1", sid)?.ok_or_else(|| {
+            ApiError::not_found(format!("scenario {sid} has no published bundle"))
+        })?
+    } else {
+        let project = principal.resolve_project(&conn, body.project_id.as_deref())?;
+        bundle_where(&conn, "project_id = ?1", &project)?.ok_or_else(|| {
+            ApiError::not_found(format!("project {project} has no published bundle"))
+        })?
+    };
+    let (bundle_id, project_id, scenario_id, version, input_set_id) = bundle;
+    let inputs = if body.include_inputs.unwrap_or(true) {
+        let mut stmt = conn.prepare(
+            "SELECT id, persona_id, messages, metadata FROM input_items WHERE input_set_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([&input_set_id], |r| {
+            Ok(json!({
+                "id": r.get::<_, String>(0)?,
+                "persona_id": r.get::<_, Option<String>>(1)?,
+                "messages": parse_stored(&r.get::<_, String>(2)?),
+                "metadata": parse_stored(&r.get::<_, String>(3)?),
+            }))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let personas = if body.include_personas.unwrap_or(true) {
+        let mut stmt = conn.prepare(
+            "SELECT id, name, description FROM personas WHERE bundle_version_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([&bundle_id], |r| {
+            Ok(json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "description": r.get::<_, String>(2)?}))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let criteria = if body.include_criteria.unwrap_or(true) {
+        let mut stmt = conn.prepare(
+            "SELECT id, name, type, description FROM criteria WHERE bundle_version_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([&bundle_id], |r| {
+            Ok(json!({
+                "id": r.get::<_, String>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "type": r.get::<_, String>(2)?,
+                "description": r.get::<_, String>(3)?,
+            }))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let (sname, goal): (String, String) = conn.query_row(
+        "SELECT name, goal FROM scenarios WHERE id = ?1",
+        [&scenario_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "bundle_version": {"id": bundle_id, "project_id": project_id, "scenario_id": scenario_id, "version": version},
+            "input_set": {"id": input_set_id},
+            "input_items": inputs,
+            "personas": personas,
+            "criteria_pack": criteria,
+            "scenario_context": {"scenario": {"id": scenario_id, "name": sname, "goal": goal}},
+            "run_spec_snapshot": {},
+            "sync_meta": {"pulled_at": rfc3339(now_ms())},
+        }),
+    ))
+}
+
+/// Reads a JSON column written by this server; a hand-edited broken value
+/// reads as null rather than failing the whole response.
+fn parse_stored(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::Null)
+}
+
+#[derive(Deserialize)]
+struct UploadBody {
+    bundle_version_id: Option<String>,
+    run_batch: Option<BatchIn>,
+    runs: Option<Vec<RunIn>>,
+    turns: Option<Vec<TurnIn>>,
+    run_results: Option<Vec<ResultIn>>,
+    upload_meta: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct BatchIn {
+    id: Option<String>,
+    execution_target: Option<String>,
+    status: Option<String>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunIn {
+    id: Option<String>,
+    input_item_id: Option<String>,
+    persona_id: Option<String>,
+    status: Option<String>,
+    input_snapshot: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct TurnIn {
+    run_id: Option<String>,
+    turn_id: Option<String>,
+    sequence: Option<i64>,
+    role: Option<String>,
+    content: Option<String>,
+    timestamp: Option<String>,
+    duration_ms: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ResultIn {
+    run_id: Option<String>,
+    status: Option<String>,
+    transcript: Option<Vec<Map<String, Value>>>,
+    metrics: Option<Map<String, Value>>,
+}
+
+pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
+    let (conn, principal) = authed(state, req, Need::Write)?;
+    let idem = match req.header("idempotency-key").map(str::trim) {
+        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => {
+            return Err(ApiError::invalid(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )))
+        }
+        other => other.map(str::to_owned),
+    };
+    // Keys are remembered per project for keys, per user for login tokens.
+    let idem_scope = match &principal {
+        Principal::Key(k) => k.project_id.clone(),
+        Principal::User { user_id, .. } => format!("user:{user_id}"),
+    };
+    if let Some(key) = &idem {
+        let stored: Option<(u16, String)> = conn
+            .query_row(
+                "SELECT status, body FROM idempotency WHERE project_id = ?1 AND key = ?2",
+                params![idem_scope, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((status, body)) = stored {
+            return Ok(Response::raw_json(status, body));
+        }
+    }
+    let body: UploadBody = req.json()?;
+    let result = store_upload(&conn, &principal, body)?;
+    let text = result.to_string();
+    if let Some(key) = &idem {
+        // Only a success is remembered: a refused request stored nothing, so
+        // retrying it with the same key must be allowed to succeed.
+        conn.execute(
+            "INSERT OR IGNORE INTO idempotency (project_id, key, status, body, created_ms) VALUES (?1, ?2, 200, ?3, ?4)",
+            params![idem_scope, key, text, now_ms()],
+        )?;
+    }
+    Ok(Response::raw_json(200, text))
+}
+
+/// Validates and stores one upload; returns the response body.
+fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> Result<Value, ApiError> {
+    let bundle_id = body
+        .bundle_version_id
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ApiError::invalid("bundle_version_id is required".to_owned()))?;
+    let not_found = || ApiError::not_found(format!("bundle version {bundle_id} not found"));
+    let project_id: String = conn
+        .query_row("SELECT project_id FROM bundle_versions WHERE id = ?1", [&bundle_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(not_found)?;
+    principal.check_project(conn, &project_id).map_err(|_| not_found())?;
+    let runs = body
+        .runs
+        .ok_or_else(|| ApiError::invalid("runs is required".to_owned()))?;
+    if runs.len() > MAX_RUNS_PER_REQUEST {
+        return Err(ApiError::unprocessable(format!(
+            "{} runs in one request; send at most {MAX_RUNS_PER_REQUEST} per request and append the rest with run_batch.id",
+            runs.len()
+        )));
+    }
+    let batch = body.run_batch.unwrap_or(BatchIn {
+        id: None,
+        execution_target: None,
+        status: None,
+        started_at: None,
+        completed_at: None,
+    });
+    for (name, t) in [("started_at", &batch.started_at), ("completed_at", &batch.completed_at)] {
+        if let Some(t) = t.as_deref().filter(|t| !is_rfc3339(t)) {
+            return Err(ApiError::unprocessable(format!(
+                "run_batch.{name} must be an RFC 3339 timestamp, not `{t}`"
+            )));
+        }
+    }
+    // Check every run before storing any, so a bad request stores nothing.
+    let mut ids = Vec::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        let status = run.status.as_deref().unwrap_or("");
+        if !RUN_STATUSES.contains(&status) {
+            return Err(ApiError::unprocessable(format!(
+                "runs[{i}].status must be `completed` or `failed`, not `{status}`"
+            )));
+        }
+        ids.push(run.id.clone().filter(|id| !id.is_empty()).unwrap_or_else(new_id));
+    }
+    let results = body.run_results.unwrap_or_default();
+    for (i, r) in results.iter().enumerate() {
+        if let Some(s) = r.status.as_deref().filter(|s| !RUN_STATUSES.contains(s)) {
+            return Err(ApiError::unprocessable(format!(
+                "run_results[{i}].status must be `completed` or `failed`, not `{s}`"
+            )));
+        }
+        for (j, m) in r.transcript.iter().flatten().enumerate() {
+            if !m.get("role").is_some_and(Value::is_string)
+                || m.get("content").is_some_and(|c| !c.is_string() && !c.is_null())
+            {
+                return Err(ApiError::invalid(format!(
+                    "run_results[{i}].transcript[{j}] must have a string `role` and string `content`"
+                )));
+            }
+        }
+    }
+
+    let tx = conn.unchecked_transaction()?;
+    let batch_id = match batch.id.filter(|b| !b.is_empty()) {
+        Some(id) => {
+            let found: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT project_id, bundle_version_id FROM run_batches WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match found {
+                Some((p, b)) if p == project_id => {
+                    if b != bundle_id {
+                        return Err(ApiError::unprocessable(format!(
+                            "run batch {id} belongs to bundle version {b}, not {bundle_id}"
+                        )));
+                    }
+                }
+                _ => return Err(ApiError::not_found(format!("run batch {id} not found"))),
+            }
+            tx.execute(
+                "UPDATE run_batches SET status = COALESCE(?1, status),
+                     completed_at = COALESCE(?2, completed_at),
+                     upload_meta = COALESCE(?3, upload_meta) WHERE id = ?4",
+                params![
+                    batch.status,
+                    batch.completed_at,
+                    body.upload_meta.map(|m| Value::Object(m).to_string()),
+                    id
+                ],
+            )?;
+            id
+        }
+        None => {
+            let id = new_id();
+            tx.execute(
+                "INSERT INTO run_batches (id, project_id, bundle_version_id, status, execution_target,
+                     started_at, completed_at, upload_meta, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    project_id,
+                    bundle_id,
+                    batch.status.unwrap_or_else(|| "completed".to_owned()),
+                    batch.execution_target.unwrap_or_else(|| "local".to_owned()),
+                    batch.started_at,
+                    batch.completed_at,
+                    Value::Object(body.upload_meta.unwrap_or_default()).to_string(),
+                    now_ms()
+                ],
+            )?;
+            id
+        }
+    };
+    let mut position: i64 =
+        tx.query_row("SELECT COUNT(*) FROM runs WHERE batch_id = ?1", [&batch_id], |r| r.get(0))?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (run, id) in runs.into_iter().zip(&ids) {
+            let snapshot = Value::Object(run.input_snapshot.unwrap_or_default()).to_string();
+            let added = insert.execute(params![
+                batch_id,
+                id,
+                position,
+                run.input_item_id,
+                run.persona_id,
+                run.status,
+                snapshot
+            ])?;
+            position += i64::try_from(added).unwrap_or(0);
+        }
+        let mut set_result = tx.prepare(
+            "UPDATE runs SET result_status = ?1, transcript = ?2, metrics = ?3
+             WHERE batch_id = ?4 AND id = ?5 AND result_status IS NULL",
+        )?;
+        for (i, r) in results.into_iter().enumerate() {
+            let run_id = r.run_id.unwrap_or_default();
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM runs WHERE batch_id = ?1 AND id = ?2",
+                    params![batch_id, run_id],
+                    |_| Ok(()),
+                )
+                .optional()?;
+            if exists.is_none() {
+                return Err(ApiError::unprocessable(format!(
+                    "run_results[{i}].run_id `{run_id}` matches no run of this batch"
+                )));
+            }
+            let transcript = Value::Array(r.transcript.unwrap_or_default().into_iter().map(Value::Object).collect());
+            set_result.execute(params![
+                r.status.unwrap_or_else(|| "completed".to_owned()),
+                transcript.to_string(),
+                Value::Object(r.metrics.unwrap_or_default()).to_string(),
+                batch_id,
+                run_id
+            ])?;
+        }
+        let mut insert_turn = tx.prepare(
+            "INSERT OR IGNORE INTO turns (batch_id, run_id, turn_id, sequence, role, content, timestamp, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (i, t) in body.turns.unwrap_or_default().into_iter().enumerate() {
+            let run_id = t.run_id.unwrap_or_default();
+            let turn_id = t
+                .turn_id
+                .unwrap_or_else(|| format!("{run_id}-t{}", t.sequence.unwrap_or(i as i64)));
+            insert_turn.execute(params![
+                batch_id,
+                run_id,
+                turn_id,
+                t.sequence,
+                t.role,
+                t.content,
+                t.timestamp,
+                t.duration_ms.map(|d| d.round() as i64)
+            ])?;
+        }
+    }
+    tx.commit()?;
+    // Each id once, in request order.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    Ok(json!({"run_batch_id": batch_id, "run_ids": ids}))
+}
+
+/// The batch with its runs, and its project id; `None` when unknown.
+pub(crate) fn load_batch(conn: &Connection, id: &str) -> Result<Option<(String, Value)>, ApiError> {
+    let row = conn
+        .query_row(
+            "SELECT id, bundle_version_id, project_id, status, execution_target, started_at,
+                    completed_at, created_ms, upload_meta FROM run_batches WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(json!({
+                    "id": r.get::<_, String>(0)?,
+                    "bundle_version_id": r.get::<_, String>(1)?,
+                    "project_id": r.get::<_, String>(2)?,
+                    "status": r.get::<_, String>(3)?,
+                    "execution_target": r.get::<_, String>(4)?,
+                    "started_at": r.get::<_, Option<String>>(5)?,
+                    "completed_at": r.get::<_, Option<String>>(6)?,
+                    "created_at": rfc3339(r.get(7)?),
+                    "upload_meta": parse_stored(&r.get::<_, String>(8)?),
+                }))
+            },
+        )
+        .optional()?;
+    let Some(mut batch) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT id, input_item_id, persona_id, status, input_snapshot, result_status, transcript, metrics
+         FROM runs WHERE batch_id = ?1 ORDER BY position",
+    )?;
+    let runs = stmt
+        .query_map([id], |r| {
+            let result = match r.get::<_, Option<String>>(5)? {
+                Some(status) => json!({
+                    "status": status,
+                    "transcript": parse_stored(&r.get::<_, Option<String>>(6)?.unwrap_or_default()),
+                    "metrics": parse_stored(&r.get::<_, Option<String>>(7)?.unwrap_or_default()),
+                }),
+                None => Value::Null,
+            };
+            Ok(json!({
+                "id": r.get::<_, String>(0)?,
+                "input_item_id": r.get::<_, Option<String>>(1)?,
+                "persona_id": r.get::<_, Option<String>>(2)?,
+                "status": r.get::<_, String>(3)?,
+                "input_snapshot": parse_stored(&r.get::<_, String>(4)?),
+                "result": result,
+            }))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let project_id = batch["project_id"].as_str().unwrap_or_default().to_owned();
+    batch["run_count"] = json!(runs.len());
+    batch["runs"] = Value::Array(runs);
+    Ok(Some((project_id, batch)))
+}
+
+pub(crate) fn run_batch(state: &State, req: &Request, params: &[String]) -> Result<Response, ApiError> {
+    let (conn, principal) = authed(state, req, Need::Read)?;
+    let id = params.first().map(String::as_str).unwrap_or_default();
+    let not_found = || ApiError::not_found(format!("run batch {id} not found"));
+    let (project_id, batch) = load_batch(&conn, id)?.ok_or_else(not_found)?;
+    principal.check_project(&conn, &project_id).map_err(|_| not_found())?;
+    Ok(Response::json(200, &batch))
+}

@@ -1,0 +1,387 @@
+//! The one HTTP client: ureq + rustls (ring) + the bundled Mozilla roots.
+//!
+//! It owns timeouts, retries with backoff and jitter, `Retry-After`, proxies
+//! from the environment, extra CA certificates, the refusal to send
+//! credentials over plain HTTP off loopback, request tracing with the
+//! credential masked, and the mapping of platform errors to CLI errors.
+//! It never prints: traces and retry notices go to an observer callback.
+
+mod net;
+pub(crate) mod types;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+pub(crate) use net::{is_loopback_url, NetOptions};
+
+/// What the client tells the outside world while it works.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A `--verbose` trace line (credentials already masked).
+    Trace(String),
+    /// A retry about to happen: always worth a line on stderr in CI logs.
+    Retry(String),
+}
+
+pub(crate) type Observer = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// How a call may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Safe to repeat: reads, polls, and uploads carrying an Idempotency-Key.
+    Idempotent,
+    /// Repeating could act twice (creating a key): retried only when the
+    /// platform said it did nothing (429, 503).
+    Once,
+}
+
+/// The credential sent as `Authorization: Bearer`, and what to call it in errors.
+#[derive(Clone, Debug)]
+pub(crate) struct Auth {
+    pub(crate) secret: Secret,
+    /// `environment variable FLUXLOOP_API_KEY`, for error messages.
+    pub(crate) origin: String,
+    pub(crate) is_api_key: bool,
+}
+
+/// A response with a success status.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    /// The parsed `Retry-After` header, if any.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// The platform client.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: Option<Auth>,
+    opts: NetOptions,
+    observer: Observer,
+}
+
+/// The biggest response we read into memory (a pull of 100k inputs is ~60 MiB).
+const MAX_BODY: u64 = 512 * 1024 * 1024;
+
+impl Client {
+    /// Builds a client for `base` (already validated and trimmed).
+    /// Credentials over plain `http://` are refused unless the host is loopback.
+    pub(crate) fn new(base: &str, auth: Option<Auth>, opts: NetOptions, observer: Observer) -> Result<Client> {
+        if auth.is_some() && base.starts_with("http://") && !is_loopback_url(base) {
+            return Err(Error::InsecureEndpoint { url: base.to_string() });
+        }
+        let agent = net::build_agent(base, &opts, &observer)?;
+        Ok(Client {
+            agent,
+            base: base.to_string(),
+            auth,
+            opts,
+            observer,
+        })
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+
+    /// `GET path` and decode JSON.
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self.send("GET", path, None, None, Retry::Idempotent)?;
+        self.decode("GET", path, &resp)
+    }
+
+    /// `POST path` with a JSON body and decode JSON.
+    pub(crate) fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        retry: Retry,
+    ) -> Result<T> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
+        let resp = self.send("POST", path, Some(&bytes), None, retry)?;
+        self.decode("POST", path, &resp)
+    }
+
+    /// `POST path` with an `Idempotency-Key`, reused on every retry so the
+    /// platform applies the request at most once.
+    pub(crate) fn post_idempotent<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+        idempotency_key: &str,
+    ) -> Result<T> {
+        let resp = self.send("POST", path, Some(body), Some(idempotency_key), Retry::Idempotent)?;
+        self.decode("POST", path, &resp)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, method: &'static str, path: &str, resp: &Response) -> Result<T> {
+        serde_json::from_slice(&resp.body).map_err(|e| Error::Network {
+            url: format!("{}{path}", self.base),
+            detail: format!(
+                "{method} answered HTTP {} with a body that is not the expected JSON ({e}); is the endpoint a FluxLoop platform?",
+                resp.status
+            ),
+        })
+    }
+
+    fn trace(&self, line: String) {
+        (self.observer)(Event::Trace(line));
+    }
+
+    /// Sends with retries; returns a 2xx response or the mapped error.
+    pub(crate) fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&[u8]>,
+        idempotency_key: Option<&str>,
+        retry: Retry,
+    ) -> Result<Response> {
+        let url = format!("{}{path}", self.base);
+        let started = Instant::now();
+        let max_attempts = self.opts.retries + 1;
+        let mut attempt = 1;
+        loop {
+            let outcome = self.attempt(method, &url, body, idempotency_key);
+            let (retryable, wait_hint, failure) = match outcome {
+                Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status;
+                    let retry_after = resp.retry_after;
+                    let retryable = match retry {
+                        Retry::Idempotent => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+                        Retry::Once => matches!(status, 429 | 503),
+                    };
+                    let err = self.map_status(method, &url, path, status, &resp.body);
+                    (retryable, retry_after, err)
+                }
+                Err(AttemptError { detail, sent }) => {
+                    let retryable = retry == Retry::Idempotent || !sent;
+                    (
+                        retryable,
+                        None,
+                        Error::Network {
+                            url: url.clone(),
+                            detail,
+                        },
+                    )
+                }
+            };
+            if !retryable || attempt >= max_attempts {
+                return Err(self.final_error(failure, attempt));
+            }
+            let backoff = wait_hint.unwrap_or_else(|| backoff(attempt, self.opts.backoff_base));
+            let elapsed = started.elapsed();
+            if elapsed + backoff > self.opts.retry_budget {
+                return Err(self.final_error(failure, attempt));
+            }
+            (self.observer)(Event::Retry(format!(
+                "{method} {path}: {failure}; retrying in {:.1}s (attempt {} of {max_attempts})",
+                backoff.as_secs_f64(),
+                attempt + 1
+            )));
+            std::thread::sleep(backoff);
+            attempt += 1;
+        }
+    }
+
+    fn final_error(&self, failure: Error, attempts: u32) -> Error {
+        match failure {
+            Error::Network { url, detail } if attempts > 1 => Error::Network {
+                url,
+                detail: format!("{detail} (after {attempts} attempts)"),
+            },
+            other => other,
+        }
+    }
+
+    fn attempt(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<&[u8]>,
+        idempotency_key: Option<&str>,
+    ) -> std::result::Result<Response, AttemptError> {
+        let start = Instant::now();
+        self.trace(format!("> {method} {url}"));
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json");
+        if let Some(auth) = &self.auth {
+            self.trace(format!("> authorization: Bearer {}", auth.secret.masked()));
+            builder = builder.header("Authorization", format!("Bearer {}", auth.secret.expose()));
+        }
+        if let Some(key) = idempotency_key {
+            self.trace(format!("> idempotency-key: {key}"));
+            builder = builder.header("Idempotency-Key", key);
+        }
+        let result = match body {
+            Some(bytes) => {
+                self.trace(format!("> content-length: {}", bytes.len()));
+                let req = builder
+                    .header("Content-Type", "application/json")
+                    .body(bytes.to_vec())
+                    .map_err(|e| AttemptError::unsent(e.to_string()))?;
+                self.agent.run(req)
+            }
+            None => {
+                let req = builder.body(()).map_err(|e| AttemptError::unsent(e.to_string()))?;
+                self.agent.run(req)
+            }
+        };
+        let mut resp = result.map_err(|e| {
+            let detail = net::describe_error(&e);
+            self.trace(format!("< {detail} ({} ms)", start.elapsed().as_millis()));
+            AttemptError {
+                sent: net::was_sent(&e),
+                detail,
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| AttemptError {
+                sent: true,
+                detail: format!("reading the response failed: {}", net::describe_error(&e)),
+            })?;
+        self.trace(format!(
+            "< {status} ({} ms, {} bytes)",
+            start.elapsed().as_millis(),
+            body.len()
+        ));
+        Ok(Response {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Maps a non-2xx status and the platform's error body to a CLI error.
+    fn map_status(&self, method: &'static str, url: &str, path: &str, status: u16, body: &[u8]) -> Error {
+        let (code, message) = types::parse_error_body(body);
+        let origin = self
+            .auth
+            .as_ref()
+            .map(|a| a.origin.clone())
+            .unwrap_or_else(|| "no credential".into());
+        let is_key = self.auth.as_ref().is_some_and(|a| a.is_api_key);
+        match (status, code.as_deref()) {
+            (401, Some("token_expired")) => Error::TokenExpired {
+                detail: if message.is_empty() {
+                    "the platform rejected the access token as expired".into()
+                } else {
+                    message
+                },
+            },
+            (401, Some("key_revoked")) => Error::KeyRevoked { origin },
+            (401, _) => Error::InvalidCredential {
+                is_key,
+                origin,
+                detail: if message.is_empty() {
+                    "the platform does not accept this credential".into()
+                } else {
+                    message
+                },
+            },
+            (403, _) => Error::PermissionDenied {
+                have: None,
+                need: types::needed_scope(path).to_string(),
+                detail: message,
+            },
+            (404, _) if code.as_deref() == Some("not_found") && !message.is_empty() => Error::NotFound {
+                what: message.trim_end_matches(" not found").to_string(),
+                hint: None,
+            },
+            _ => Error::Api {
+                method,
+                url: url.to_string(),
+                status,
+                code,
+                message: if message.is_empty() {
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+                } else {
+                    message
+                },
+            },
+        }
+    }
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date; capped so a hostile value
+/// cannot park a CI job.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(120);
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(CAP));
+    }
+    let when = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let delta = when - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO).min(CAP))
+}
+
+/// Exponential backoff with full jitter: uniform in [base·2^(n-1)/2, base·2^(n-1)], capped at 30 s.
+fn backoff(attempt: u32, base: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(10));
+    let cap = exp.min(Duration::from_secs(30));
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    cap.mul_f64(0.5 + jitter / 2.0)
+}
+
+struct AttemptError {
+    detail: String,
+    /// Whether the request may have reached the server.
+    sent: bool,
+}
+
+impl AttemptError {
+    fn unsent(detail: String) -> Self {
+        AttemptError { detail, sent: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("100000"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        let base = Duration::from_millis(100);
+        for _ in 0..50 {
+            let b1 = backoff(1, base);
+            assert!(b1 >= Duration::from_millis(50) && b1 <= base, "{b1:?}");
+            let b3 = backoff(3, base);
+            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
+            assert!(backoff(30, base) <= Duration::from_secs(30));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Wire types of PLATFORM-API.md. Field names are the platform's; sections
+//! marked (FluxLoop) there match the published FluxLoop CLI exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"error": {"code", "message"}}`; anything else yields empty parts.
+pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
+    #[derive(Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        code: Option<String>,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Outer>(body) {
+        Ok(o) => (o.error.code, o.error.message),
+        Err(_) => (None, String::new()),
+    }
+}
+
+/// The scope an endpoint needs (PLATFORM-API §1), for `Permission denied`.
+pub(crate) fn needed_scope(path: &str) -> &'static str {
+    if path.starts_with("/api/sync/upload") {
+        "write"
+    } else if path.starts_with("/api/api-keys") {
+        "admin"
+    } else {
+        "read"
+    }
+}
+
+/// `POST /api/cli-connect/start` (FluxLoop).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeviceStart {
+    pub(crate) device_code: String,
+    pub(crate) user_code: String,
+    pub(crate) verification_url: String,
+    expires_in: Option<u64>,
+    expires_in_sec: Option<u64>,
+    interval: Option<u64>,
+    interval_sec: Option<u64>,
+}
+
+impl DeviceStart {
+    /// Seconds the code is valid; platforms send either spelling (or both).
+    pub(crate) fn expires_in(&self) -> u64 {
+        self.expires_in.or(self.expires_in_sec).unwrap_or(600)
+    }
+
+    /// Seconds between polls, at least one.
+    pub(crate) fn interval(&self) -> u64 {
+        self.interval.or(self.interval_sec).unwrap_or(5).max(1)
+    }
+}
+
+/// `POST /api/cli-connect/complete` (FluxLoop).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeviceComplete {
+    pub(crate) status: String,
+    pub(crate) credential: Option<LoginCredential>,
+}
+
+/// The tokens of a login (FluxLoop).
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginCredential {
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) user_email: Option<String>,
+}
+
+/// `POST /api/cli-connect/refresh` (FluxLoop).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RefreshResponse {
+    pub(crate) credential: LoginCredential,
+}
+
+/// A key as the platform describes it (never the key itself).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub(crate) struct ApiKeyRecord {
+    #[serde(default)]
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub(crate) key_type: Option<String>,
+    #[serde(default)]
+    pub(crate) scope: Option<String>,
+    #[serde(default)]
+    pub(crate) project_id: Option<String>,
+    #[serde(default)]
+    pub(crate) created_at: Option<String>,
+    #[serde(default)]
+    pub(crate) last_used_at: Option<String>,
+    #[serde(default)]
+    pub(crate) usage_count: Option<u64>,
+    #[serde(default)]
+    pub(crate) revoked_at: Option<String>,
+    #[serde(default)]
+    pub(crate) expires_at: Option<String>,
+    /// Present when `/self` describes a login token rather than a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user_email: Option<String>,
+}
+
+/// `POST /api/api-keys` → 201.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreatedKey {
+    pub(crate) key: String,
+    #[serde(flatten)]
+    pub(crate) record: ApiKeyRecord,
+}
+
+/// `POST /api/api-keys` body.
+#[derive(Debug, Serialize)]
+pub(crate) struct CreateKeyRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) project_id: Option<&'a str>,
+    pub(crate) name: &'a str,
+    #[serde(rename = "type")]
+    pub(crate) key_type: &'a str,
+    pub(crate) scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) expires_in_days: Option<u32>,
+}
+
+/// `GET /api/projects` item.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub(crate) struct Project {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) workspace_id: Option<String>,
+}
+
+/// `GET /api/scenarios` item.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub(crate) struct Scenario {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) project_id: Option<String>,
+}
+
+/// `GET /api/bundles` item.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub(crate) struct Bundle {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) version: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) scenario_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies() {
+        assert_eq!(
+            parse_error_body(br#"{"error":{"code":"forbidden","message":"needs write"}}"#),
+            (Some("forbidden".into()), "needs write".into())
+        );
+        assert_eq!(parse_error_body(b"<html>"), (None, String::new()));
+        assert_eq!(parse_error_body(br#"{"detail":"x"}"#), (None, String::new()));
+    }
+
+    #[test]
+    fn device_start_accepts_both_spellings() {
+        let a: DeviceStart = serde_json::from_str(
+            r#"{"device_code":"d","user_code":"U","verification_url":"v","expires_in_sec":9,"interval_sec":2}"#,
+        )
+        .unwrap();
+        assert_eq!((a.expires_in(), a.interval()), (9, 2));
+        let b: DeviceStart = serde_json::from_str(
+            r#"{"device_code":"d","user_code":"U","verification_url":"v","expires_in":9,"interval":2}"#,
+        )
+        .unwrap();
+        assert_eq!((b.expires_in(), b.interval()), (9, 2));
+        let both: DeviceStart = serde_json::from_str(
+            r#"{"device_code":"d","user_code":"U","verification_url":"v","expires_in":9,"expires_in_sec":9,"interval":0,"interval_sec":0}"#,
+        )
+        .unwrap();
+        assert_eq!((both.expires_in(), both.interval()), (9, 1));
+    }
+}

@@ -1,0 +1,239 @@
+//! Logins: the authenticated client every command uses (with automatic
+//! refresh of stored tokens), token refresh, and the device-code flow.
+
+use std::time::{Duration, Instant};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::api::types::{DeviceComplete, DeviceStart, LoginCredential, RefreshResponse};
+use crate::api::{Auth, Client, Retry};
+use crate::config::credentials::StoredProfile;
+use crate::config::resolve::{CredentialKind, Resolved};
+use crate::config::Value;
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Stored tokens are refreshed when they expire within this window.
+pub(crate) const REFRESH_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// The credential in effect and a client that sends it to the endpoint.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) resolved: Resolved,
+    pub(crate) endpoint: Value<String>,
+    /// Set when a stored login was refreshed on the way.
+    pub(crate) refreshed: bool,
+}
+
+/// Resolves the credential and endpoint, refreshes a stored login that is
+/// about to expire, registers secrets with GitHub Actions, and builds the client.
+pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
+    let mut resolved = ctx.credential()?;
+    let endpoint = ctx.endpoint()?;
+    ctx.mask_for_ci(&resolved.credential.origin, resolved.credential.val.secret.expose());
+    let mut refreshed = false;
+    if let CredentialKind::Login {
+        profile,
+        refresh_token,
+        expires_at,
+        ..
+    } = &resolved.credential.val.kind
+    {
+        let soon = OffsetDateTime::now_utc() + REFRESH_WINDOW;
+        let expiring = expires_at.is_some_and(|e| e <= soon);
+        if expiring {
+            let Some(refresh_token) = refresh_token.clone() else {
+                return Err(Error::TokenExpired {
+                    detail: format!("the login of profile {profile} has expired and holds no refresh token"),
+                });
+            };
+            let profile = profile.clone();
+            let (secret, stored) = refresh(ctx, &endpoint.val, &profile, &refresh_token)?;
+            ctx.mask_for_ci(&resolved.credential.origin, secret.expose());
+            resolved.credential.val.secret = secret;
+            if let CredentialKind::Login {
+                expires_at,
+                refresh_token,
+                user_email,
+                ..
+            } = &mut resolved.credential.val.kind
+            {
+                *expires_at = parse_time(stored.expires_at.as_deref());
+                *refresh_token = stored.refresh_token.clone().map(Secret::new);
+                *user_email = stored.user_email.clone();
+            }
+            refreshed = true;
+        }
+    }
+    let auth = Auth {
+        secret: resolved.credential.val.secret.clone(),
+        origin: resolved.credential.origin.to_string(),
+        is_api_key: resolved.credential.val.is_api_key(),
+    };
+    let client = ctx.client_with(&endpoint.val, auth)?;
+    Ok(Session {
+        client,
+        resolved,
+        endpoint,
+        refreshed,
+    })
+}
+
+pub(crate) fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
+    s.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+}
+
+/// Trades `refresh_token` for new tokens and saves them in `profile`
+/// atomically (the old refresh token stops working on the platform, so the
+/// new one must not be lost).
+pub(crate) fn refresh(ctx: &Ctx, endpoint: &str, profile: &str, refresh_token: &Secret) -> Result<(Secret, StoredProfile)> {
+    let client = ctx.anonymous_client(endpoint)?;
+    let body = serde_json::json!({ "refresh_token": refresh_token.expose() });
+    let resp: RefreshResponse = match client.post("/api/cli-connect/refresh", &body, Retry::Once) {
+        Ok(r) => r,
+        Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
+            return Err(Error::TokenExpired {
+                detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let stored = store_login(ctx, profile, endpoint, resp.credential)?;
+    Ok((Secret::new(stored.access_token.clone().unwrap_or_default()), stored))
+}
+
+/// Writes a login into `profile` of a freshly read credentials file.
+pub(crate) fn store_login(ctx: &Ctx, profile: &str, endpoint: &str, cred: LoginCredential) -> Result<StoredProfile> {
+    ctx.out.add_mask(&cred.access_token);
+    if let Some(r) = &cred.refresh_token {
+        ctx.out.add_mask(r);
+    }
+    let mut file = ctx.credentials_for_update()?;
+    let p = file.profile_mut(profile);
+    p.access_token = Some(cred.access_token);
+    if cred.refresh_token.is_some() {
+        p.refresh_token = cred.refresh_token;
+    }
+    p.expires_at = cred.expires_at.or_else(|| {
+        (OffsetDateTime::now_utc() + Duration::from_secs(3600)).format(&Rfc3339).ok()
+    });
+    if cred.user_email.is_some() {
+        p.user_email = cred.user_email;
+    }
+    if cred.user_id.is_some() {
+        p.user_id = cred.user_id;
+    }
+    p.api_endpoint = Some(endpoint.to_string());
+    let stored = p.clone();
+    file.save()?;
+    Ok(stored)
+}
+
+/// What the device flow reports while waiting.
+pub(crate) trait LoginObserver {
+    /// The URL and code to show the person.
+    fn show_code(&self, start: &DeviceStart);
+    /// Called on every poll while pending.
+    fn waiting(&self, elapsed: Duration, remaining: Duration);
+}
+
+/// Runs the device-code flow (PLATFORM-API §2) and returns the credential.
+pub(crate) fn device_login(
+    client: &Client,
+    observer: &dyn LoginObserver,
+    interrupted: &dyn Fn() -> bool,
+    open_browser: &dyn Fn(&str),
+) -> Result<LoginCredential> {
+    let hostname = hostname();
+    let start: DeviceStart = client
+        .post(
+            "/api/cli-connect/start",
+            &serde_json::json!({ "device_name": format!("fluxloop CLI on {hostname}") }),
+            Retry::Once,
+        )
+        .map_err(login_failed)?;
+    observer.show_code(&start);
+    open_browser(&start.verification_url);
+    let begun = Instant::now();
+    let lifetime = Duration::from_secs(start.expires_in());
+    let interval = Duration::from_secs(start.interval());
+    loop {
+        // Sleep in small steps so Ctrl-C is answered at once.
+        let wake = Instant::now() + interval;
+        while Instant::now() < wake {
+            if interrupted() {
+                return Err(Error::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(100).min(wake - Instant::now()));
+        }
+        let elapsed = begun.elapsed();
+        let resp: DeviceComplete = client
+            .post(
+                "/api/cli-connect/complete",
+                &serde_json::json!({ "device_code": start.device_code }),
+                Retry::Idempotent,
+            )
+            .map_err(login_failed)?;
+        match resp.status.as_str() {
+            "pending" | "authorization_pending" | "slow_down" => {
+                if elapsed >= lifetime + interval {
+                    return Err(Error::AuthenticationFailed {
+                        reason: format!("the login code expired after {} s without being authorized", lifetime.as_secs()),
+                        hint: "run `fluxloop auth login` again and authorize in the browser within the time shown".into(),
+                    });
+                }
+                observer.waiting(elapsed, lifetime.saturating_sub(elapsed));
+            }
+            "approved" => {
+                return resp.credential.ok_or_else(|| Error::AuthenticationFailed {
+                    reason: "the platform approved the login but sent no credential".into(),
+                    hint: "run `fluxloop auth login` again".into(),
+                })
+            }
+            "denied" => {
+                return Err(Error::AuthenticationFailed {
+                    reason: "the login was denied in the browser".into(),
+                    hint: "run `fluxloop auth login` again and choose Authorize".into(),
+                })
+            }
+            "expired" => {
+                return Err(Error::AuthenticationFailed {
+                    reason: "the login code expired before it was authorized".into(),
+                    hint: "run `fluxloop auth login` again and authorize in the browser within the time shown".into(),
+                })
+            }
+            other => {
+                return Err(Error::AuthenticationFailed {
+                    reason: format!("the platform answered an unknown login status {other:?}"),
+                    hint: "check the endpoint (`fluxloop config get endpoint`)".into(),
+                })
+            }
+        }
+    }
+}
+
+/// Device-flow failures read as the seed's `Authentication failed`, with its checklist.
+fn login_failed(e: Error) -> Error {
+    match e {
+        Error::Network { url, detail } => Error::AuthenticationFailed {
+            reason: format!("cannot reach {url}: {detail}"),
+            hint: "check: 1. browser opened? 2. network connection? 3. ad blockers disabled? (and the endpoint: `fluxloop config get endpoint`)".into(),
+        },
+        Error::Api { status, message, .. } => Error::AuthenticationFailed {
+            reason: format!("the platform answered HTTP {status}: {message}"),
+            hint: "check: 1. browser opened? 2. network connection? 3. ad blockers disabled?".into(),
+        },
+        other => other,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "this machine".into())
+}

@@ -1,0 +1,5 @@
+//! Authentication: the API key format, device login and token refresh.
+
+pub(crate) mod key;
+pub(crate) mod login;
+pub(crate) mod scope;

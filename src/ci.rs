@@ -1,0 +1,1 @@
+//! CI environment detection (GitHub Actions, GitLab CI, Jenkins, generic CI).

@@ -1,0 +1,244 @@
+//! Help texts, one per command. The first line of each is its usage line,
+//! which parse errors repeat.
+
+pub(super) const USAGE_TOP: &str = "fluxloop [OPTIONS] <COMMAND>";
+
+pub(super) const GLOBAL: &str = "\
+Global options (before or after the command):
+      --profile NAME       credentials profile [env: FLUXLOOP_PROFILE]
+      --api-key KEY        API key (flx_api_…/flx_sa_…) [env: FLUXLOOP_API_KEY]
+      --endpoint URL       platform URL, alias --api-url [env: FLUXLOOP_API_ENDPOINT]
+      --config PATH        fluxloop.yaml to use (default: searched upward)
+      --ca-cert PATH       extra CA certificate (PEM) [env: SSL_CERT_FILE]
+  -y, --yes                answer yes to every confirmation
+      --json               machine-readable output on stdout
+  -q, --quiet              only errors
+  -v, --verbose            trace requests (secrets masked)
+      --no-color           no colours [env: NO_COLOR]
+  -h, --help               this help
+  -V, --version            version and target";
+
+pub(super) const TOP: &str = "\
+usage: fluxloop [OPTIONS] <COMMAND>
+
+Pull FluxLoop test scenarios, run your agent against them, upload the results.
+
+Commands:
+  auth login|refresh|logout|status   log in and manage the stored login
+  whoami                             which credential is in effect (= auth status)
+  apikeys create|list|info|revoke    manage API keys
+  config set|get|list                default profile and endpoint, effective settings
+  sync pull                          download a scenario's inputs, personas, criteria
+  sync upload (push)                 upload a finished local run
+  test                               run the agent over the pulled inputs, upload results
+
+Typical CI job:
+  export FLUXLOOP_API_KEY=flx_sa_…
+  fluxloop sync pull --yes
+  fluxloop test --no-skip-upload --yes
+
+Global options (before or after the command):
+      --profile NAME       credentials profile [env: FLUXLOOP_PROFILE]
+      --api-key KEY        API key (flx_api_…/flx_sa_…) [env: FLUXLOOP_API_KEY]
+      --endpoint URL       platform URL, alias --api-url [env: FLUXLOOP_API_ENDPOINT]
+      --config PATH        fluxloop.yaml to use (default: searched upward)
+      --ca-cert PATH       extra CA certificate (PEM) [env: SSL_CERT_FILE]
+  -y, --yes                answer yes to every confirmation
+      --json               machine-readable output on stdout
+  -q, --quiet              only errors
+  -v, --verbose            trace requests (secrets masked)
+      --no-color           no colours [env: NO_COLOR]
+  -h, --help               this help
+  -V, --version            version and target
+
+Exit codes: 0 ok, 1 error, 2 usage/config, 3 auth, 4 network, 5 not found,
+10 test runs failed, 12 sync conflict.
+Run `fluxloop help COMMAND` for a command's options.";
+
+pub(super) const AUTH: &str = "\
+usage: fluxloop auth <login|refresh|logout|status> [OPTIONS]
+
+Commands:
+  login     log in through the browser (device code) and store the tokens
+  refresh   trade the stored refresh token for a new access token
+  logout    remove the stored login of the profile (--all: every profile)
+  status    which credential is in effect, where it came from, and whether it works (alias: whoami)";
+
+pub(super) const AUTH_LOGIN: &str = "\
+usage: fluxloop auth login [--no-browser] [--force] [--profile NAME]
+
+Logs in with a device code: prints a URL and a code, opens the browser
+(not with --no-browser, under CI, or without a display), waits for you to
+authorize, and stores the tokens in the profile.
+
+Options:
+      --no-browser   only print the URL and the code
+  -f, --force        log in again even if the stored login is valid";
+
+pub(super) const AUTH_REFRESH: &str = "\
+usage: fluxloop auth refresh [--profile NAME]
+
+Trades the profile's refresh token for a new access token (done automatically
+when a stored token expires within 5 minutes).";
+
+pub(super) const AUTH_LOGOUT: &str = "\
+usage: fluxloop auth logout [--all] [--profile NAME]
+
+Removes the stored tokens of the profile. Succeeds when already logged out.
+
+Options:
+      --all   remove the logins of every profile";
+
+pub(super) const AUTH_STATUS: &str = "\
+usage: fluxloop auth status [--json]
+
+Shows the credential in effect, where it came from (flag, environment
+variable, key file or profile), its masked value, the endpoint, its expiry or
+scope, and the platform's verdict. Alias: fluxloop whoami.";
+
+pub(super) const APIKEYS: &str = "\
+usage: fluxloop apikeys <create|list|info|revoke> [OPTIONS]
+
+Commands:
+  create   create a key; prints it once on stdout
+  list     the project's keys with last use and usage count
+  info     what the platform knows of a key
+  revoke   revoke a key; it stops working at once";
+
+pub(super) const APIKEYS_CREATE: &str = "\
+usage: fluxloop apikeys create [--name NAME] [--type user|service-account] [--scope SCOPE] [--project-id ID]
+
+Creates an API key and prints it alone on stdout (shown once: store it now).
+
+Options:
+  -n, --name NAME            a name to recognise it by (default: cli-key-DATE)
+  -t, --type TYPE            user (flx_api_…, default) or service-account (flx_sa_…)
+  -s, --scope SCOPE          read | write | read-write (default) | admin
+      --project-id ID        the project (default: .fluxloop/project.json or your only project)
+      --expires-in-days N    make the key expire
+
+Scopes: read views scenarios, criteria, results; write uploads results;
+read-write both (enough for CI); admin also manages keys and settings.";
+
+pub(super) const APIKEYS_LIST: &str = "\
+usage: fluxloop apikeys list [--project-id ID]
+
+Lists the project's keys: id, name, type, scope, age, last used, usage count,
+and flags keys due for rotation (older than 90 days or unused for 30).";
+
+pub(super) const APIKEYS_INFO: &str = "\
+usage: fluxloop apikeys info [KEY]
+
+Shows what the platform knows of KEY (default: the key in effect): type,
+scope, created, last used, usage count, revoked.";
+
+pub(super) const APIKEYS_REVOKE: &str = "\
+usage: fluxloop apikeys revoke KEY_OR_ID
+
+Revokes a key, given as the key itself or its id. It stops working at once.
+Asks for confirmation unless --yes.";
+
+pub(super) const CONFIG: &str = "\
+usage: fluxloop config <set|get|list> [OPTIONS]
+
+Commands:
+  set KEY VALUE   profile: the default profile; endpoint: the profile's api_endpoint
+  get KEY         the effective value of profile, endpoint, scenario, credential
+  list            every effective setting with its origin (secrets masked)";
+
+pub(super) const CONFIG_SET: &str = "\
+usage: fluxloop config set KEY VALUE
+
+Keys:
+  profile    the default profile (default_profile in the credentials file)
+  endpoint   the api_endpoint of the selected profile";
+
+pub(super) const CONFIG_GET: &str = "\
+usage: fluxloop config get KEY
+
+Prints the effective value of KEY (profile, endpoint, scenario, credential,
+credentials_file, config_file) alone on stdout.";
+
+pub(super) const CONFIG_LIST: &str = "\
+usage: fluxloop config list [--json]
+
+Prints every effective setting with where it came from; secrets masked.";
+
+pub(super) const SYNC: &str = "\
+usage: fluxloop sync <pull|upload> [OPTIONS]
+
+Commands:
+  pull            download the scenario's inputs, personas and criteria
+  upload (push)   upload a finished local run";
+
+pub(super) const SYNC_PULL: &str = "\
+usage: fluxloop sync pull [--scenario S] [--bundle-version-id B] [--project-id P] [--keep-local]
+
+Writes .fluxloop/scenarios/<scenario>/pulled/ under the workspace root.
+Stops with exit 12 if pulled files were edited locally, unless --yes (take
+the platform's version) or --keep-local (keep your edits).
+
+Options:
+  -s, --scenario S             scenario name or id (default: scenario in fluxloop.yaml)
+      --bundle-version-id B    a specific bundle version (default: newest published)
+      --project-id P           the project (default: .fluxloop/project.json)
+      --keep-local             keep locally edited files";
+
+pub(super) const SYNC_UPLOAD: &str = "\
+usage: fluxloop sync upload [--scenario S] [--result-dir DIR]
+
+Uploads a finished run (default: the newest result directory of the
+scenario). Alias: sync push.
+
+Options:
+  -s, --scenario S       scenario name (default: scenario in fluxloop.yaml)
+      --result-dir DIR   the result directory to upload";
+
+pub(super) const TEST: &str = "\
+usage: fluxloop test [OPTIONS] [-- AGENT COMMAND...]
+
+Runs the agent over the pulled inputs, writes results and reports under
+.fluxloop/results/, and uploads them (unless --skip-upload or
+test.auto_upload: false). Exits 10 if any run failed.
+
+Options:
+  -s, --scenario S      scenario (default: scenario in fluxloop.yaml)
+  -n, --iterations N    runs per input (default 1)
+  -j, --parallel N      runs at a time (default 1)
+      --timeout SECS    per-run time limit (default 300)
+      --skip-pull       do not pull before running
+      --skip-upload     do not upload the results
+      --no-skip-upload  upload even if test.auto_upload is false
+      --junit PATH      where to write the JUnit XML report (default: junit.xml in the result dir)
+  -- AGENT...          the agent command, overriding runner.command";
+
+#[cfg(test)]
+pub(super) const ALL: &[&str] = &[
+    TOP,
+    AUTH,
+    AUTH_LOGIN,
+    AUTH_REFRESH,
+    AUTH_LOGOUT,
+    AUTH_STATUS,
+    APIKEYS,
+    APIKEYS_CREATE,
+    APIKEYS_LIST,
+    APIKEYS_INFO,
+    APIKEYS_REVOKE,
+    CONFIG,
+    CONFIG_SET,
+    CONFIG_GET,
+    CONFIG_LIST,
+    SYNC,
+    SYNC_PULL,
+    SYNC_UPLOAD,
+    TEST,
+];
+
+/// A command's help followed by the global options (the top help has them already).
+pub(crate) fn full(text: &'static str) -> String {
+    if text == TOP {
+        return TOP.to_string();
+    }
+    format!("{text}\n\n{GLOBAL}")
+}

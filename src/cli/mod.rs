@@ -1,0 +1,676 @@
+//! The command line: lexopt turns `argv` into one typed command tree.
+//!
+//! `*Args` structs hold only what was typed; no environment, no files. Global
+//! flags are accepted before or after the subcommand, so each subcommand's loop
+//! first offers every argument to [`global`].
+
+pub(crate) mod help;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use lexopt::prelude::*;
+use lexopt::Parser;
+
+use crate::error::{Error, Result};
+
+/// Flags every command accepts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GlobalArgs {
+    pub(crate) profile: Option<String>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) yes: bool,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) verbose: u8,
+    pub(crate) no_color: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Print this help text and exit 0.
+    Help(&'static str),
+    /// Print the version and exit 0.
+    Version,
+    Run(GlobalArgs, Command),
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Auth(AuthCommand),
+    Apikeys(ApikeysCommand),
+    Config(ConfigCommand),
+    Sync(SyncCommand),
+    Test(TestArgs),
+}
+
+#[derive(Debug)]
+pub(crate) enum AuthCommand {
+    Login { no_browser: bool, force: bool },
+    Refresh,
+    Logout { all: bool },
+    Status,
+}
+
+/// `apikeys create` scopes (PLATFORM-API §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Read,
+    Write,
+    ReadWrite,
+    Admin,
+}
+
+impl Scope {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::ReadWrite => "read-write",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "read-write" | "readwrite" | "rw" => Ok(Scope::ReadWrite),
+            "admin" => Ok(Scope::Admin),
+            _ => Err(format!("invalid scope '{s}' (choose from: read, write, read-write, admin)")),
+        }
+    }
+}
+
+/// `apikeys create --type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyType {
+    User,
+    ServiceAccount,
+}
+
+impl KeyType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            KeyType::User => "user",
+            KeyType::ServiceAccount => "service-account",
+        }
+    }
+}
+
+impl FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "user" => Ok(KeyType::User),
+            "service-account" | "service_account" | "sa" => Ok(KeyType::ServiceAccount),
+            _ => Err(format!("invalid key type '{s}' (choose from: user, service-account)")),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum ApikeysCommand {
+    Create {
+        name: Option<String>,
+        key_type: KeyType,
+        scope: Scope,
+        project_id: Option<String>,
+        expires_in_days: Option<u32>,
+    },
+    List { project_id: Option<String> },
+    /// `None`: the key in effect.
+    Info { key: Option<String> },
+    Revoke { target: String },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ConfigCommand {
+    Set { key: String, value: String },
+    Get { key: String },
+    List,
+}
+
+#[derive(Debug)]
+pub(crate) enum SyncCommand {
+    Pull(PullArgs),
+    Upload(UploadArgs),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PullArgs {
+    pub(crate) scenario: Option<String>,
+    pub(crate) bundle_version_id: Option<String>,
+    pub(crate) project_id: Option<String>,
+    pub(crate) keep_local: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct UploadArgs {
+    pub(crate) scenario: Option<String>,
+    pub(crate) result_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TestArgs {
+    pub(crate) scenario: Option<String>,
+    pub(crate) iterations: Option<u32>,
+    pub(crate) parallel: Option<u32>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) skip_pull: bool,
+    /// `--skip-upload` (false) / `--no-skip-upload` (true); last wins.
+    pub(crate) upload: Option<bool>,
+    pub(crate) junit: Option<PathBuf>,
+    /// The agent command after `--`, overriding `runner.command`.
+    pub(crate) command: Vec<String>,
+}
+
+/// The command being parsed, for errors and help.
+#[derive(Clone, Copy)]
+struct Ctx {
+    name: &'static str,
+    usage: &'static str,
+}
+
+impl Ctx {
+    fn usage_error(self, message: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            usage: self.usage,
+            command: self.name,
+        }
+    }
+
+    fn lexopt(self, e: lexopt::Error) -> Error {
+        self.usage_error(e.to_string())
+    }
+}
+
+/// Parses `args` (without the program name).
+pub(crate) fn parse<I>(args: I) -> Result<Parsed>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut p = Parser::from_args(args);
+    let mut g = GlobalArgs::default();
+    let ctx = Ctx {
+        name: "fluxloop",
+        usage: help::USAGE_TOP,
+    };
+    let p = &mut p;
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help(help::TOP)),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
+            Value(cmd) => {
+                let cmd = cmd.to_string_lossy().into_owned();
+                return match cmd.as_str() {
+                    "auth" => parse_auth(p, g),
+                    "whoami" => finish(p, g, help::AUTH_STATUS, Command::Auth(AuthCommand::Status)),
+                    "apikeys" | "api-keys" => parse_apikeys(p, g),
+                    "config" => parse_config(p, g),
+                    "sync" => parse_sync(p, g),
+                    "test" => parse_test(p, g),
+                    "help" => Ok(Parsed::Help(help_for(p))),
+                    "version" => Ok(Parsed::Version),
+                    other => Err(unknown_command(ctx, other, &["auth", "apikeys", "config", "sync", "test", "whoami", "help"])),
+                };
+            }
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    Err(ctx.usage_error("no command given"))
+}
+
+/// One argument, owned, so the parser can be borrowed again for its value.
+enum OwnedArg {
+    Short(char),
+    Long(String),
+    Value(OsString),
+}
+
+impl OwnedArg {
+    fn arg(&self) -> lexopt::Arg<'_> {
+        match self {
+            OwnedArg::Short(c) => Short(*c),
+            OwnedArg::Long(s) => Long(s),
+            OwnedArg::Value(v) => Value(v.clone()),
+        }
+    }
+}
+
+fn next(p: &mut Parser, ctx: Ctx) -> Result<Option<OwnedArg>> {
+    Ok(p.next().map_err(|e| ctx.lexopt(e))?.map(|arg| match arg {
+        Short(c) => OwnedArg::Short(c),
+        Long(s) => OwnedArg::Long(s.to_string()),
+        Value(v) => OwnedArg::Value(v),
+    }))
+}
+
+/// Handles a global flag; returns false if `arg` is not one.
+fn global(arg: &lexopt::Arg<'_>, p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx) -> Result<bool> {
+    match arg {
+        Long("profile") => g.profile = Some(string(p, ctx, "--profile")?),
+        Long("api-key") => g.api_key = Some(string(p, ctx, "--api-key")?),
+        Long("endpoint") | Long("api-url") => g.endpoint = Some(string(p, ctx, "--endpoint")?),
+        Long("config") => g.config = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
+        Long("ca-cert") => g.ca_cert = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
+        Short('y') | Long("yes") => g.yes = true,
+        Long("json") => g.json = true,
+        Short('q') | Long("quiet") => g.quiet = true,
+        Short('v') | Long("verbose") => g.verbose = g.verbose.saturating_add(1),
+        Long("no-color") => g.no_color = true,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn string(p: &mut Parser, ctx: Ctx, flag: &str) -> Result<String> {
+    let v = p.value().map_err(|e| ctx.lexopt(e))?;
+    v.into_string()
+        .map_err(|_| ctx.usage_error(format!("the value of {flag} is not valid UTF-8")))
+}
+
+fn number<T: FromStr>(p: &mut Parser, ctx: Ctx, flag: &str, min: T) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = string(p, ctx, flag)?;
+    match v.parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(ctx.usage_error(format!("invalid value '{v}' for {flag}: expected a number of at least {min}"))),
+    }
+}
+
+fn choice<T: FromStr<Err = String>>(p: &mut Parser, ctx: Ctx, flag: &str) -> Result<T> {
+    string(p, ctx, flag)?
+        .parse()
+        .map_err(|e: String| ctx.usage_error(format!("{e} for {flag}")))
+}
+
+fn unknown_command(ctx: Ctx, got: &str, known: &[&str]) -> Error {
+    let best = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(got, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    let message = match best {
+        Some((_, k)) => format!("unknown command '{got}' (did you mean '{k}'?)"),
+        None => format!("unknown command '{got}'"),
+    };
+    ctx.usage_error(message)
+}
+
+/// Reads the subcommand name of a group; `--help` or nothing shows the group's help.
+fn subcommand(p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx) -> Result<Option<String>> {
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, g, ctx)? {
+            continue;
+        }
+        return match arg {
+            Short('h') | Long("help") => Ok(None),
+            Value(v) => Ok(Some(v.to_string_lossy().into_owned())),
+            _ => Err(ctx.lexopt(arg.unexpected())),
+        };
+    }
+    Ok(None)
+}
+
+/// Accepts only global flags and `--help` until the end.
+fn finish(p: &mut Parser, mut g: GlobalArgs, help: &'static str, cmd: Command) -> Result<Parsed> {
+    let ctx = ctx_of(help);
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Short('h') | Long("help") => return Ok(Parsed::Help(help)),
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    Ok(Parsed::Run(g, cmd))
+}
+
+/// The name and usage line are the first line of each help text.
+fn ctx_of(help: &'static str) -> Ctx {
+    let usage = help.lines().next().unwrap_or("").trim_start_matches("usage: ");
+    let name = usage.split(" [").next().unwrap_or(usage);
+    let name = name.split(" <").next().unwrap_or(name);
+    let name = name.split(" --").next().unwrap_or(name);
+    let name = name.split(" KEY").next().unwrap_or(name);
+    Ctx { name, usage }
+}
+
+fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::AUTH);
+    let Some(sub) = subcommand(p, &mut g, ctx)? else {
+        return Ok(Parsed::Help(help::AUTH));
+    };
+    match sub.as_str() {
+        "login" => {
+            let ctx = ctx_of(help::AUTH_LOGIN);
+            let (mut no_browser, mut force) = (false, false);
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("no-browser") => no_browser = true,
+                    Long("force") | Short('f') => force = true,
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::AUTH_LOGIN)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Auth(AuthCommand::Login { no_browser, force })))
+        }
+        "refresh" => finish(p, g, help::AUTH_REFRESH, Command::Auth(AuthCommand::Refresh)),
+        "logout" => {
+            let ctx = ctx_of(help::AUTH_LOGOUT);
+            let mut all = false;
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("all") => all = true,
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::AUTH_LOGOUT)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Auth(AuthCommand::Logout { all })))
+        }
+        "status" | "whoami" => finish(p, g, help::AUTH_STATUS, Command::Auth(AuthCommand::Status)),
+        other => Err(unknown_command(ctx, other, &["login", "refresh", "logout", "status", "whoami"])),
+    }
+}
+
+fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::APIKEYS);
+    let Some(sub) = subcommand(p, &mut g, ctx)? else {
+        return Ok(Parsed::Help(help::APIKEYS));
+    };
+    match sub.as_str() {
+        "create" => {
+            let ctx = ctx_of(help::APIKEYS_CREATE);
+            let mut name = None;
+            let mut key_type = KeyType::User;
+            let mut scope = Scope::ReadWrite;
+            let mut project_id = None;
+            let mut expires_in_days = None;
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("name") | Short('n') => name = Some(string(p, ctx, "--name")?),
+                    Long("type") | Short('t') => key_type = choice(p, ctx, "--type")?,
+                    Long("scope") | Short('s') => scope = choice(p, ctx, "--scope")?,
+                    Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
+                    Long("expires-in-days") => expires_in_days = Some(number(p, ctx, "--expires-in-days", 1u32)?),
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_CREATE)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(ctx.usage_error("--name must not be empty"));
+            }
+            Ok(Parsed::Run(
+                g,
+                Command::Apikeys(ApikeysCommand::Create {
+                    name,
+                    key_type,
+                    scope,
+                    project_id,
+                    expires_in_days,
+                }),
+            ))
+        }
+        "list" | "ls" => {
+            let ctx = ctx_of(help::APIKEYS_LIST);
+            let mut project_id = None;
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_LIST)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::List { project_id })))
+        }
+        "info" => {
+            let ctx = ctx_of(help::APIKEYS_INFO);
+            let mut key = None;
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Value(v) if key.is_none() => {
+                        key = Some(v.into_string().map_err(|_| ctx.usage_error("KEY is not valid UTF-8"))?)
+                    }
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_INFO)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Info { key })))
+        }
+        "revoke" => {
+            let ctx = ctx_of(help::APIKEYS_REVOKE);
+            let mut target = None;
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Value(v) if target.is_none() => {
+                        target = Some(v.into_string().map_err(|_| ctx.usage_error("KEY_OR_ID is not valid UTF-8"))?)
+                    }
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_REVOKE)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            let target = target.ok_or_else(|| ctx.usage_error("missing argument KEY_OR_ID"))?;
+            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Revoke { target })))
+        }
+        other => Err(unknown_command(ctx, other, &["create", "list", "info", "revoke"])),
+    }
+}
+
+fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::CONFIG);
+    let Some(sub) = subcommand(p, &mut g, ctx)? else {
+        return Ok(Parsed::Help(help::CONFIG));
+    };
+    let (help_text, wanted): (&'static str, usize) = match sub.as_str() {
+        "set" => (help::CONFIG_SET, 2),
+        "get" => (help::CONFIG_GET, 1),
+        "list" | "ls" => (help::CONFIG_LIST, 0),
+        other => return Err(unknown_command(ctx, other, &["set", "get", "list"])),
+    };
+    let ctx = ctx_of(help_text);
+    let mut values: Vec<String> = Vec::new();
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Value(v) if values.len() < wanted => {
+                values.push(v.into_string().map_err(|_| ctx.usage_error("argument is not valid UTF-8"))?)
+            }
+            Short('h') | Long("help") => return Ok(Parsed::Help(help_text)),
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    let mut values = values.into_iter();
+    let cmd = match sub.as_str() {
+        "set" => {
+            let key = values.next().ok_or_else(|| ctx.usage_error("missing argument KEY"))?;
+            let value = values.next().ok_or_else(|| ctx.usage_error("missing argument VALUE"))?;
+            ConfigCommand::Set { key, value }
+        }
+        "get" => ConfigCommand::Get {
+            key: values.next().ok_or_else(|| ctx.usage_error("missing argument KEY"))?,
+        },
+        _ => ConfigCommand::List,
+    };
+    Ok(Parsed::Run(g, Command::Config(cmd)))
+}
+
+fn parse_sync(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::SYNC);
+    let Some(sub) = subcommand(p, &mut g, ctx)? else {
+        return Ok(Parsed::Help(help::SYNC));
+    };
+    match sub.as_str() {
+        "pull" => {
+            let ctx = ctx_of(help::SYNC_PULL);
+            let mut a = PullArgs::default();
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("scenario") | Short('s') => a.scenario = Some(string(p, ctx, "--scenario")?),
+                    Long("bundle-version-id") => a.bundle_version_id = Some(string(p, ctx, "--bundle-version-id")?),
+                    Long("project-id") => a.project_id = Some(string(p, ctx, "--project-id")?),
+                    Long("keep-local") => a.keep_local = true,
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::SYNC_PULL)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Sync(SyncCommand::Pull(a))))
+        }
+        "upload" | "push" => {
+            let ctx = ctx_of(help::SYNC_UPLOAD);
+            let mut a = UploadArgs::default();
+            while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+                if global(&arg, p, &mut g, ctx)? {
+                    continue;
+                }
+                match arg {
+                    Long("scenario") | Short('s') => a.scenario = Some(string(p, ctx, "--scenario")?),
+                    Long("result-dir") => a.result_dir = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
+                    Short('h') | Long("help") => return Ok(Parsed::Help(help::SYNC_UPLOAD)),
+                    _ => return Err(ctx.lexopt(arg.unexpected())),
+                }
+            }
+            Ok(Parsed::Run(g, Command::Sync(SyncCommand::Upload(a))))
+        }
+        other => Err(unknown_command(ctx, other, &["pull", "upload", "push"])),
+    }
+}
+
+fn parse_test(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::TEST);
+    let mut a = TestArgs::default();
+    loop {
+        // Everything after `--` is the agent's command line, passed through as is.
+        if let Ok(mut raw) = p.raw_args() {
+            if raw.peek().is_some_and(|a| a == "--") {
+                raw.next();
+                for word in raw {
+                    let word = word
+                        .into_string()
+                        .map_err(|_| ctx.usage_error("the agent command is not valid UTF-8"))?;
+                    a.command.push(word);
+                }
+                if a.command.is_empty() {
+                    return Err(ctx.usage_error("no agent command after --"));
+                }
+                break;
+            }
+        }
+        let Some(owned) = next(p, ctx)? else {
+            break;
+        };
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Long("scenario") | Short('s') => a.scenario = Some(string(p, ctx, "--scenario")?),
+            Long("iterations") | Short('n') => a.iterations = Some(number(p, ctx, "--iterations", 1u32)?),
+            Long("parallel") | Short('j') => a.parallel = Some(number(p, ctx, "--parallel", 1u32)?),
+            Long("timeout") => {
+                let t = number(p, ctx, "--timeout", 0.0f64)?;
+                if t <= 0.0 || !t.is_finite() {
+                    return Err(ctx.usage_error("--timeout must be a positive number of seconds"));
+                }
+                a.timeout = Some(t);
+            }
+            Long("skip-pull") => a.skip_pull = true,
+            Long("skip-upload") => a.upload = Some(false),
+            Long("no-skip-upload") | Long("upload") => a.upload = Some(true),
+            Long("junit") => a.junit = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
+            Short('h') | Long("help") => return Ok(Parsed::Help(help::TEST)),
+            Value(v) => {
+                return Err(ctx.usage_error(format!(
+                    "unexpected argument '{}' (put the agent command after --, e.g. fluxloop test -- python3 agent.py)",
+                    v.to_string_lossy()
+                )))
+            }
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    Ok(Parsed::Run(g, Command::Test(a)))
+}
+
+/// `fluxloop help [COMMAND...]`.
+fn help_for(p: &mut Parser) -> &'static str {
+    let mut words = Vec::new();
+    while let Ok(Some(Value(v))) = p.next() {
+        words.push(v.to_string_lossy().into_owned());
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["auth"] => help::AUTH,
+        ["auth", "login"] => help::AUTH_LOGIN,
+        ["auth", "refresh"] => help::AUTH_REFRESH,
+        ["auth", "logout"] => help::AUTH_LOGOUT,
+        ["auth", "status"] | ["auth", "whoami"] | ["whoami"] => help::AUTH_STATUS,
+        ["apikeys"] => help::APIKEYS,
+        ["apikeys", "create"] => help::APIKEYS_CREATE,
+        ["apikeys", "list"] => help::APIKEYS_LIST,
+        ["apikeys", "info"] => help::APIKEYS_INFO,
+        ["apikeys", "revoke"] => help::APIKEYS_REVOKE,
+        ["config"] => help::CONFIG,
+        ["config", "set"] => help::CONFIG_SET,
+        ["config", "get"] => help::CONFIG_GET,
+        ["config", "list"] => help::CONFIG_LIST,
+        ["sync"] => help::SYNC,
+        ["sync", "pull"] => help::SYNC_PULL,
+        ["sync", "upload"] | ["sync", "push"] => help::SYNC_UPLOAD,
+        ["test"] => help::TEST,
+        _ => help::TOP,
+    }
+}
+
+#[cfg(test)]
+mod tests;

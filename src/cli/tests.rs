@@ -1,0 +1,142 @@
+//! Parser tests: each flag in its forms, last-wins, globals anywhere, errors.
+
+use super::*;
+
+fn run(args: &[&str]) -> (GlobalArgs, Command) {
+    match parse(args.iter().copied()) {
+        Ok(Parsed::Run(g, c)) => (g, c),
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
+fn usage_err(args: &[&str]) -> (String, &'static str) {
+    match parse(args.iter().copied()) {
+        Err(Error::Usage { message, usage, .. }) => (message, usage),
+        other => panic!("{args:?}: expected a usage error, got {other:?}"),
+    }
+}
+
+#[test]
+fn globals_before_or_after_the_command() {
+    for args in [
+        &["--profile", "staging", "--json", "sync", "pull"][..],
+        &["sync", "--profile", "staging", "pull", "--json"][..],
+        &["sync", "pull", "--profile=staging", "--json"][..],
+    ] {
+        let (g, c) = run(args);
+        assert_eq!(g.profile.as_deref(), Some("staging"), "{args:?}");
+        assert!(g.json);
+        assert!(matches!(c, Command::Sync(SyncCommand::Pull(_))));
+    }
+}
+
+#[test]
+fn global_flags_all_forms() {
+    let (g, _) = run(&["-y", "-q", "-vv", "--no-color", "--api-key", "k", "--api-url", "https://x", "--config", "c.yaml", "--ca-cert", "ca.pem", "whoami"]);
+    assert!(g.yes && g.quiet && g.no_color);
+    assert_eq!(g.verbose, 2);
+    assert_eq!(g.api_key.as_deref(), Some("k"));
+    assert_eq!(g.endpoint.as_deref(), Some("https://x"));
+    assert_eq!(g.config, Some(PathBuf::from("c.yaml")));
+    assert_eq!(g.ca_cert, Some(PathBuf::from("ca.pem")));
+    let (g, _) = run(&["whoami", "--endpoint=https://a", "--endpoint", "https://b"]);
+    assert_eq!(g.endpoint.as_deref(), Some("https://b"), "last wins");
+}
+
+#[test]
+fn every_command_parses() {
+    let cases: &[&[&str]] = &[
+        &["auth", "login"],
+        &["auth", "login", "--no-browser", "--force"],
+        &["auth", "refresh"],
+        &["auth", "logout", "--all"],
+        &["auth", "status"],
+        &["auth", "whoami"],
+        &["whoami"],
+        &["apikeys", "create", "--name", "ci-bot", "--type", "service-account", "--scope", "read-write"],
+        &["apikeys", "create", "--scope", "admin"],
+        &["apikeys", "list"],
+        &["apikeys", "info", "flx_api_x"],
+        &["apikeys", "info"],
+        &["apikeys", "revoke", "flx_old_key"],
+        &["config", "set", "profile", "staging"],
+        &["config", "get", "endpoint"],
+        &["config", "list"],
+        &["sync", "pull", "--yes"],
+        &["sync", "pull", "--scenario", "s", "--bundle-version-id", "b", "--project-id", "p", "--keep-local"],
+        &["sync", "upload"],
+        &["sync", "push", "--result-dir", "d"],
+        &["test", "--no-skip-upload", "--yes"],
+        &["test", "--scenario", "s", "--iterations", "2", "--parallel", "4", "--timeout", "1.5", "--skip-pull", "--skip-upload", "--junit", "j.xml"],
+    ];
+    for args in cases {
+        run(args);
+    }
+}
+
+#[test]
+fn apikeys_create_values() {
+    let (_, c) = run(&["apikeys", "create", "-n", "a", "--type=service-account", "--scope", "read"]);
+    match c {
+        Command::Apikeys(ApikeysCommand::Create { name, key_type, scope, .. }) => {
+            assert_eq!(name.as_deref(), Some("a"));
+            assert_eq!(key_type, KeyType::ServiceAccount);
+            assert_eq!(scope, Scope::Read);
+        }
+        c => panic!("{c:?}"),
+    }
+    let (msg, _) = usage_err(&["apikeys", "create", "--scope", "root"]);
+    assert_eq!(msg, "invalid scope 'root' (choose from: read, write, read-write, admin) for --scope");
+}
+
+#[test]
+fn test_flags_last_wins_and_agent_after_dashes() {
+    let (_, c) = run(&["test", "--skip-upload", "--no-skip-upload", "-j", "3", "--", "python3", "agent.py", "--fast"]);
+    let Command::Test(a) = c else { panic!() };
+    assert_eq!(a.upload, Some(true));
+    assert_eq!(a.parallel, Some(3));
+    assert_eq!(a.command, ["python3", "agent.py", "--fast"]);
+    let (_, c) = run(&["test", "--no-skip-upload", "--skip-upload"]);
+    let Command::Test(a) = c else { panic!() };
+    assert_eq!(a.upload, Some(false));
+}
+
+#[test]
+fn errors_carry_the_usage_line() {
+    let (msg, usage) = usage_err(&["sync", "pull", "--bogus"]);
+    assert_eq!(msg, "invalid option '--bogus'");
+    assert!(usage.starts_with("fluxloop sync pull "), "{usage}");
+    let (msg, usage) = usage_err(&["sync", "pull", "--scenario"]);
+    assert_eq!(msg, "missing argument for option '--scenario'");
+    assert!(usage.starts_with("fluxloop sync pull"));
+    let (msg, _) = usage_err(&["test", "--parallel", "0"]);
+    assert_eq!(msg, "invalid value '0' for --parallel: expected a number of at least 1");
+    let (msg, _) = usage_err(&["snyc", "pull"]);
+    assert_eq!(msg, "unknown command 'snyc' (did you mean 'sync'?)");
+    let (msg, _) = usage_err(&["apikeys", "revoke"]);
+    assert_eq!(msg, "missing argument KEY_OR_ID");
+    let (msg, _) = usage_err(&["config", "set", "profile"]);
+    assert_eq!(msg, "missing argument VALUE");
+    let (msg, _) = usage_err(&["test", "agent.py"]);
+    assert!(msg.contains("put the agent command after --"), "{msg}");
+    let (msg, _) = usage_err(&[]);
+    assert_eq!(msg, "no command given");
+}
+
+#[test]
+fn help_and_version() {
+    assert!(matches!(parse(["--version"]), Ok(Parsed::Version)));
+    assert!(matches!(parse(["-V"]), Ok(Parsed::Version)));
+    assert!(matches!(parse(["--help"]), Ok(Parsed::Help(h)) if h == help::TOP));
+    assert!(matches!(parse(["sync", "pull", "--help"]), Ok(Parsed::Help(h)) if h == help::SYNC_PULL));
+    assert!(matches!(parse(["sync", "--help"]), Ok(Parsed::Help(h)) if h == help::SYNC));
+    assert!(matches!(parse(["help", "apikeys", "create"]), Ok(Parsed::Help(h)) if h == help::APIKEYS_CREATE));
+    assert!(matches!(parse(["auth"]), Ok(Parsed::Help(h)) if h == help::AUTH));
+}
+
+#[test]
+fn every_help_starts_with_its_usage_line() {
+    for text in help::ALL {
+        assert!(text.starts_with("usage: fluxloop"), "{text}");
+    }
+}

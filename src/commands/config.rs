@@ -1,0 +1,245 @@
+//! `config set/get/list`: the default profile, the profile's endpoint, and
+//! every effective setting with its origin.
+
+use serde::Serialize;
+
+use crate::cli::ConfigCommand;
+use crate::config::resolve::{validate_endpoint, CredentialKind};
+use crate::config::{Origin, Value};
+use crate::ctx::Ctx;
+use crate::error::{Error, Result};
+use crate::output::{table, Human, Outcome, Style};
+
+pub(crate) fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<Outcome> {
+    match cmd {
+        ConfigCommand::Set { key, value } => set(ctx, &key, &value),
+        ConfigCommand::Get { key } => get(ctx, &key),
+        ConfigCommand::List => list(ctx),
+    }
+}
+
+const SETTABLE: &str = "profile, endpoint";
+const GETTABLE: &str = "profile, endpoint, credential, scenario, project_id, config_file, credentials_file, workspace";
+
+/// The result of `config set`.
+#[derive(Serialize)]
+struct SetReport {
+    key: String,
+    value: String,
+    file: String,
+    #[serde(skip)]
+    note: Option<String>,
+}
+
+impl Human for SetReport {
+    fn human(&self, _: &Style) -> String {
+        let mut s = format!("Set {} to {} in {}\n", self.key, self.value, self.file);
+        if let Some(n) = &self.note {
+            s.push_str(n);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
+    let mut file = ctx.credentials_for_update()?;
+    let mut note = None;
+    let key_name = match key {
+        "profile" | "default_profile" => {
+            if value.trim().is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::config(
+                    format!("invalid profile name {value:?}"),
+                    Some("a profile name is one word, e.g. production or staging".into()),
+                ));
+            }
+            if !file.doc.profiles.contains_key(value) {
+                note = Some(format!(
+                    "note: profile {value} has no login yet; run `fluxloop auth login --profile {value}`"
+                ));
+            }
+            file.doc.default_profile = Some(value.to_string());
+            "profile"
+        }
+        "endpoint" | "api_endpoint" => {
+            let url = value.trim_end_matches('/');
+            validate_endpoint(url, &Origin::Flag("config set endpoint"))?;
+            let profile = ctx.profile()?;
+            file.profile_mut(&profile.val).api_endpoint = Some(url.to_string());
+            note = Some(format!("(for profile {})", profile.val));
+            "endpoint"
+        }
+        other => {
+            return Err(Error::config(
+                format!("unknown setting '{other}' for config set"),
+                Some(format!("settable keys: {SETTABLE}")),
+            ))
+        }
+    };
+    file.save()?;
+    Ok(Outcome::ok(SetReport {
+        key: key_name.to_string(),
+        value: value.trim_end_matches('/').to_string(),
+        file: file.path.display().to_string(),
+        note,
+    }))
+}
+
+/// One effective setting.
+#[derive(Serialize, Clone)]
+struct Setting {
+    key: &'static str,
+    value: Option<String>,
+    origin: String,
+    origin_kind: &'static str,
+}
+
+impl Setting {
+    fn new<T: ToString>(key: &'static str, v: Value<T>) -> Self {
+        Setting {
+            key,
+            value: Some(v.val.to_string()),
+            origin: v.origin.to_string(),
+            origin_kind: v.origin.kind(),
+        }
+    }
+
+    fn missing(key: &'static str, why: String) -> Self {
+        Setting {
+            key,
+            value: None,
+            origin: why,
+            origin_kind: "none",
+        }
+    }
+}
+
+/// `config get KEY`: the value alone.
+#[derive(Serialize)]
+struct GetReport {
+    #[serde(flatten)]
+    setting: Setting,
+}
+
+impl Human for GetReport {
+    fn human(&self, _: &Style) -> String {
+        self.setting.value.clone().unwrap_or_default()
+    }
+}
+
+/// `config list`.
+#[derive(Serialize)]
+struct ListReport {
+    settings: Vec<Setting>,
+}
+
+impl Human for ListReport {
+    fn human(&self, style: &Style) -> String {
+        let rows: Vec<Vec<String>> = self
+            .settings
+            .iter()
+            .map(|s| {
+                vec![
+                    s.key.to_string(),
+                    s.value.clone().unwrap_or_else(|| "(not set)".into()),
+                    style.dim(&s.origin),
+                ]
+            })
+            .collect();
+        table(&["SETTING", "VALUE", "ORIGIN"], &rows)
+    }
+}
+
+fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
+    let mut out = Vec::new();
+    let profile = ctx.profile()?;
+    out.push(Setting::new("profile", profile.clone()));
+    out.push(Setting::new("endpoint", ctx.endpoint()?));
+    out.push(match ctx.credential() {
+        Ok(r) => {
+            let c = &r.credential;
+            let kind = match &c.val.kind {
+                CredentialKind::ApiKey => "API key",
+                CredentialKind::Token => "access token",
+                CredentialKind::Login { .. } => "login",
+            };
+            Setting::new(
+                "credential",
+                Value::new(format!("{} ({kind})", c.val.secret.masked()), c.origin.clone()),
+            )
+        }
+        Err(Error::NoCredential) => Setting::missing("credential", "none found".into()),
+        Err(e) => Setting::missing("credential", format!("error: {e}")),
+    });
+    let config = ctx.config()?;
+    match config.and_then(|c| c.config.scenario.clone().map(|s| (c, s))) {
+        Some((c, s)) => out.push(Setting::new(
+            "scenario",
+            Value::new(s, Origin::ProjectConfig { path: c.path.clone(), key: "scenario" }),
+        )),
+        None => out.push(Setting::missing("scenario", "not set (pass --scenario)".into())),
+    }
+    let project = config
+        .and_then(|c| {
+            c.config.project_id.clone().map(|p| {
+                Value::new(p, Origin::ProjectConfig { path: c.path.clone(), key: "project_id" })
+            })
+        })
+        .or(ctx
+            .project_json()?
+            .and_then(|(path, pj)| pj.project_id.clone().map(|p| Value::new(p, Origin::ProjectJson(path.clone())))));
+    match project {
+        Some(v) => out.push(Setting::new("project_id", v)),
+        None => out.push(Setting::missing("project_id", "not set (the platform picks)".into())),
+    }
+    match config {
+        Some(c) => out.push(Setting::new(
+            "config_file",
+            Value::new(c.path.display().to_string(), if ctx.globals.config.is_some() { Origin::Flag("--config") } else { Origin::Default }),
+        )),
+        None => out.push(Setting::missing("config_file", "no fluxloop.yaml found".into())),
+    }
+    let creds_path = ctx.home()?.join("credentials");
+    let home_origin = if ctx.env.get_os("FLUXLOOP_HOME").is_some() {
+        Origin::Env("FLUXLOOP_HOME")
+    } else {
+        Origin::Default
+    };
+    out.push(Setting::new(
+        "credentials_file",
+        Value::new(creds_path.display().to_string(), home_origin),
+    ));
+    out.push(Setting::new(
+        "workspace",
+        Value::new(ctx.workspace_root()?.display().to_string(), Origin::Default),
+    ));
+    Ok(out)
+}
+
+fn get(ctx: &Ctx, key: &str) -> Result<Outcome> {
+    let key = match key {
+        "api_endpoint" => "endpoint",
+        "default_profile" => "profile",
+        k => k,
+    };
+    let all = settings(ctx)?;
+    let Some(setting) = all.into_iter().find(|s| s.key == key) else {
+        return Err(Error::config(
+            format!("unknown setting '{key}' for config get"),
+            Some(format!("known keys: {GETTABLE}")),
+        ));
+    };
+    if setting.value.is_none() {
+        return Err(Error::NotFound {
+            what: format!("setting {key} ({})", setting.origin),
+            hint: None,
+        });
+    }
+    Ok(Outcome::ok(GetReport { setting }))
+}
+
+fn list(ctx: &Ctx) -> Result<Outcome> {
+    Ok(Outcome::ok(ListReport {
+        settings: settings(ctx)?,
+    }))
+}

@@ -1,0 +1,375 @@
+//! The project's files: `fluxloop.yaml` (CLI.md §5), the workspace root and
+//! `.fluxloop/project.json` (shared with FluxLoop CLI 0.4, CLI.md §8).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The name searched for upward from the working directory.
+pub(crate) const CONFIG_FILE: &str = "fluxloop.yaml";
+
+/// Larger than any hand-written config; a bigger file is a mistake or an attack.
+const MAX_CONFIG_SIZE: usize = 1024 * 1024;
+
+/// `fluxloop.yaml`. Unknown keys are errors: a typo must not be silently ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectConfig {
+    /// The default `--scenario`.
+    pub(crate) scenario: Option<String>,
+    /// The default `--project-id`.
+    pub(crate) project_id: Option<String>,
+    #[serde(default)]
+    pub(crate) api: ApiConfig,
+    #[serde(default)]
+    pub(crate) runner: RunnerConfig,
+    #[serde(default)]
+    pub(crate) test: TestConfig,
+}
+
+/// `api:`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiConfig {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) key_file: Option<String>,
+    /// Extra CA certificate (PEM), added to the bundled roots.
+    pub(crate) ca_cert: Option<String>,
+    /// Seconds for a whole request.
+    pub(crate) timeout: Option<f64>,
+    /// Seconds to establish a connection.
+    pub(crate) connect_timeout: Option<f64>,
+    /// Retries after the first attempt.
+    pub(crate) retries: Option<u32>,
+}
+
+/// `runner.type`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RunnerType {
+    #[default]
+    Process,
+    Function,
+}
+
+/// `runner.command`: a list of arguments, or one string run by `sh -c`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub(crate) enum CommandSpec {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+/// `runner:`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunnerConfig {
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<RunnerType>,
+    pub(crate) command: Option<CommandSpec>,
+    pub(crate) target: Option<String>,
+    pub(crate) working_directory: Option<String>,
+    #[serde(default)]
+    pub(crate) env: BTreeMap<String, String>,
+    /// The interpreter for `type: function` (default `python3`).
+    pub(crate) python: Option<String>,
+}
+
+/// `test:`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestConfig {
+    pub(crate) iterations: Option<u32>,
+    pub(crate) parallel: Option<u32>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) auto_upload: Option<bool>,
+}
+
+/// A parsed `fluxloop.yaml` and where it was.
+#[derive(Clone, Debug)]
+pub(crate) struct LoadedConfig {
+    pub(crate) path: PathBuf,
+    pub(crate) config: ProjectConfig,
+}
+
+impl LoadedConfig {
+    /// The directory relative paths in the file are resolved against.
+    pub(crate) fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Finds `fluxloop.yaml`: the `--config` path (which must exist), else the
+/// nearest one from `cwd` upward.
+pub(crate) fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<Option<LoadedConfig>> {
+    if let Some(path) = explicit {
+        let path = cwd.join(path);
+        if !path.is_file() {
+            return Err(Error::MissingFile {
+                path,
+                what: "config file (--config)",
+            });
+        }
+        return load_config(&path).map(Some);
+    }
+    for dir in cwd.ancestors() {
+        let path = dir.join(CONFIG_FILE);
+        if path.is_file() {
+            return load_config(&path).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn load_config(path: &Path) -> Result<LoadedConfig> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() > MAX_CONFIG_SIZE {
+        return Err(parse_error(path, None, format!("the file is larger than {} KiB", MAX_CONFIG_SIZE / 1024)));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| parse_error(path, None, "the file is not valid UTF-8".into()))?;
+    let config = parse_config(&text).map_err(|(pos, msg)| parse_error(path, pos, msg))?;
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+    })
+}
+
+/// Parses the text of a `fluxloop.yaml`; errors carry the position and a
+/// one-line message with the key path.
+pub(crate) fn parse_config(text: &str) -> std::result::Result<ProjectConfig, (Option<(u64, u64)>, String)> {
+    if text.trim().is_empty() {
+        return Ok(ProjectConfig::default());
+    }
+    // serde-saphyr's default budget bounds alias expansion, nesting depth and
+    // document size, so a YAML bomb fails fast instead of eating memory.
+    let mut track = serde_path_to_error::Track::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        let de = serde_path_to_error::Deserializer::new(de, &mut track);
+        ProjectConfig::deserialize(de)
+    });
+    match result {
+        Ok(config) => Ok(config),
+        Err(err) => {
+            let path = track.path().to_string();
+            let pos = err.location().map(|l| (l.line(), l.column()));
+            Err((pos, describe_yaml_error(&path, &err)))
+        }
+    }
+}
+
+/// Turns a serde-saphyr error into `path: message`, with a suggestion for unknown keys.
+fn describe_yaml_error(path: &str, err: &serde_saphyr::Error) -> String {
+    let raw = err.without_snippet().to_string();
+    // The first line holds the message; the rest is a rendered snippet.
+    let first = raw.lines().next().unwrap_or("").trim();
+    let message = strip_location(first);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest
+            .split("expected one of ")
+            .nth(1)
+            .or_else(|| rest.split("expected ").nth(1))
+            .map(|list| list.split(", ").map(|s| s.trim_matches('`')).collect())
+            .unwrap_or_default();
+        let full = if path.is_empty() || path == "." {
+            field.to_string()
+        } else if path.ends_with(field) {
+            path.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        let best = expected
+            .iter()
+            .map(|c| (strsim::damerau_levenshtein(field, c), *c))
+            .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+            .min();
+        return match best {
+            Some((_, c)) => format!("{full}: unknown field, did you mean {c}?"),
+            None => format!("{full}: unknown field (expected one of: {})", expected.join(", ")),
+        };
+    }
+    if path.is_empty() || path == "." {
+        message.to_string()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// Drops a trailing " at line L column C" that we report separately.
+fn strip_location(message: &str) -> &str {
+    match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+fn parse_error(path: &Path, pos: Option<(u64, u64)>, message: String) -> Error {
+    Error::Parse {
+        path: path.to_path_buf(),
+        line: pos.map(|p| p.0),
+        column: pos.map(|p| p.1),
+        message,
+        hint: Some("see the fluxloop.yaml reference in README.md".into()),
+    }
+}
+
+/// The workspace root: the nearest ancestor of `cwd` holding `.fluxloop/` or
+/// `fluxloop.yaml`, else `cwd`. The fluxloop home (`~/.fluxloop`, which holds
+/// credentials, not a workspace) does not count.
+pub(crate) fn workspace_root(cwd: &Path, fluxloop_home: &Path) -> PathBuf {
+    for dir in cwd.ancestors() {
+        if dir.join(CONFIG_FILE).is_file() {
+            return dir.to_path_buf();
+        }
+        let marker = dir.join(".fluxloop");
+        if marker.is_dir() && !same_dir(&marker, fluxloop_home) {
+            return dir.to_path_buf();
+        }
+    }
+    cwd.to_path_buf()
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// `.fluxloop/project.json` as FluxLoop CLI 0.4 writes it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct ProjectJson {
+    pub(crate) project_id: Option<String>,
+    pub(crate) project_name: Option<String>,
+    pub(crate) workspace_id: Option<String>,
+    pub(crate) api_url: Option<String>,
+}
+
+/// Reads `<root>/.fluxloop/project.json` if there is one.
+pub(crate) fn load_project_json(root: &Path) -> Result<Option<(PathBuf, ProjectJson)>> {
+    let path = root.join(".fluxloop").join("project.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let json = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.clone(),
+        line: Some(e.line() as u64),
+        column: Some(e.column() as u64),
+        message: e.to_string(),
+        hint: Some("fix or delete the file; it records the default project".into()),
+    })?;
+    Ok(Some((path, json)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (Option<(u64, u64)>, String) {
+        parse_config(text).unwrap_err()
+    }
+
+    #[test]
+    fn parses_the_documented_schema() {
+        let text = r#"
+scenario: support-bot          # default --scenario
+api:
+  endpoint: https://api.fluxloop.ai
+  key_file: ~/.fluxloop/api_key.txt
+runner:
+  type: process                # process | function
+  command: ["python3", "agent.py"]
+  target: "src.agent:run"      # for type: function (runs python3)
+  working_directory: .
+  env: {LOG_LEVEL: info}
+test:
+  iterations: 1
+  parallel: 4
+  timeout: 30                  # seconds per run
+  auto_upload: true
+"#;
+        let c = parse_config(text).unwrap();
+        assert_eq!(c.scenario.as_deref(), Some("support-bot"));
+        assert_eq!(c.api.key_file.as_deref(), Some("~/.fluxloop/api_key.txt"));
+        assert_eq!(c.runner.kind, Some(RunnerType::Process));
+        assert_eq!(
+            c.runner.command,
+            Some(CommandSpec::Argv(vec!["python3".into(), "agent.py".into()]))
+        );
+        assert_eq!(c.runner.env["LOG_LEVEL"], "info");
+        assert_eq!(c.test.parallel, Some(4));
+        assert_eq!(c.test.timeout, Some(30.0));
+        assert_eq!(c.test.auto_upload, Some(true));
+    }
+
+    #[test]
+    fn command_may_be_a_string() {
+        let c = parse_config("runner:\n  command: python3 agent.py --fast\n").unwrap();
+        assert_eq!(
+            c.runner.command,
+            Some(CommandSpec::Shell("python3 agent.py --fast".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path_and_suggest() {
+        let (pos, msg) = err("runner:\n  comand: [a]\n");
+        assert_eq!(msg, "runner.comand: unknown field, did you mean command?");
+        assert_eq!(pos.map(|p| p.0), Some(2));
+        let (_, msg) = err("scenaro: x\n");
+        assert_eq!(msg, "scenaro: unknown field, did you mean scenario?");
+        let (_, msg) = err("test:\n  paralel: 2\n");
+        assert_eq!(msg, "test.paralel: unknown field, did you mean parallel?");
+        let (_, msg) = err("zzz: 1\n");
+        assert!(msg.starts_with("zzz: unknown field (expected one of: "), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_and_syntax_errors_have_positions() {
+        let (pos, msg) = err("test:\n  parallel: many\n");
+        assert!(msg.starts_with("test.parallel: "), "{msg}");
+        assert_eq!(pos.map(|p| p.0), Some(2));
+        let (pos, msg) = err("api:\n  endpoint: [unclosed\n");
+        assert!(pos.is_some(), "{msg}");
+        let (_, msg) = err("runner:\n  type: docker\n");
+        assert!(msg.starts_with("runner.type: "), "{msg}");
+    }
+
+    #[test]
+    fn alias_bombs_fail_fast() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let start = std::time::Instant::now();
+        assert!(parse_config(&text).is_err());
+        assert!(start.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn deep_nesting_fails_cleanly() {
+        let text = format!("scenario: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse_config(&text).is_err());
+    }
+
+    #[test]
+    fn workspace_root_skips_the_fluxloop_home() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join(".fluxloop");
+        std::fs::create_dir_all(&home).unwrap();
+        let project = tmp.path().join("src").join("proj");
+        std::fs::create_dir_all(&project).unwrap();
+        assert_eq!(workspace_root(&project, &home), project);
+        std::fs::create_dir_all(tmp.path().join("src").join(".fluxloop")).unwrap();
+        assert_eq!(workspace_root(&project, &home), tmp.path().join("src"));
+    }
+}

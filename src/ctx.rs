@@ -1,0 +1,209 @@
+//! The context a command runs in: the typed global flags, the environment
+//! snapshot, the printer, and lazily loaded files, with resolution on top.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::api::{Auth, Client, Event, NetOptions, Observer};
+use crate::cli::GlobalArgs;
+use crate::config::credentials::CredentialsFile;
+use crate::config::project::{self, LoadedConfig, ProjectJson};
+use crate::config::resolve::{self, Resolved, Sources};
+use crate::config::{Env, Origin, Value};
+use crate::error::{Error, Result};
+use crate::output::Output;
+
+/// Everything a command needs from outside itself.
+pub(crate) struct Ctx {
+    pub(crate) globals: GlobalArgs,
+    pub(crate) env: Env,
+    pub(crate) cwd: PathBuf,
+    pub(crate) out: Arc<Output>,
+    config: OnceCell<Option<LoadedConfig>>,
+    credentials: OnceCell<CredentialsFile>,
+    project_json: OnceCell<Option<(PathBuf, ProjectJson)>>,
+}
+
+impl Ctx {
+    pub(crate) fn new(globals: GlobalArgs, env: Env, cwd: PathBuf, out: Arc<Output>) -> Self {
+        Ctx {
+            globals,
+            env,
+            cwd,
+            out,
+            config: OnceCell::new(),
+            credentials: OnceCell::new(),
+            project_json: OnceCell::new(),
+        }
+    }
+
+    /// `$FLUXLOOP_HOME` or `~/.fluxloop`.
+    pub(crate) fn home(&self) -> Result<PathBuf> {
+        let home = self.env.fluxloop_home()?;
+        Ok(if home.is_absolute() { home } else { self.cwd.join(home) })
+    }
+
+    /// `fluxloop.yaml`: `--config`, else the nearest one upward.
+    pub(crate) fn config(&self) -> Result<Option<&LoadedConfig>> {
+        if let Some(c) = self.config.get() {
+            return Ok(c.as_ref());
+        }
+        let loaded = project::find_config(self.globals.config.as_deref(), &self.cwd)?;
+        Ok(self.config.get_or_init(|| loaded).as_ref())
+    }
+
+    /// The credentials file (loaded once; its warnings printed once).
+    pub(crate) fn credentials(&self) -> Result<&CredentialsFile> {
+        if let Some(c) = self.credentials.get() {
+            return Ok(c);
+        }
+        let file = CredentialsFile::load(&self.home()?)?;
+        for w in &file.warnings {
+            self.out.warn(w);
+        }
+        Ok(self.credentials.get_or_init(|| file))
+    }
+
+    /// Reloads the credentials file for a read-modify-write, so a write never
+    /// works from a stale copy.
+    pub(crate) fn credentials_for_update(&self) -> Result<CredentialsFile> {
+        CredentialsFile::load(&self.home()?)
+    }
+
+    /// The workspace root (CLI.md §4).
+    pub(crate) fn workspace_root(&self) -> Result<PathBuf> {
+        if let Some(c) = self.config()? {
+            return Ok(c.dir().to_path_buf());
+        }
+        Ok(project::workspace_root(&self.cwd, &self.home()?))
+    }
+
+    /// `.fluxloop/project.json` of the workspace, if any.
+    pub(crate) fn project_json(&self) -> Result<Option<&(PathBuf, ProjectJson)>> {
+        if let Some(p) = self.project_json.get() {
+            return Ok(p.as_ref());
+        }
+        let loaded = project::load_project_json(&self.workspace_root()?)?;
+        Ok(self.project_json.get_or_init(|| loaded).as_ref())
+    }
+
+    fn with_sources<T>(&self, f: impl FnOnce(&Sources<'_>) -> Result<T>) -> Result<T> {
+        let config = self.config()?;
+        let project_json = self.project_json()?;
+        let load = || self.credentials();
+        let sources = Sources {
+            env: &self.env,
+            flag_profile: self.globals.profile.as_deref(),
+            flag_api_key: self.globals.api_key.as_deref(),
+            flag_endpoint: self.globals.endpoint.as_deref(),
+            config,
+            project_json,
+            credentials: &load,
+        };
+        f(&sources)
+    }
+
+    pub(crate) fn profile(&self) -> Result<Value<String>> {
+        self.with_sources(resolve::resolve_profile)
+    }
+
+    pub(crate) fn endpoint(&self) -> Result<Value<String>> {
+        let profile = self.profile()?;
+        self.with_sources(|s| resolve::resolve_endpoint(s, &profile.val))
+    }
+
+    pub(crate) fn credential(&self) -> Result<Resolved> {
+        let profile = self.profile()?;
+        self.with_sources(|s| resolve::resolve_credential(s, &profile))
+    }
+
+    /// Network options from `fluxloop.yaml`, the environment and `--ca-cert`.
+    pub(crate) fn net_options(&self, base: &str) -> Result<NetOptions> {
+        let mut opts = NetOptions::default();
+        if let Some(c) = self.config()? {
+            let api = &c.config.api;
+            if let Some(t) = api.timeout.filter(|t| *t > 0.0 && t.is_finite()) {
+                opts.timeout = std::time::Duration::from_secs_f64(t);
+            }
+            if let Some(t) = api.connect_timeout.filter(|t| *t > 0.0 && t.is_finite()) {
+                opts.connect_timeout = std::time::Duration::from_secs_f64(t);
+            }
+            if let Some(r) = api.retries {
+                opts.retries = r;
+            }
+            if let Some(ca) = &api.ca_cert {
+                opts.ca_files.push(c.dir().join(self.env.expand_tilde(ca)));
+            }
+        }
+        opts.apply_env(&self.env, base)?;
+        if let Some(ca) = &self.globals.ca_cert {
+            let path = self.cwd.join(ca);
+            if !path.is_file() {
+                return Err(Error::MissingFile {
+                    path,
+                    what: "CA certificate (--ca-cert)",
+                });
+            }
+            opts.ca_files.push(path);
+        }
+        Ok(opts)
+    }
+
+    fn observer(&self) -> Observer {
+        let out = Arc::clone(&self.out);
+        Arc::new(move |event| match event {
+            Event::Trace(line) => out.trace(&line),
+            Event::Retry(line) => out.warn(&line),
+        })
+    }
+
+    /// A client without credentials (device login).
+    pub(crate) fn anonymous_client(&self, endpoint: &str) -> Result<Client> {
+        let opts = self.net_options(endpoint)?;
+        Client::new(endpoint, None, opts, self.observer())
+    }
+
+    /// A client sending `auth` to `endpoint`.
+    pub(crate) fn client_with(&self, endpoint: &str, auth: Auth) -> Result<Client> {
+        let opts = self.net_options(endpoint)?;
+        Client::new(endpoint, Some(auth), opts, self.observer())
+    }
+
+    /// Registers a credential that did not come from the CI's own secret store
+    /// with GitHub Actions, before anything else is printed (CLI.md §3).
+    pub(crate) fn mask_for_ci(&self, origin: &Origin, secret: &str) {
+        if matches!(origin, Origin::KeyFile(_) | Origin::Profile { .. }) {
+            self.out.add_mask(secret);
+        }
+    }
+
+    /// True when running in CI (`CI=true` and friends).
+    pub(crate) fn in_ci(&self) -> bool {
+        self.env.is_true("CI") || self.env.is_true("GITHUB_ACTIONS") || self.env.get_os("GITLAB_CI").is_some() || self.env.get_os("JENKINS_URL").is_some()
+    }
+
+    /// Whether a confirmation may be asked on the terminal.
+    pub(crate) fn can_prompt(&self) -> bool {
+        self.out.stdin_tty && self.out.stderr_tty && !self.globals.json
+    }
+
+    /// Asks a yes/no question, or answers yes for `--yes`; without a terminal
+    /// the command fails instead of hanging.
+    pub(crate) fn confirm(&self, question: &str) -> Result<bool> {
+        if self.globals.yes {
+            return Ok(true);
+        }
+        if !self.can_prompt() {
+            return Err(Error::NeedsConfirmation {
+                question: question.to_string(),
+            });
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Error::io("read", Path::new("<stdin>"), e))?;
+        Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    }
+}

@@ -1,0 +1,341 @@
+//! The one error type of the CLI, its exit codes (CLI.md §6) and its hints.
+//!
+//! Every failure a user can meet is a variant carrying the facts needed to
+//! explain it; `main` prints it once as `error: …` plus `hint:` lines.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit codes, as documented in CLI.md §6.
+pub(crate) mod code {
+    pub(crate) const SUCCESS: u8 = 0;
+    pub(crate) const GENERAL: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+    pub(crate) const AUTH: u8 = 3;
+    pub(crate) const NETWORK: u8 = 4;
+    pub(crate) const NOT_FOUND: u8 = 5;
+    pub(crate) const TESTS_FAILED: u8 = 10;
+    pub(crate) const SYNC_CONFLICT: u8 = 12;
+}
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong, one variant per kind of fact a user needs.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// Bad command line: unknown flag, missing value, bad value.
+    Usage {
+        message: String,
+        /// The usage line of the command being parsed.
+        usage: &'static str,
+        /// The command path for `--help` (`fluxloop sync pull`).
+        command: &'static str,
+    },
+    /// A setting that is present but wrong (bad `fluxloop.yaml`, bad value of a variable).
+    Config {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A file that could not be parsed, with the position of the problem.
+    Parse {
+        path: PathBuf,
+        line: Option<u64>,
+        column: Option<u64>,
+        message: String,
+        hint: Option<String>,
+    },
+    /// A file that does not exist where one is required.
+    MissingFile { path: PathBuf, what: &'static str },
+    /// A file operation failed.
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// No credential anywhere.
+    NoCredential,
+    /// An API key that cannot be a valid key: rejected before any network use.
+    InvalidApiKey {
+        /// Where the value came from (`environment variable FLUXLOOP_API_KEY`).
+        origin: String,
+        problem: String,
+        hint: String,
+    },
+    /// The platform does not know the credential (401 unauthenticated).
+    InvalidCredential {
+        is_key: bool,
+        origin: String,
+        detail: String,
+    },
+    /// The access token (or the refresh token behind it) has expired.
+    TokenExpired { detail: String },
+    /// The key has been revoked on the platform.
+    KeyRevoked { origin: String },
+    /// The credential's scope does not cover the operation.
+    PermissionDenied {
+        have: Option<String>,
+        need: String,
+        detail: String,
+    },
+    /// Device login did not complete.
+    AuthenticationFailed { reason: String, hint: String },
+    /// A credential would go over plain HTTP to a host that is not loopback.
+    InsecureEndpoint { url: String },
+    /// The platform could not be reached (after retries).
+    Network { url: String, detail: String },
+    /// The platform answered with an error not covered by a more specific variant.
+    Api {
+        method: &'static str,
+        url: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// A project, scenario, bundle or key that does not exist.
+    NotFound { what: String, hint: Option<String> },
+    /// Pulled files edited locally since the last pull.
+    SyncConflict { files: Vec<String> },
+    /// Tests ran and some runs failed (not a malfunction of the CLI).
+    TestsFailed { failed: usize, total: usize },
+    /// A question would be needed but nobody can answer it.
+    NeedsConfirmation { question: String },
+    /// The user interrupted (Ctrl-C).
+    Interrupted,
+    /// Something the CLI does not do (yet).
+    Unsupported { what: String, hint: Option<String> },
+}
+
+impl Error {
+    /// The process exit code for this error (CLI.md §6).
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage { .. }
+            | Error::Config { .. }
+            | Error::Parse { .. }
+            | Error::MissingFile { .. }
+            | Error::InsecureEndpoint { .. }
+            | Error::NeedsConfirmation { .. } => code::USAGE,
+            Error::NoCredential
+            | Error::InvalidApiKey { .. }
+            | Error::InvalidCredential { .. }
+            | Error::TokenExpired { .. }
+            | Error::KeyRevoked { .. }
+            | Error::PermissionDenied { .. }
+            | Error::AuthenticationFailed { .. } => code::AUTH,
+            Error::Network { .. } => code::NETWORK,
+            Error::NotFound { .. } => code::NOT_FOUND,
+            Error::Api { status, .. } => match status {
+                404 => code::NOT_FOUND,
+                409 => code::SYNC_CONFLICT,
+                408 | 429 | 500..=599 => code::NETWORK,
+                _ => code::GENERAL,
+            },
+            Error::SyncConflict { .. } => code::SYNC_CONFLICT,
+            Error::TestsFailed { .. } => code::TESTS_FAILED,
+            Error::Io { .. } | Error::Interrupted | Error::Unsupported { .. } => code::GENERAL,
+        }
+    }
+
+    /// A stable snake_case name for `--json` error documents.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage { .. } => "usage",
+            Error::Config { .. } => "config",
+            Error::Parse { .. } => "parse",
+            Error::MissingFile { .. } => "missing_file",
+            Error::Io { .. } => "io",
+            Error::NoCredential => "no_credential",
+            Error::InvalidApiKey { .. } => "invalid_api_key",
+            Error::InvalidCredential { .. } => "unauthenticated",
+            Error::TokenExpired { .. } => "token_expired",
+            Error::KeyRevoked { .. } => "key_revoked",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::AuthenticationFailed { .. } => "authentication_failed",
+            Error::InsecureEndpoint { .. } => "insecure_endpoint",
+            Error::Network { .. } => "network",
+            Error::Api { .. } => "api",
+            Error::NotFound { .. } => "not_found",
+            Error::SyncConflict { .. } => "sync_conflict",
+            Error::TestsFailed { .. } => "tests_failed",
+            Error::NeedsConfirmation { .. } => "needs_confirmation",
+            Error::Interrupted => "interrupted",
+            Error::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    /// What to do next, printed as `hint: …` lines.
+    pub(crate) fn hints(&self) -> Vec<String> {
+        match self {
+            Error::Usage { usage, command, .. } => vec![
+                format!("usage: {usage}"),
+                format!("run `{command} --help` for more"),
+            ],
+            Error::Config { hint, .. } | Error::Parse { hint, .. } => {
+                hint.iter().cloned().collect()
+            }
+            Error::MissingFile { .. } => vec![],
+            Error::Io { .. } => vec![],
+            Error::NoCredential => vec![
+                "pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN".into(),
+                "or set api.key_file in fluxloop.yaml".into(),
+                "or run `fluxloop auth login` to store a login in the credentials file".into(),
+            ],
+            Error::InvalidApiKey { hint, .. } => vec![hint.clone()],
+            Error::InvalidCredential { is_key: true, .. } => vec![
+                "check the key on the platform (settings/api-keys) or create a new one with `fluxloop apikeys create`".into(),
+            ],
+            Error::InvalidCredential { is_key: false, .. } => {
+                vec!["run `fluxloop auth login`".into()]
+            }
+            Error::TokenExpired { .. } => vec![
+                "run `fluxloop auth refresh`, or `fluxloop auth login` to log in again".into(),
+            ],
+            Error::KeyRevoked { .. } => vec![
+                "create a new key with `fluxloop apikeys create --name NAME --scope read-write` and update FLUXLOOP_API_KEY".into(),
+            ],
+            Error::PermissionDenied { .. } => vec![
+                "create a key with the needed scope: `fluxloop apikeys create --scope read-write`"
+                    .into(),
+            ],
+            Error::AuthenticationFailed { hint, .. } => vec![hint.clone()],
+            Error::InsecureEndpoint { .. } => vec![
+                "use an https:// endpoint; plain http:// is only allowed to localhost/127.0.0.1/::1"
+                    .into(),
+            ],
+            Error::Network { .. } => vec![
+                "check the endpoint (`fluxloop config get endpoint`), your network and proxy settings (HTTPS_PROXY, NO_PROXY)".into(),
+            ],
+            Error::Api { .. } => vec![],
+            Error::NotFound { hint, .. } => hint.iter().cloned().collect(),
+            Error::SyncConflict { .. } => vec![
+                "rerun with --yes to take the platform's version, or --keep-local to keep your edits"
+                    .into(),
+            ],
+            Error::TestsFailed { .. } => vec![],
+            Error::NeedsConfirmation { .. } => {
+                vec!["rerun with --yes to answer yes without a prompt".into()]
+            }
+            Error::Interrupted => vec![],
+            Error::Unsupported { hint, .. } => hint.iter().cloned().collect(),
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage { message, .. } => f.write_str(message),
+            Error::Config { message, .. } => f.write_str(message),
+            Error::Parse {
+                path,
+                line,
+                column,
+                message,
+                ..
+            } => {
+                write!(f, "{}", path.display())?;
+                if let Some(line) = line {
+                    write!(f, ":{line}")?;
+                    if let Some(column) = column {
+                        write!(f, ":{column}")?;
+                    }
+                }
+                write!(f, ": {message}")
+            }
+            Error::MissingFile { path, what } => {
+                write!(f, "{what} not found: {}", path.display())
+            }
+            Error::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::NoCredential => f.write_str("no credential found"),
+            Error::InvalidApiKey {
+                origin, problem, ..
+            } => write!(f, "Invalid API key (from {origin}): {problem}"),
+            Error::InvalidCredential {
+                is_key: true,
+                origin,
+                detail,
+            } => write!(f, "Invalid API key (from {origin}): {detail}"),
+            Error::InvalidCredential {
+                is_key: false,
+                origin,
+                detail,
+            } => write!(f, "Authentication failed (from {origin}): {detail}"),
+            Error::TokenExpired { detail } => write!(f, "Token expired: {detail}"),
+            Error::KeyRevoked { origin } => {
+                write!(f, "Invalid API key (from {origin}): key revoked")
+            }
+            Error::PermissionDenied { have, need, detail } => {
+                write!(f, "Permission denied: ")?;
+                match have {
+                    Some(have) => write!(f, "this key has scope `{have}`, ")?,
+                    None => {}
+                }
+                write!(f, "the operation needs `{need}`")?;
+                if !detail.is_empty() {
+                    write!(f, " ({detail})")?;
+                }
+                Ok(())
+            }
+            Error::AuthenticationFailed { reason, .. } => {
+                write!(f, "Authentication failed: {reason}")
+            }
+            Error::InsecureEndpoint { url } => write!(
+                f,
+                "refusing to send credentials over plain http to {url}"
+            ),
+            Error::Network { url, detail } => write!(f, "cannot reach {url}: {detail}"),
+            Error::Api {
+                method,
+                url,
+                status,
+                code,
+                message,
+            } => {
+                write!(f, "{method} {url} failed with HTTP {status}")?;
+                if let Some(code) = code {
+                    write!(f, " ({code})")?;
+                }
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            Error::NotFound { what, .. } => write!(f, "{what} not found"),
+            Error::SyncConflict { files } => write!(
+                f,
+                "pulled files were edited locally since the last pull: {}",
+                files.join(", ")
+            ),
+            Error::TestsFailed { failed, total } => {
+                write!(f, "{failed} of {total} runs failed")
+            }
+            Error::NeedsConfirmation { question } => write!(
+                f,
+                "{question}, but there is no terminal to ask on"
+            ),
+            Error::Interrupted => f.write_str("interrupted"),
+            Error::Unsupported { what, .. } => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

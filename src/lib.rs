@@ -1,0 +1,110 @@
+//! `fluxloop`: the FluxLoop command-line client for CI.
+//!
+//! [`run`] parses the command line, builds the [`ctx::Ctx`], runs one
+//! command, prints its report or its error once, and returns the exit code
+//! of CLI.md §6.
+
+mod api;
+mod auth;
+mod ci;
+mod cli;
+mod commands;
+mod config;
+mod ctx;
+mod error;
+mod output;
+mod runner;
+mod secret;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::Parsed;
+use crate::config::Env;
+use crate::ctx::Ctx;
+use crate::error::{code, Error};
+use crate::output::Output;
+
+/// The version line: version and target, so a CI log shows which build ran.
+pub fn version() -> String {
+    let env = if cfg!(target_env = "musl") {
+        "musl"
+    } else if cfg!(target_env = "gnu") {
+        "gnu"
+    } else {
+        ""
+    };
+    let os = std::env::consts::OS;
+    let vendor = if os == "macos" { "apple" } else { "unknown" };
+    let os = if os == "macos" { "darwin" } else { os };
+    let mut target = format!("{}-{vendor}-{os}", std::env::consts::ARCH);
+    if !env.is_empty() {
+        target.push('-');
+        target.push_str(env);
+    }
+    format!("fluxloop {} ({target})", env!("CARGO_PKG_VERSION"))
+}
+
+/// Runs the CLI with `args` (without the program name) and returns the exit code.
+pub fn run<I>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = OsString>,
+{
+    ExitCode::from(run_code(args))
+}
+
+fn run_code<I>(args: I) -> u8
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let env = Env::from_process();
+    let parsed = cli::parse(args);
+    let (globals, command) = match parsed {
+        Ok(Parsed::Help(text)) => {
+            println!("{}", cli::help::full(text));
+            return code::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("{}", version());
+            return code::SUCCESS;
+        }
+        Ok(Parsed::Run(g, c)) => (g, c),
+        Err(e) => {
+            // --json is not known yet when parsing fails; errors go to stderr.
+            let out = Output::new(false, false, 0, false, env.get_os("NO_COLOR").is_some(), false);
+            out.error(&e);
+            return e.exit_code();
+        }
+    };
+    let github = env.is_true("GITHUB_ACTIONS");
+    let out = Arc::new(Output::new(
+        globals.json,
+        globals.quiet,
+        globals.verbose,
+        globals.no_color,
+        env.get_os("NO_COLOR").is_some(),
+        github,
+    ));
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            let err = Error::io("read the working directory", ".", e);
+            out.error(&err);
+            return err.exit_code();
+        }
+    };
+    let ctx = Ctx::new(globals, env, cwd, Arc::clone(&out));
+    match commands::run(&ctx, command) {
+        Ok(outcome) => match out.report(outcome.report.as_ref()) {
+            Ok(()) => outcome.code,
+            // A closed pipe (`fluxloop apikeys list | head -1`) is not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code::SUCCESS,
+            Err(_) => code::GENERAL,
+        },
+        Err(e) => {
+            out.error(&e);
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Everything the CLI writes: results on stdout (human or `--json`),
+//! progress, warnings and errors on stderr, and GitHub workflow commands.
+//! Commands return reports; only this module (and `main`) prints.
+
+pub(crate) mod github;
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// A command's result, rendered as text or JSON.
+pub(crate) trait Render {
+    fn to_json(&self) -> serde_json::Value;
+    fn human(&self, style: &Style) -> String;
+}
+
+/// Reports that render themselves as text; JSON comes from `Serialize`.
+pub(crate) trait Human {
+    fn human(&self, style: &Style) -> String;
+}
+
+impl<T: Serialize + Human> Render for T {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+    fn human(&self, style: &Style) -> String {
+        Human::human(self, style)
+    }
+}
+
+/// What a command produced: a report, and the exit code it implies.
+pub(crate) struct Outcome {
+    pub(crate) report: Box<dyn Render>,
+    pub(crate) code: u8,
+}
+
+impl Outcome {
+    pub(crate) fn ok(report: impl Render + 'static) -> Self {
+        Outcome {
+            report: Box::new(report),
+            code: 0,
+        }
+    }
+}
+
+/// ANSI styling, on only for a terminal without `NO_COLOR`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Style {
+    pub(crate) color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub(crate) fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    pub(crate) fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub(crate) fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub(crate) fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub(crate) fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+/// The printer. Cheap to share between threads (progress from workers).
+pub(crate) struct Output {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) verbose: u8,
+    /// Style for stdout.
+    pub(crate) style: Style,
+    /// Style for stderr.
+    pub(crate) err_style: Style,
+    pub(crate) stderr_tty: bool,
+    pub(crate) stdin_tty: bool,
+    /// Running under GitHub Actions: workflow commands are understood.
+    pub(crate) github: bool,
+    /// Serialises stderr lines from worker threads.
+    lock: Mutex<()>,
+}
+
+impl Output {
+    pub(crate) fn new(json: bool, quiet: bool, verbose: u8, no_color: bool, env_no_color: bool, github: bool) -> Self {
+        let color_ok = !no_color && !env_no_color;
+        let stdout_tty = io::stdout().is_terminal();
+        let stderr_tty = io::stderr().is_terminal();
+        Output {
+            json,
+            quiet,
+            verbose,
+            style: Style {
+                color: color_ok && stdout_tty,
+            },
+            err_style: Style {
+                color: color_ok && stderr_tty,
+            },
+            stderr_tty,
+            stdin_tty: io::stdin().is_terminal(),
+            github,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn stderr_line(&self, line: &str) {
+        let _guard = self.lock.lock();
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    }
+
+    /// A warning on stderr (not with `--quiet`).
+    pub(crate) fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.stderr_line(&format!("{} {message}", self.err_style.yellow("warning:")));
+        }
+    }
+
+    /// Progress and notes on stderr (not with `--quiet`).
+    pub(crate) fn info(&self, message: &str) {
+        if !self.quiet {
+            self.stderr_line(message);
+        }
+    }
+
+    /// A `--verbose` trace line on stderr.
+    pub(crate) fn trace(&self, message: &str) {
+        if self.verbose > 0 {
+            self.stderr_line(&self.err_style.dim(message));
+        }
+    }
+
+    /// Rewrites the current stderr line (TTY progress).
+    pub(crate) fn progress(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let _guard = self.lock.lock();
+        let _ = write!(io::stderr().lock(), "\r\x1b[2K{line}");
+    }
+
+    /// Ends a progress line.
+    pub(crate) fn progress_done(&self) {
+        if !self.quiet && self.stderr_tty {
+            let _guard = self.lock.lock();
+            let _ = write!(io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+
+    /// Registers a secret with GitHub Actions so the runner masks it in logs.
+    /// Under `--json` it goes to stderr to keep stdout one document; the
+    /// runner reads workflow commands from both streams.
+    pub(crate) fn add_mask(&self, secret: &str) {
+        if !self.github || secret.is_empty() {
+            return;
+        }
+        let line = format!("::add-mask::{}", github::escape_data(secret));
+        if self.json {
+            self.stderr_line(&line);
+        } else {
+            let _ = writeln!(io::stdout().lock(), "{line}");
+        }
+    }
+
+    /// A GitHub workflow command on stdout (never with `--json`).
+    pub(crate) fn workflow_command(&self, line: &str) {
+        if self.github && !self.json {
+            let _guard = self.lock.lock();
+            let _ = writeln!(io::stdout().lock(), "{line}");
+        }
+    }
+
+    /// Prints a command's report on stdout.
+    pub(crate) fn report(&self, report: &dyn Render) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+            writeln!(out)?;
+        } else {
+            let text = report.human(&self.style);
+            if !text.is_empty() && !(self.quiet && text.trim().is_empty()) {
+                write!(out, "{text}")?;
+                if !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+        }
+        out.flush()
+    }
+
+    /// Prints an error once: `error: …` and `hint: …` lines on stderr, or
+    /// the `{"error": …}` document on stdout under `--json`.
+    pub(crate) fn error(&self, err: &Error) {
+        let hints = err.hints();
+        if self.json {
+            let doc = serde_json::json!({
+                "error": {
+                    "code": err.kind(),
+                    "exit_code": err.exit_code(),
+                    "message": err.to_string(),
+                    "hint": hints.join("\n"),
+                }
+            });
+            let mut out = io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, &doc);
+            let _ = writeln!(out);
+            return;
+        }
+        let mut text = format!("{} {err}", self.err_style.red("error:"));
+        if let Error::Io { source, .. } = err {
+            if let Some(inner) = std::error::Error::source(source) {
+                text.push_str(&format!("\n  caused by: {inner}"));
+            }
+        }
+        for hint in hints {
+            text.push_str(&format!("\n  {} {hint}", self.err_style.bold("hint:")));
+        }
+        self.stderr_line(&text);
+    }
+}
+
+/// Formats a count with thousands separators, as the seed shows usage counts.
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Lays out rows as left-aligned columns separated by two spaces.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1234), "1,234");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["ID", "NAME"], &[vec!["1".into(), "a".into()], vec!["22".into(), "bb".into()]]);
+        assert_eq!(t, "ID  NAME\n1   a\n22  bb\n");
+    }
+}

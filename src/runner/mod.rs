@@ -1,0 +1,1 @@
+//! Executing the agent (process and function runners).
