@@ -118,7 +118,11 @@ impl Principal {
     /// Fails with 404 unless the caller may see `project_id`: a key only its own
     /// project, a user the projects of the workspaces they own. Unknown and
     /// foreign projects answer alike so ids of others cannot be probed.
-    pub(crate) fn check_project(&self, conn: &Connection, project_id: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_project(
+        &self,
+        conn: &Connection,
+        project_id: &str,
+    ) -> Result<(), ApiError> {
         let visible = match self {
             Principal::Key(k) => k.project_id == project_id,
             Principal::User { user_id, .. } => user_owns_project(conn, user_id, project_id)?,
@@ -126,7 +130,9 @@ impl Principal {
         if visible {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!("project {project_id} not found")))
+            Err(ApiError::not_found(format!(
+                "project {project_id} not found"
+            )))
         }
     }
 
@@ -320,7 +326,11 @@ pub(crate) fn authenticate(conn: &Connection, header: Option<&str>) -> Result<Pr
     };
     let token = match header.trim().split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => return Err(ApiError::unauthenticated("Authorization must be `Bearer <token>`")),
+        _ => {
+            return Err(ApiError::unauthenticated(
+                "Authorization must be `Bearer <token>`",
+            ))
+        }
     };
     if token.is_empty() {
         return Err(ApiError::unauthenticated("empty bearer token"));
@@ -331,10 +341,18 @@ pub(crate) fn authenticate(conn: &Connection, header: Option<&str>) -> Result<Pr
             return Err(ApiError::unauthenticated("unknown API key"));
         };
         if key.revoked_ms.is_some() {
-            return Err(ApiError::new(401, "key_revoked", "this API key has been revoked".to_owned()));
+            return Err(ApiError::new(
+                401,
+                "key_revoked",
+                "this API key has been revoked".to_owned(),
+            ));
         }
         if key.expires_ms.is_some_and(|e| now >= e) {
-            return Err(ApiError::new(401, "token_expired", "this API key has expired".to_owned()));
+            return Err(ApiError::new(
+                401,
+                "token_expired",
+                "this API key has expired".to_owned(),
+            ));
         }
         conn.execute(
             "UPDATE api_keys SET last_used_ms = ?1, usage_count = usage_count + 1 WHERE id = ?2",
@@ -382,10 +400,15 @@ pub(crate) fn authenticate(conn: &Connection, header: Option<&str>) -> Result<Pr
 
 /// Issues a new access + refresh token pair for a user; returns the
 /// `credential` object of PLATFORM-API §2.
-pub(crate) fn issue_tokens(conn: &Connection, user_id: &str, ttl_ms: i64) -> Result<Value, ApiError> {
-    let email: String = conn.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| {
-        r.get(0)
-    })?;
+pub(crate) fn issue_tokens(
+    conn: &Connection,
+    user_id: &str,
+    ttl_ms: i64,
+) -> Result<Value, ApiError> {
+    let email: String =
+        conn.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| {
+            r.get(0)
+        })?;
     let now = now_ms();
     let access = secret("flx_at_", TOKEN_LEN);
     let refresh = secret("flx_refresh_", TOKEN_LEN);
@@ -411,7 +434,11 @@ pub(crate) fn issue_tokens(conn: &Connection, user_id: &str, ttl_ms: i64) -> Res
 
 /// Trades a refresh token for a new pair. The old refresh token is marked used
 /// in the same transaction, so presenting it again fails with `token_expired`.
-pub(crate) fn rotate_refresh(conn: &Connection, refresh: &str, ttl_ms: i64) -> Result<Value, ApiError> {
+pub(crate) fn rotate_refresh(
+    conn: &Connection,
+    refresh: &str,
+    ttl_ms: i64,
+) -> Result<Value, ApiError> {
     let hash = sha256(refresh);
     let row = conn
         .query_row(

@@ -213,7 +213,9 @@ fn migrate(conn: &Connection) -> Result<(), PlatformError> {
         if let Err(source) = conn.execute_batch(&batch) {
             // Leave the file as it was before this step.
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(ctx(format!("migrating the schema to version {next}"))(source));
+            return Err(ctx(format!("migrating the schema to version {next}"))(
+                source,
+            ));
         }
     }
     Ok(())

@@ -262,6 +262,8 @@ impl Platform {
 
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Platform").field("url", &self.url()).finish()
+        f.debug_struct("Platform")
+            .field("url", &self.url())
+            .finish()
     }
 }

@@ -48,16 +48,34 @@ const DEFAULT_DATA: &str = ".fluxloop-platform/platform.db";
 enum Command {
     Help,
     Version,
-    Serve { config: Config, demo: bool },
-    SeedDemo { data: PathBuf, inputs: usize },
-    CreateKey { data: PathBuf, project: Option<String>, scope: String, key_type: String, name: String },
-    Device { data: PathBuf, code: String, approve: bool },
+    Serve {
+        config: Config,
+        demo: bool,
+    },
+    SeedDemo {
+        data: PathBuf,
+        inputs: usize,
+    },
+    CreateKey {
+        data: PathBuf,
+        project: Option<String>,
+        scope: String,
+        key_type: String,
+        name: String,
+    },
+    Device {
+        data: PathBuf,
+        code: String,
+        approve: bool,
+    },
 }
 
 fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, lexopt::Error> {
     use lexopt::ValueExt;
     let v: String = parser.value()?.string()?;
-    v.parse().map_err(|_| lexopt::Error::Custom(format!("{flag} needs a whole number of seconds, not `{v}`").into()))
+    v.parse().map_err(|_| {
+        lexopt::Error::Custom(format!("{flag} needs a whole number of seconds, not `{v}`").into())
+    })
 }
 
 fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
@@ -77,8 +95,12 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
         ..Config::default()
     };
     let (mut demo, mut inputs) = (false, 10usize);
-    let (mut project, mut scope, mut key_type, mut name) =
-        (None, "read-write".to_owned(), "service-account".to_owned(), "cli key".to_owned());
+    let (mut project, mut scope, mut key_type, mut name) = (
+        None,
+        "read-write".to_owned(),
+        "service-account".to_owned(),
+        "cli key".to_owned(),
+    );
     let mut code: Option<String> = None;
     while let Some(arg) = parser.next()? {
         match arg {
@@ -93,20 +115,28 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             Long("device-ttl") if sub == "serve" => {
                 config.device_code_ttl = Duration::from_secs(secs(&mut parser, "--device-ttl")?)
             }
-            Long("poll-interval") if sub == "serve" => config.poll_interval_secs = secs(&mut parser, "--poll-interval")?,
+            Long("poll-interval") if sub == "serve" => {
+                config.poll_interval_secs = secs(&mut parser, "--poll-interval")?
+            }
             Long("inputs") if sub == "seed-demo" => {
                 let v = parser.value()?.string()?;
                 inputs = v
                     .parse()
                     .ok()
                     .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| lexopt::Error::Custom(format!("--inputs needs a number from 1 to 100000, not `{v}`").into()))?;
+                    .ok_or_else(|| {
+                        lexopt::Error::Custom(
+                            format!("--inputs needs a number from 1 to 100000, not `{v}`").into(),
+                        )
+                    })?;
             }
             Long("project") if sub == "create-key" => project = Some(parser.value()?.string()?),
             Long("scope") if sub == "create-key" => scope = parser.value()?.string()?,
             Long("type") if sub == "create-key" => key_type = parser.value()?.string()?,
             Long("name") if sub == "create-key" => name = parser.value()?.string()?,
-            Value(v) if code.is_none() && (sub == "approve-device" || sub == "deny-device") => code = Some(v.string()?),
+            Value(v) if code.is_none() && (sub == "approve-device" || sub == "deny-device") => {
+                code = Some(v.string()?)
+            }
             _ => return Err(arg.unexpected()),
         }
     }
@@ -116,7 +146,13 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             Command::Serve { config, demo }
         }
         "seed-demo" => Command::SeedDemo { data, inputs },
-        "create-key" => Command::CreateKey { data, project, scope, key_type, name },
+        "create-key" => Command::CreateKey {
+            data,
+            project,
+            scope,
+            key_type,
+            name,
+        },
         "approve-device" | "deny-device" => Command::Device {
             data,
             code: code.ok_or("missing argument USER_CODE")?,
@@ -127,7 +163,10 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
 }
 
 fn store(data: PathBuf) -> Result<Store, fluxloop_platform::PlatformError> {
-    Store::open(&Config { data: Some(data), ..Config::default() })
+    Store::open(&Config {
+        data: Some(data),
+        ..Config::default()
+    })
 }
 
 fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -143,7 +182,11 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
                     let d = platform.seed_demo()?;
                     writeln!(out, "demo key: {}", d.key)?;
                     writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
-                    writeln!(out, "demo scenario: {} ({})", d.scenario_name, d.scenario_id)?;
+                    writeln!(
+                        out,
+                        "demo scenario: {} ({})",
+                        d.scenario_name, d.scenario_id
+                    )?;
                 } else {
                     eprintln!(
                         "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
@@ -167,13 +210,23 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
                 d.project_name, d.project_id, d.scenario_name, d.bundle_version
             );
         }
-        Command::CreateKey { data, project, scope, key_type, name } => {
+        Command::CreateKey {
+            data,
+            project,
+            scope,
+            key_type,
+            name,
+        } => {
             let s = store(data)?;
             let project_id = s.find_project(project.as_deref())?;
             let k = s.create_key(&project_id, &name, &key_type, &scope)?;
             writeln!(out, "{}", k.key)?;
         }
-        Command::Device { data, code, approve } => {
+        Command::Device {
+            data,
+            code,
+            approve,
+        } => {
             store(data)?.decide_device(&code, approve)?;
             eprintln!("{} {code}", if approve { "approved" } else { "denied" });
         }

@@ -58,16 +58,66 @@ const CRITERIA: [(&str, &str, &str); 4] = [
 
 /// (message, category, difficulty, persona index) of each input.
 const INPUTS: [(&str, &str, &str, usize); 10] = [
-    ("I was charged twice for order #48213. Fix this now.", "billing", "medium", 0),
-    ("How do I reset my password? The reset email never arrives.", "account", "easy", 2),
-    ("My package was due Monday and tracking hasn't moved in 5 days.", "shipping", "medium", 0),
-    ("I'd like a refund for the blender I returned two weeks ago.", "refund", "medium", 1),
-    ("Please cancel my subscription before the next renewal date.", "subscription", "easy", 1),
-    ("What's the difference between the Plus and Pro plans? Can I switch mid-month?", "plans", "easy", 2),
-    ("I need a VAT invoice for my last three orders for my company.", "billing", "hard", 1),
-    ("My account is locked after too many login attempts and I have an order pending.", "account", "hard", 0),
-    ("The mug arrived broken. Do I have to send it back?", "returns", "medium", 2),
-    ("Delete all my personal data under GDPR and confirm in writing.", "privacy", "hard", 1),
+    (
+        "I was charged twice for order #48213. Fix this now.",
+        "billing",
+        "medium",
+        0,
+    ),
+    (
+        "How do I reset my password? The reset email never arrives.",
+        "account",
+        "easy",
+        2,
+    ),
+    (
+        "My package was due Monday and tracking hasn't moved in 5 days.",
+        "shipping",
+        "medium",
+        0,
+    ),
+    (
+        "I'd like a refund for the blender I returned two weeks ago.",
+        "refund",
+        "medium",
+        1,
+    ),
+    (
+        "Please cancel my subscription before the next renewal date.",
+        "subscription",
+        "easy",
+        1,
+    ),
+    (
+        "What's the difference between the Plus and Pro plans? Can I switch mid-month?",
+        "plans",
+        "easy",
+        2,
+    ),
+    (
+        "I need a VAT invoice for my last three orders for my company.",
+        "billing",
+        "hard",
+        1,
+    ),
+    (
+        "My account is locked after too many login attempts and I have an order pending.",
+        "account",
+        "hard",
+        0,
+    ),
+    (
+        "The mug arrived broken. Do I have to send it back?",
+        "returns",
+        "medium",
+        2,
+    ),
+    (
+        "Delete all my personal data under GDPR and confirm in writing.",
+        "privacy",
+        "hard",
+        1,
+    ),
 ];
 
 /// Seeds the demo project for the local user (reusing project and scenario when
@@ -118,8 +168,15 @@ pub(crate) fn demo(conn: &Connection, user_id: &str, inputs: usize) -> Result<De
         Some(found) => found,
         None => scenario(&tx, &project_id, DEMO_SCENARIO, inputs).map_err(&err)?,
     };
-    let (_, key) = insert_key(&tx, &project_id, "demo key", "service-account", Scope::ReadWrite, None)
-        .map_err(|e| PlatformError::Invalid { message: e.message })?;
+    let (_, key) = insert_key(
+        &tx,
+        &project_id,
+        "demo key",
+        "service-account",
+        Scope::ReadWrite,
+        None,
+    )
+    .map_err(|e| PlatformError::Invalid { message: e.message })?;
     tx.commit().map_err(&err)?;
     Ok(Demo {
         user_id: user_id.to_owned(),

@@ -55,7 +55,9 @@ impl State {
     }
 
     pub(crate) fn take_fault(&self, path: &str) -> Option<Fault> {
-        lock(&self.faults).get_mut(path).and_then(VecDeque::pop_front)
+        lock(&self.faults)
+            .get_mut(path)
+            .and_then(VecDeque::pop_front)
     }
 
     pub(crate) fn ttl_ms(&self) -> i64 {
@@ -164,6 +166,26 @@ impl Store {
         })
     }
 
+    /// Creates an empty project in the local user's workspace; returns its id.
+    pub fn create_project(&self, name: &str) -> Result<String, PlatformError> {
+        let conn = self.state.db();
+        let err = dberr("creating a project");
+        let workspace_id: String = conn
+            .query_row(
+                "SELECT id FROM workspaces WHERE owner_id = ?1 ORDER BY created_ms LIMIT 1",
+                [&self.state.local_user_id],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        let id = util::new_id();
+        conn.execute(
+            "INSERT INTO projects (id, workspace_id, name, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, workspace_id, name, util::now_ms()],
+        )
+        .map_err(&err)?;
+        Ok(id)
+    }
+
     /// Finds a project by id or by name; `None` picks the only project.
     pub fn find_project(&self, id_or_name: Option<&str>) -> Result<String, PlatformError> {
         let conn = self.state.db();
@@ -210,8 +232,9 @@ impl Store {
     pub fn decide_device(&self, user_code: &str, approve: bool) -> Result<(), PlatformError> {
         let conn = self.state.db();
         let code = util::normalize_user_code(user_code);
-        let outcome = crate::routes::device::decide(&conn, &code, &self.state.local_user_id, approve)
-            .map_err(|e| PlatformError::Invalid { message: e.message })?;
+        let outcome =
+            crate::routes::device::decide(&conn, &code, &self.state.local_user_id, approve)
+                .map_err(|e| PlatformError::Invalid { message: e.message })?;
         match outcome {
             crate::routes::device::Decision::Done => Ok(()),
             crate::routes::device::Decision::NotFound => Err(PlatformError::NotFound {
@@ -228,7 +251,11 @@ impl Store {
         let n: i64 = self
             .state
             .db()
-            .query_row("SELECT COUNT(*) FROM runs WHERE batch_id = ?1", [batch_id], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE batch_id = ?1",
+                [batch_id],
+                |r| r.get(0),
+            )
             .map_err(dberr("counting runs"))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -248,7 +275,9 @@ impl Store {
 
     fn project_exists(&self, conn: &Connection, project_id: &str) -> Result<(), PlatformError> {
         let found = conn
-            .query_row("SELECT 1 FROM projects WHERE id = ?1", [project_id], |_| Ok(()))
+            .query_row("SELECT 1 FROM projects WHERE id = ?1", [project_id], |_| {
+                Ok(())
+            })
             .optional()
             .map_err(dberr("finding a project"))?;
         found.ok_or_else(|| PlatformError::NotFound {
@@ -275,7 +304,11 @@ pub(crate) fn dberr(context: &str) -> impl Fn(rusqlite::Error) -> PlatformError 
 /// user's id.
 fn ensure_local_user(conn: &Connection) -> Result<String, PlatformError> {
     let existing: Option<String> = conn
-        .query_row("SELECT id FROM users WHERE email = ?1", [LOCAL_USER_EMAIL], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM users WHERE email = ?1",
+            [LOCAL_USER_EMAIL],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(dberr("reading the local user"))?;
     if let Some(id) = existing {

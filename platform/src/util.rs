@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn escapes_and_decodes() {
-        assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(percent_decode("a%20b+c%zz%", true), "a b c%zz%");
         assert_eq!(
             parse_form("user_code=AB%2DCD&action=approve"),

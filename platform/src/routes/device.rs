@@ -36,7 +36,9 @@ struct RefreshBody {
 
 pub(crate) fn start(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
     let body: StartBody = req.json()?;
-    let device_name = body.device_name.map(|n| n.chars().take(200).collect::<String>());
+    let device_name = body
+        .device_name
+        .map(|n| n.chars().take(200).collect::<String>());
     let conn = state.db();
     let now = now_ms();
     let ttl_ms = i64::try_from(state.device_code_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -183,7 +185,10 @@ pub(crate) fn decide(
 }
 
 /// Details of a pending code for the `/device` page: (device name, expires).
-pub(crate) fn pending_info(conn: &Connection, code: &str) -> Result<Option<(Option<String>, i64)>, ApiError> {
+pub(crate) fn pending_info(
+    conn: &Connection,
+    code: &str,
+) -> Result<Option<(Option<String>, i64)>, ApiError> {
     Ok(conn
         .query_row(
             "SELECT device_name, expires_ms FROM device_codes WHERE user_code = ?1 AND status = 'pending'

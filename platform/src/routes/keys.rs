@@ -120,7 +120,10 @@ pub(crate) fn whoami(state: &State, req: &Request, _: &[String]) -> Result<Respo
 pub(crate) fn revoke(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
     let body: RevokeBody = req.json()?;
     let (conn, principal) = authed(state, req, Need::Admin)?;
-    let rec = match (body.id.filter(|s| !s.is_empty()), body.key.filter(|s| !s.is_empty())) {
+    let rec = match (
+        body.id.filter(|s| !s.is_empty()),
+        body.key.filter(|s| !s.is_empty()),
+    ) {
         (Some(id), _) => conn
             .query_row(
                 &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
@@ -130,7 +133,9 @@ pub(crate) fn revoke(state: &State, req: &Request, _: &[String]) -> Result<Respo
             .optional()?,
         (None, Some(key)) => find_key(&conn, &key)?,
         (None, None) => {
-            return Err(ApiError::invalid("give the key's `id` or the `key` itself".to_owned()))
+            return Err(ApiError::invalid(
+                "give the key's `id` or the `key` itself".to_owned(),
+            ))
         }
     };
     let not_found = || ApiError::not_found("API key not found".to_owned());

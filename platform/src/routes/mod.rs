@@ -100,7 +100,12 @@ pub(crate) fn handle(state: &State, req: &Request) -> Response {
     let mut e = ApiError::new(
         405,
         "method_not_allowed",
-        format!("{} is not allowed on {}; use {}", req.method, req.path, allowed.join(", ")),
+        format!(
+            "{} is not allowed on {}; use {}",
+            req.method,
+            req.path,
+            allowed.join(", ")
+        ),
     );
     e.headers.push(("Allow", allowed.join(", ")));
     Response::error(e)
@@ -124,7 +129,10 @@ mod tests {
 
     #[test]
     fn templates_match_paths() {
-        assert_eq!(match_path("/api/x/{id}", "/api/x/a%20b"), Some(vec!["a b".to_owned()]));
+        assert_eq!(
+            match_path("/api/x/{id}", "/api/x/a%20b"),
+            Some(vec!["a b".to_owned()])
+        );
         assert_eq!(match_path("/api/x/{id}", "/api/x/"), None);
         assert_eq!(match_path("/api/x", "/api/x/"), None);
         assert_eq!(match_path("/", "/"), Some(vec![]));

@@ -15,7 +15,9 @@ use crate::http::{ApiError, Request, Response};
 use crate::routes::device::{decide, pending_info, Decision};
 use crate::routes::sync::load_batch;
 use crate::store::{State, LOCAL_USER_EMAIL};
-use crate::util::{html_escape as esc, normalize_user_code, now_ms, parse_form, rfc3339, rfc3339_opt};
+use crate::util::{
+    html_escape as esc, normalize_user_code, now_ms, parse_form, rfc3339, rfc3339_opt,
+};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}\
@@ -48,7 +50,11 @@ fn check_host(req: &Request) -> Result<(), ApiError> {
     if matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.") {
         Ok(())
     } else {
-        Err(ApiError::new(403, "forbidden", format!("pages are served to loopback hosts only, not `{host}`")))
+        Err(ApiError::new(
+            403,
+            "forbidden",
+            format!("pages are served to loopback hosts only, not `{host}`"),
+        ))
     }
 }
 
@@ -64,9 +70,17 @@ pub(crate) fn index(_: &State, req: &Request, _: &[String]) -> Result<Response, 
     ))
 }
 
-pub(crate) fn device_form(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn device_form(
+    state: &State,
+    req: &Request,
+    _: &[String],
+) -> Result<Response, ApiError> {
     check_host(req)?;
-    let Some(code) = req.query("user_code").map(normalize_user_code).filter(|c| !c.is_empty()) else {
+    let Some(code) = req
+        .query("user_code")
+        .map(normalize_user_code)
+        .filter(|c| !c.is_empty())
+    else {
         return Ok(page(
             200,
             "Authorize a device",
@@ -87,7 +101,11 @@ pub(crate) fn device_form(state: &State, req: &Request, _: &[String]) -> Result<
         ));
     };
     if now_ms() >= expires_ms {
-        return Ok(page(410, "Code expired", "<p>This code has expired. Run <code>fluxloop auth login</code> again.</p>"));
+        return Ok(page(
+            410,
+            "Code expired",
+            "<p>This code has expired. Run <code>fluxloop auth login</code> again.</p>",
+        ));
     }
     let device = device_name
         .map(|n| format!("<p>Device: <b>{}</b></p>", esc(&n)))
@@ -107,11 +125,19 @@ pub(crate) fn device_form(state: &State, req: &Request, _: &[String]) -> Result<
     ))
 }
 
-pub(crate) fn device_decide(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn device_decide(
+    state: &State,
+    req: &Request,
+    _: &[String],
+) -> Result<Response, ApiError> {
     check_host(req)?;
     if let Some(origin) = req.header("origin") {
         if origin != "null" && origin != req.base_url() {
-            return Err(ApiError::new(403, "forbidden", "cross-site form posts are refused".to_owned()));
+            return Err(ApiError::new(
+                403,
+                "forbidden",
+                "cross-site form posts are refused".to_owned(),
+            ));
         }
     }
     let form = parse_form(&String::from_utf8_lossy(&req.body));
@@ -120,7 +146,13 @@ pub(crate) fn device_decide(state: &State, req: &Request, _: &[String]) -> Resul
     let approve = match get("action") {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return Ok(page(400, "Nothing decided", "<p>Choose Authorize or Deny.</p>")),
+        _ => {
+            return Ok(page(
+                400,
+                "Nothing decided",
+                "<p>Choose Authorize or Deny.</p>",
+            ))
+        }
     };
     let conn = state.db();
     Ok(match decide(&conn, &code, &state.local_user_id, approve)? {
@@ -145,7 +177,9 @@ pub(crate) fn api_keys(state: &State, req: &Request, _: &[String]) -> Result<Res
          ORDER BY created_ms, rowid"
     ))?;
     let rows = stmt
-        .query_map([&state.local_user_id], |r| Ok((KeyRecord::from_row(r)?, r.get::<_, Option<String>>(11)?)))?
+        .query_map([&state.local_user_id], |r| {
+            Ok((KeyRecord::from_row(r)?, r.get::<_, Option<String>>(11)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let opt = |v: Option<String>| v.map(|s| esc(&s)).unwrap_or_else(|| "—".to_owned());
     let mut html = String::from(
@@ -182,12 +216,20 @@ fn cell(v: &Value) -> String {
     }
 }
 
-pub(crate) fn run_batch(state: &State, req: &Request, params: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn run_batch(
+    state: &State,
+    req: &Request,
+    params: &[String],
+) -> Result<Response, ApiError> {
     check_host(req)?;
     let id = params.first().map(String::as_str).unwrap_or_default();
     let conn = state.db();
     let Some((_, batch)) = load_batch(&conn, id)? else {
-        return Ok(page(404, "Run batch not found", &format!("<p>No run batch has the id {}.</p>", esc(id))));
+        return Ok(page(
+            404,
+            "Run batch not found",
+            &format!("<p>No run batch has the id {}.</p>", esc(id)),
+        ));
     };
     let runs = batch["runs"].as_array().cloned().unwrap_or_default();
     let failed = runs.iter().filter(|r| r["status"] == "failed").count();
@@ -211,7 +253,11 @@ pub(crate) fn run_batch(state: &State, req: &Request, params: &[String]) -> Resu
     for run in &runs {
         let mut transcript = String::new();
         for m in run["result"]["transcript"].as_array().into_iter().flatten() {
-            transcript.push_str(&format!("<b>{}</b>: {}\n", cell(&m["role"]), cell(&m["content"])));
+            transcript.push_str(&format!(
+                "<b>{}</b>: {}\n",
+                cell(&m["role"]),
+                cell(&m["content"])
+            ));
         }
         html.push_str(&format!(
             "<tr><td>{}<br><span class=\"muted\">input {}</span></td><td>{}</td><td><pre>{}</pre></td><td>{}</td></tr>",

@@ -80,11 +80,16 @@ pub(crate) fn projects(state: &State, req: &Request, _: &[String]) -> Result<Res
     Ok(Response::json(200, &Value::Array(out)))
 }
 
-pub(crate) fn project(state: &State, req: &Request, params: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn project(
+    state: &State,
+    req: &Request,
+    params: &[String],
+) -> Result<Response, ApiError> {
     let (conn, principal) = authed(state, req, Need::Read)?;
     let id = params.first().map(String::as_str).unwrap_or_default();
     principal.check_project(&conn, id)?;
-    let p = project_json(&conn, id)?.ok_or_else(|| ApiError::not_found(format!("project {id} not found")))?;
+    let p = project_json(&conn, id)?
+        .ok_or_else(|| ApiError::not_found(format!("project {id} not found")))?;
     Ok(Response::json(200, &p))
 }
 
@@ -120,7 +125,11 @@ pub(crate) fn scenarios(state: &State, req: &Request, _: &[String]) -> Result<Re
     Ok(Response::json(200, &Value::Array(out)))
 }
 
-pub(crate) fn scenario(state: &State, req: &Request, params: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn scenario(
+    state: &State,
+    req: &Request,
+    params: &[String],
+) -> Result<Response, ApiError> {
     let (conn, principal) = authed(state, req, Need::Read)?;
     let id = params.first().map(String::as_str).unwrap_or_default();
     let not_found = || ApiError::not_found(format!("scenario {id} not found"));

@@ -60,7 +60,9 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
     let bundle = if let Some(id) = &body.bundle_version_id {
         let not_found = || ApiError::not_found(format!("bundle version {id} not found"));
         let b = bundle_where(&conn, "id = ?1", id)?.ok_or_else(not_found)?;
-        principal.check_project(&conn, &b.1).map_err(|_| not_found())?;
+        principal
+            .check_project(&conn, &b.1)
+            .map_err(|_| not_found())?;
         if !in_project(&b.1) {
             return Err(not_found());
         }
@@ -68,16 +70,21 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
     } else if let Some(sid) = &body.scenario_id {
         let not_found = || ApiError::not_found(format!("scenario {sid} not found"));
         let project: String = conn
-            .query_row("SELECT project_id FROM scenarios WHERE id = ?1", [sid], |r| r.get(0))
+            .query_row(
+                "SELECT project_id FROM scenarios WHERE id = ?1",
+                [sid],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(not_found)?;
-        principal.check_project(&conn, &project).map_err(|_| not_found())?;
+        principal
+            .check_project(&conn, &project)
+            .map_err(|_| not_found())?;
         if !in_project(&project) {
             return Err(not_found());
         }
-        bundle_where(&conn, "scenario_id = ?1", sid)?.ok_or_else(|| {
-            ApiError::not_found(format!("scenario {sid} has no published bundle"))
-        })?
+        bundle_where(&conn, "scenario_id = ?1", sid)?
+            .ok_or_else(|| ApiError::not_found(format!("scenario {sid} has no published bundle")))?
     } else {
         let project = principal.resolve_project(&conn, body.project_id.as_deref())?;
         bundle_where(&conn, "project_id = ?1", &project)?.ok_or_else(|| {
@@ -243,17 +250,27 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
 }
 
 /// Validates and stores one upload; returns the response body.
-fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> Result<Value, ApiError> {
+fn store_upload(
+    conn: &Connection,
+    principal: &Principal,
+    body: UploadBody,
+) -> Result<Value, ApiError> {
     let bundle_id = body
         .bundle_version_id
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::invalid("bundle_version_id is required".to_owned()))?;
     let not_found = || ApiError::not_found(format!("bundle version {bundle_id} not found"));
     let project_id: String = conn
-        .query_row("SELECT project_id FROM bundle_versions WHERE id = ?1", [&bundle_id], |r| r.get(0))
+        .query_row(
+            "SELECT project_id FROM bundle_versions WHERE id = ?1",
+            [&bundle_id],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or_else(not_found)?;
-    principal.check_project(conn, &project_id).map_err(|_| not_found())?;
+    principal
+        .check_project(conn, &project_id)
+        .map_err(|_| not_found())?;
     let runs = body
         .runs
         .ok_or_else(|| ApiError::invalid("runs is required".to_owned()))?;
@@ -270,7 +287,10 @@ fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> R
         started_at: None,
         completed_at: None,
     });
-    for (name, t) in [("started_at", &batch.started_at), ("completed_at", &batch.completed_at)] {
+    for (name, t) in [
+        ("started_at", &batch.started_at),
+        ("completed_at", &batch.completed_at),
+    ] {
         if let Some(t) = t.as_deref().filter(|t| !is_rfc3339(t)) {
             return Err(ApiError::unprocessable(format!(
                 "run_batch.{name} must be an RFC 3339 timestamp, not `{t}`"
@@ -286,7 +306,12 @@ fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> R
                 "runs[{i}].status must be `completed` or `failed`, not `{status}`"
             )));
         }
-        ids.push(run.id.clone().filter(|id| !id.is_empty()).unwrap_or_else(new_id));
+        ids.push(
+            run.id
+                .clone()
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(new_id),
+        );
     }
     let results = body.run_results.unwrap_or_default();
     for (i, r) in results.iter().enumerate() {
@@ -297,7 +322,8 @@ fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> R
         }
         for (j, m) in r.transcript.iter().flatten().enumerate() {
             if !m.get("role").is_some_and(Value::is_string)
-                || m.get("content").is_some_and(|c| !c.is_string() && !c.is_null())
+                || m.get("content")
+                    .is_some_and(|c| !c.is_string() && !c.is_null())
             {
                 return Err(ApiError::invalid(format!(
                     "run_results[{i}].transcript[{j}] must have a string `role` and string `content`"
@@ -360,8 +386,11 @@ fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> R
             id
         }
     };
-    let mut position: i64 =
-        tx.query_row("SELECT COUNT(*) FROM runs WHERE batch_id = ?1", [&batch_id], |r| r.get(0))?;
+    let mut position: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM runs WHERE batch_id = ?1",
+        [&batch_id],
+        |r| r.get(0),
+    )?;
     {
         let mut insert = tx.prepare(
             "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot)
@@ -398,7 +427,13 @@ fn store_upload(conn: &Connection, principal: &Principal, body: UploadBody) -> R
                     "run_results[{i}].run_id `{run_id}` matches no run of this batch"
                 )));
             }
-            let transcript = Value::Array(r.transcript.unwrap_or_default().into_iter().map(Value::Object).collect());
+            let transcript = Value::Array(
+                r.transcript
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Value::Object)
+                    .collect(),
+            );
             set_result.execute(params![
                 r.status.unwrap_or_else(|| "completed".to_owned()),
                 transcript.to_string(),
@@ -490,11 +525,17 @@ pub(crate) fn load_batch(conn: &Connection, id: &str) -> Result<Option<(String, 
     Ok(Some((project_id, batch)))
 }
 
-pub(crate) fn run_batch(state: &State, req: &Request, params: &[String]) -> Result<Response, ApiError> {
+pub(crate) fn run_batch(
+    state: &State,
+    req: &Request,
+    params: &[String],
+) -> Result<Response, ApiError> {
     let (conn, principal) = authed(state, req, Need::Read)?;
     let id = params.first().map(String::as_str).unwrap_or_default();
     let not_found = || ApiError::not_found(format!("run batch {id} not found"));
     let (project_id, batch) = load_batch(&conn, id)?.ok_or_else(not_found)?;
-    principal.check_project(&conn, &project_id).map_err(|_| not_found())?;
+    principal
+        .check_project(&conn, &project_id)
+        .map_err(|_| not_found())?;
     Ok(Response::json(200, &batch))
 }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+mod message;
+
+pub(crate) use message::{ApiError, Request, Response};
+use serde_json::json;
 
 use crate::store::State;
 use crate::{Fault, PlatformError, RequestRecord};
@@ -33,159 +36,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// An idle keep-alive connection, or a request that is slow to arrive, is
 /// closed after this long.
 const IDLE: Duration = Duration::from_secs(60);
-
-/// A failure answered as `{"error": {"code", "message"}}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    pub(crate) status: u16,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-    /// Extra response headers, e.g. `Allow` on 405.
-    pub(crate) headers: Vec<(&'static str, String)>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: u16, code: &'static str, message: String) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message,
-            headers: Vec::new(),
-        }
-    }
-    pub(crate) fn unauthenticated(message: &str) -> ApiError {
-        ApiError::new(401, "unauthenticated", message.to_owned())
-    }
-    pub(crate) fn not_found(message: String) -> ApiError {
-        ApiError::new(404, "not_found", message)
-    }
-    /// 400: the body is not the JSON it should be (syntax or types).
-    pub(crate) fn invalid(message: String) -> ApiError {
-        ApiError::new(400, "invalid_request", message)
-    }
-    /// 422: well-formed, but the values cannot be used.
-    pub(crate) fn unprocessable(message: String) -> ApiError {
-        ApiError::new(422, "invalid_request", message)
-    }
-}
-
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
-        ApiError::new(500, "internal_error", format!("database error: {e}"))
-    }
-}
-
-/// A parsed request, body included.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) method: String,
-    /// The path as sent, without the query.
-    pub(crate) path: String,
-    pub(crate) query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-    /// The address the server listens on, for URLs when `Host` is absent.
-    pub(crate) local_addr: SocketAddr,
-}
-
-impl Request {
-    /// First header of that name (case-insensitive).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// First query parameter of that name.
-    pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body parsed as a JSON object into `T`; 400 `invalid_request` when it
-    /// is not JSON, not an object, or a known field has the wrong type. Unknown
-    /// fields are accepted (clients newer than this server add some).
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let text = if self.body.iter().all(u8::is_ascii_whitespace) {
-            // An empty body reads as `{}`: `start` is documented with an empty
-            // object and some clients send nothing at all.
-            &b"{}"[..]
-        } else {
-            &self.body[..]
-        };
-        let value: Value = serde_json::from_slice(text)
-            .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(ApiError::invalid("request body must be a JSON object".to_owned()));
-        }
-        serde_json::from_value(value)
-            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
-    }
-
-    /// `http://host:port` as the client addressed us, for links we hand out.
-    pub(crate) fn base_url(&self) -> String {
-        match self.header("host").filter(|h| is_safe_host(h)) {
-            Some(host) => format!("http://{host}"),
-            None => format!("http://{}", self.local_addr),
-        }
-    }
-}
-
-/// Whether a `Host` value is harmless to echo into a URL.
-fn is_safe_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-}
-
-/// A response ready to write.
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    content_type: &'static str,
-    body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Response {
-    pub(crate) fn json(status: u16, value: &Value) -> Response {
-        Response {
-            status,
-            content_type: "application/json",
-            body: value.to_string().into_bytes(),
-            headers: Vec::new(),
-        }
-    }
-    pub(crate) fn html(status: u16, body: String) -> Response {
-        Response {
-            status,
-            content_type: "text/html; charset=utf-8",
-            body: body.into_bytes(),
-            headers: Vec::new(),
-        }
-    }
-    /// A stored response body replayed verbatim (idempotent upload).
-    pub(crate) fn raw_json(status: u16, body: String) -> Response {
-        Response {
-            status,
-            content_type: "application/json",
-            body: body.into_bytes(),
-            headers: Vec::new(),
-        }
-    }
-    pub(crate) fn error(e: ApiError) -> Response {
-        let mut r = Response::json(
-            e.status,
-            &json!({"error": {"code": e.code, "message": e.message}}),
-        );
-        r.headers = e.headers;
-        r
-    }
-}
 
 /// The listener and its threads.
 pub(crate) struct Server {
@@ -253,7 +103,11 @@ fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: Arc<AtomicBoo
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
-        let (state, flag, count) = (Arc::clone(&state), Arc::clone(&shutdown), Arc::clone(&active));
+        let (state, flag, count) = (
+            Arc::clone(&state),
+            Arc::clone(&shutdown),
+            Arc::clone(&active),
+        );
         let spawned = std::thread::Builder::new()
             .name("flx-conn".to_owned())
             .spawn(move || {
@@ -414,7 +268,11 @@ fn serve_connection(stream: TcpStream, state: &State, shutdown: &AtomicBool, log
                 break pos;
             }
             if conn.buf.len() > MAX_HEAD {
-                let e = ApiError::new(431, "invalid_request", "request headers too large".to_owned());
+                let e = ApiError::new(
+                    431,
+                    "invalid_request",
+                    "request headers too large".to_owned(),
+                );
                 write_response(&mut conn.stream, &Response::error(e), true, false);
                 return;
             }
@@ -504,24 +362,37 @@ fn serve_connection(stream: TcpStream, state: &State, shutdown: &AtomicBool, log
 
 /// Reads the body per `Content-Length` or chunked encoding. `Err(Some)` is an
 /// answer to send before closing; `Err(None)` means the peer is gone.
-fn read_body(conn: &mut Conn<'_>, head: &Head, deadline: Instant) -> Result<Vec<u8>, Option<ApiError>> {
+fn read_body(
+    conn: &mut Conn<'_>,
+    head: &Head,
+    deadline: Instant,
+) -> Result<Vec<u8>, Option<ApiError>> {
     let too_large = || {
         Some(ApiError::new(
             413,
             "payload_too_large",
-            format!("request body is larger than {} MiB", MAX_BODY / (1024 * 1024)),
+            format!(
+                "request body is larger than {} MiB",
+                MAX_BODY / (1024 * 1024)
+            ),
         ))
     };
     let timed_out = |e: ReadEnd| match e {
         ReadEnd::Gone => None,
-        ReadEnd::TimedOut => Some(ApiError::new(408, "invalid_request", "request timed out".to_owned())),
+        ReadEnd::TimedOut => Some(ApiError::new(
+            408,
+            "invalid_request",
+            "request timed out".to_owned(),
+        )),
     };
     let expect_continue = head
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if let Some(te) = head.header("transfer-encoding") {
         if !te.eq_ignore_ascii_case("chunked") {
-            return Err(Some(ApiError::invalid(format!("unsupported Transfer-Encoding `{te}`"))));
+            return Err(Some(ApiError::invalid(format!(
+                "unsupported Transfer-Encoding `{te}`"
+            ))));
         }
         if expect_continue {
             let _ = conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -680,7 +551,10 @@ fn write_response(stream: &mut TcpStream, r: &Response, close: bool, head_only: 
     if !head_only {
         bytes.extend_from_slice(&r.body);
     }
-    stream.write_all(&bytes).and_then(|()| stream.flush()).is_ok()
+    stream
+        .write_all(&bytes)
+        .and_then(|()| stream.flush())
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -689,18 +563,12 @@ mod tests {
 
     #[test]
     fn parses_heads() {
-        let h = parse_head(b"POST /api/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3").expect("head");
+        let h =
+            parse_head(b"POST /api/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3").expect("head");
         assert_eq!(h.method, "POST");
         assert_eq!(h.header("content-length"), Some("3"));
         assert!(parse_head(b"GET x HTTP/1.1").is_none());
         assert!(parse_head(b"GET / HTTP/2").is_none());
         assert!(parse_head(b"GET / HTTP/1.1\r\nbad header").is_none());
-    }
-
-    #[test]
-    fn only_plain_hosts_are_echoed() {
-        assert!(is_safe_host("127.0.0.1:8787"));
-        assert!(is_safe_host("[::1]:80"));
-        assert!(!is_safe_host("evil\"><script>"));
     }
 }

@@ -1,0 +1,174 @@
+//! The messages: a parsed [`Request`], a [`Response`] ready to write, and
+//! [`ApiError`], every failure in the documented JSON shape
+//! `{"error": {"code", "message"}}`.
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+/// A failure answered as `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    /// Extra response headers, e.g. `Allow` on 405.
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: u16, code: &'static str, message: String) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message,
+            headers: Vec::new(),
+        }
+    }
+    pub(crate) fn unauthenticated(message: &str) -> ApiError {
+        ApiError::new(401, "unauthenticated", message.to_owned())
+    }
+    pub(crate) fn not_found(message: String) -> ApiError {
+        ApiError::new(404, "not_found", message)
+    }
+    /// 400: the body is not the JSON it should be (syntax or types).
+    pub(crate) fn invalid(message: String) -> ApiError {
+        ApiError::new(400, "invalid_request", message)
+    }
+    /// 422: well-formed, but the values cannot be used.
+    pub(crate) fn unprocessable(message: String) -> ApiError {
+        ApiError::new(422, "invalid_request", message)
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> ApiError {
+        ApiError::new(500, "internal_error", format!("database error: {e}"))
+    }
+}
+
+/// A parsed request, body included.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) method: String,
+    /// The path as sent, without the query.
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    /// The address the server listens on, for URLs when `Host` is absent.
+    pub(crate) local_addr: SocketAddr,
+}
+
+impl Request {
+    /// First header of that name (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// First query parameter of that name.
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as a JSON object into `T`; 400 `invalid_request` when it
+    /// is not JSON, not an object, or a known field has the wrong type. Unknown
+    /// fields are accepted (clients newer than this server add some).
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let text = if self.body.iter().all(u8::is_ascii_whitespace) {
+            // An empty body reads as `{}`: `start` is documented with an empty
+            // object and some clients send nothing at all.
+            &b"{}"[..]
+        } else {
+            &self.body[..]
+        };
+        let value: Value = serde_json::from_slice(text)
+            .map_err(|e| ApiError::invalid(format!("request body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::invalid(
+                "request body must be a JSON object".to_owned(),
+            ));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+    }
+
+    /// `http://host:port` as the client addressed us, for links we hand out.
+    pub(crate) fn base_url(&self) -> String {
+        match self.header("host").filter(|h| is_safe_host(h)) {
+            Some(host) => format!("http://{host}"),
+            None => format!("http://{}", self.local_addr),
+        }
+    }
+}
+
+/// Whether a `Host` value is harmless to echo into a URL.
+fn is_safe_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
+/// A response ready to write.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(super) content_type: &'static str,
+    pub(super) body: Vec<u8>,
+    pub(super) headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    pub(crate) fn json(status: u16, value: &Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+    pub(crate) fn html(status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: "text/html; charset=utf-8",
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+    /// A stored response body replayed verbatim (idempotent upload).
+    pub(crate) fn raw_json(status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+    pub(crate) fn error(e: ApiError) -> Response {
+        let mut r = Response::json(
+            e.status,
+            &json!({"error": {"code": e.code, "message": e.message}}),
+        );
+        r.headers = e.headers;
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_hosts_are_echoed() {
+        assert!(is_safe_host("127.0.0.1:8787"));
+        assert!(is_safe_host("[::1]:80"));
+        assert!(!is_safe_host("evil\"><script>"));
+    }
+}
