@@ -199,10 +199,9 @@ impl Ctx {
                 question: question.to_string(),
             });
         }
-        eprint!("{question} [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
+        let answer = self
+            .out
+            .prompt(&format!("{question} [y/N]"))
             .map_err(|e| Error::io("read", Path::new("<stdin>"), e))?;
         Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
     }

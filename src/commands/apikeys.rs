@@ -1,10 +1,383 @@
-//! `apikeys create/list/info/revoke`.
+//! `apikeys create/list/info/revoke` (PLATFORM-API §3).
 
-use crate::cli::ApikeysCommand;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::api::types::{ApiKeyRecord, CreateKeyRequest, CreatedKey};
+use crate::api::{Auth, Retry};
+use crate::auth::key::{self, KeyInput};
+use crate::auth::login;
+use crate::auth::scope::{self, Need};
+use crate::cli::{ApikeysCommand, KeyType, Scope};
 use crate::ctx::Ctx;
-use crate::error::{Error, Result};
-use crate::output::Outcome;
+use crate::error::{code, Error, Result};
+use crate::output::{table, thousands, Human, Outcome, Style};
+use crate::secret::mask;
 
-pub(crate) fn run(_ctx: &Ctx, _cmd: ApikeysCommand) -> Result<Outcome> {
-    Err(Error::Unsupported { what: "apikeys: not yet implemented".into(), hint: None })
+/// Keys older than this are due for rotation (the seed's "monthly rotation").
+const ROTATE_AFTER_DAYS: i64 = 90;
+/// Keys unused this long are probably forgotten.
+const UNUSED_AFTER_DAYS: i64 = 30;
+
+pub(crate) fn run(ctx: &Ctx, cmd: ApikeysCommand) -> Result<Outcome> {
+    match cmd {
+        ApikeysCommand::Create {
+            name,
+            key_type,
+            scope,
+            project_id,
+            expires_in_days,
+        } => create(ctx, name, key_type, scope, project_id, expires_in_days),
+        ApikeysCommand::List { project_id } => list(ctx, project_id),
+        ApikeysCommand::Info { key } => info(ctx, key),
+        ApikeysCommand::Revoke { target } => revoke(ctx, &target),
+    }
+}
+
+/// The project a key command acts on: flag, `fluxloop.yaml`, project.json,
+/// else the credential's own project (the platform decides).
+fn project_id(ctx: &Ctx, flag: Option<String>, record: Option<&ApiKeyRecord>) -> Result<Option<String>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    if let Some(p) = ctx.config()?.and_then(|c| c.config.project_id.clone()) {
+        return Ok(Some(p));
+    }
+    if let Some(p) = ctx.project_json()?.and_then(|(_, pj)| pj.project_id.clone()) {
+        return Ok(Some(p));
+    }
+    Ok(record.and_then(|r| r.project_id.clone()))
+}
+
+/// `apikeys create`: the key alone on stdout.
+#[derive(Serialize)]
+struct CreateReport {
+    key: String,
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+}
+
+impl Human for CreateReport {
+    fn human(&self, _: &Style) -> String {
+        format!("{}\n", self.key)
+    }
+}
+
+fn create(
+    ctx: &Ctx,
+    name: Option<String>,
+    key_type: KeyType,
+    scope: Scope,
+    project: Option<String>,
+    expires_in_days: Option<u32>,
+) -> Result<Outcome> {
+    let session = login::session(ctx)?;
+    let record = scope::require(ctx, &session.client, &[Need::Admin])?;
+    let project = project_id(ctx, project, record.as_ref())?;
+    let name = name.unwrap_or_else(|| {
+        let now = OffsetDateTime::now_utc();
+        format!("cli-key-{:04}{:02}{:02}-{:02}{:02}{:02}", now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second())
+    });
+    if scope == Scope::Admin && ctx.in_ci() {
+        ctx.out.warn("creating an admin key in CI; CI jobs need only read-write");
+    }
+    let body = CreateKeyRequest {
+        project_id: project.as_deref(),
+        name: &name,
+        key_type: key_type.as_str(),
+        scope: scope.as_str(),
+        expires_in_days,
+    };
+    let created: CreatedKey = session.client.post("/api/api-keys", &body, Retry::Once)?;
+    ctx.out.add_mask_stderr(&created.key);
+    ctx.out.info(&format!(
+        "Created {} key {} (id {}, scope {})",
+        created.record.key_type.as_deref().unwrap_or(key_type.as_str()),
+        created.record.name.as_deref().unwrap_or(&name),
+        created.record.id.as_deref().unwrap_or("?"),
+        created.record.scope.as_deref().unwrap_or(scope.as_str()),
+    ));
+    if ctx.out.stderr_tty {
+        ctx.out.notice("This key is shown once — store it now (e.g. as the FLUXLOOP_API_KEY secret of your CI).");
+    }
+    Ok(Outcome::ok(CreateReport {
+        key: created.key,
+        record: created.record,
+    }))
+}
+
+/// A key in `apikeys list`, with what the seed's security advice asks about it.
+#[derive(Serialize)]
+struct ListedKey {
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+    age_days: Option<i64>,
+    /// Why the key should be rotated, if it should.
+    rotation: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListReport {
+    keys: Vec<ListedKey>,
+}
+
+fn days_since(ts: Option<&str>, now: OffsetDateTime) -> Option<i64> {
+    ts.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .map(|t| (now - t).whole_days())
+}
+
+fn ago(days: Option<i64>) -> String {
+    match days {
+        None => "never".into(),
+        Some(0) => "today".into(),
+        Some(1) => "1 day ago".into(),
+        Some(d) => format!("{d} days ago"),
+    }
+}
+
+impl Human for ListReport {
+    fn human(&self, s: &Style) -> String {
+        if self.keys.is_empty() {
+            return "No API keys in this project. Create one with `fluxloop apikeys create --name NAME`.\n".into();
+        }
+        let now = OffsetDateTime::now_utc();
+        let rows: Vec<Vec<String>> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let r = &k.record;
+                let status = if r.revoked_at.is_some() {
+                    "revoked".to_string()
+                } else if let Some(why) = &k.rotation {
+                    s.yellow(&format!("rotate: {why}"))
+                } else {
+                    "active".to_string()
+                };
+                vec![
+                    r.id.clone().unwrap_or_default(),
+                    r.name.clone().unwrap_or_default(),
+                    r.key_type.clone().unwrap_or_default(),
+                    r.scope.clone().unwrap_or_default(),
+                    k.age_days.map(|d| format!("{d}d")).unwrap_or_default(),
+                    ago(days_since(r.last_used_at.as_deref(), now)),
+                    thousands(r.usage_count.unwrap_or(0)),
+                    status,
+                ]
+            })
+            .collect();
+        let mut out = table(&["ID", "NAME", "TYPE", "SCOPE", "AGE", "LAST USED", "USES", "STATUS"], &rows);
+        let due = self.keys.iter().filter(|k| k.rotation.is_some() && k.record.revoked_at.is_none()).count();
+        if due > 0 {
+            out.push_str(&format!(
+                "\n{due} key(s) due for rotation: create a new key, update your CI secret, then `fluxloop apikeys revoke ID`\n"
+            ));
+        }
+        out
+    }
+}
+
+fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
+    let session = login::session(ctx)?;
+    let record = scope::require(ctx, &session.client, &[Need::Admin])?;
+    let project = project_id(ctx, project, record.as_ref())?;
+    let path = match &project {
+        Some(p) => format!("/api/api-keys?project_id={}", url_escape(p)),
+        None => "/api/api-keys".to_string(),
+    };
+    let records: Vec<ApiKeyRecord> = session.client.get(&path)?;
+    let now = OffsetDateTime::now_utc();
+    let keys = records
+        .into_iter()
+        .map(|record| {
+            let age = days_since(record.created_at.as_deref(), now);
+            let idle = days_since(record.last_used_at.as_deref(), now).or(age);
+            let rotation = if age.is_some_and(|a| a > ROTATE_AFTER_DAYS) {
+                Some(format!("older than {ROTATE_AFTER_DAYS} days"))
+            } else if idle.is_some_and(|d| d > UNUSED_AFTER_DAYS) {
+                Some(format!("unused for {UNUSED_AFTER_DAYS}+ days"))
+            } else {
+                None
+            };
+            ListedKey {
+                record,
+                age_days: age,
+                rotation,
+            }
+        })
+        .collect();
+    Ok(Outcome::ok(ListReport { keys }))
+}
+
+/// Percent-encodes a query value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `apikeys info`.
+#[derive(Serialize)]
+struct InfoReport {
+    key: String,
+    status: &'static str,
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+}
+
+fn scope_meaning(scope: &str) -> &'static str {
+    match scope {
+        "read" => "view scenarios, criteria, results",
+        "write" => "upload results, create scenarios",
+        "read-write" => "full access to scenarios and results",
+        "admin" => "everything, including keys and project settings",
+        _ => "",
+    }
+}
+
+impl Human for InfoReport {
+    fn human(&self, s: &Style) -> String {
+        let r = &self.record;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{:<13} {v}\n", format!("{k}:")));
+        line("Key", self.key.clone());
+        if let Some(n) = &r.name {
+            line("Name", n.clone());
+        }
+        if let Some(id) = &r.id {
+            line("ID", id.clone());
+        }
+        if let Some(t) = &r.key_type {
+            line("Type", t.clone());
+        }
+        if let Some(sc) = &r.scope {
+            line("Scope", format!("{sc} ({})", scope_meaning(sc)));
+        }
+        if let Some(p) = &r.project_id {
+            line("Project", p.clone());
+        }
+        if let Some(c) = &r.created_at {
+            line("Created", c.clone());
+        }
+        line("Last used", r.last_used_at.clone().unwrap_or_else(|| "never".into()));
+        line("Usage count", format!("{} requests", thousands(r.usage_count.unwrap_or(0))));
+        if let Some(e) = &r.expires_at {
+            line("Expires", e.clone());
+        }
+        let status = match self.status {
+            "active" => s.green("active"),
+            other => s.red(other),
+        };
+        line("Status", status);
+        out
+    }
+}
+
+fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
+    let (client, shown) = match key_arg {
+        Some(raw) => {
+            let secret = key::parse_api_key(&raw, KeyInput::Typed).map_err(|p| Error::InvalidApiKey {
+                origin: "the KEY argument".into(),
+                problem: p.problem,
+                hint: p.hint,
+            })?;
+            ctx.out.add_mask_stderr(secret.expose());
+            let endpoint = ctx.endpoint()?;
+            let shown = secret.masked();
+            let auth = Auth {
+                secret,
+                origin: "the KEY argument".into(),
+                is_api_key: true,
+            };
+            (ctx.client_with(&endpoint.val, auth)?, shown)
+        }
+        None => {
+            let session = login::session(ctx)?;
+            if !session.resolved.credential.val.is_api_key() {
+                return Err(Error::config(
+                    format!("the credential in effect ({}) is a login, not an API key", session.resolved.credential.origin),
+                    Some("pass the key: `fluxloop apikeys info flx_api_…`, or see `fluxloop auth status`".into()),
+                ));
+            }
+            let shown = session.resolved.credential.val.secret.masked();
+            (session.client, shown)
+        }
+    };
+    match client.get::<ApiKeyRecord>("/api/api-keys/self") {
+        Ok(record) => {
+            let status = if record.revoked_at.is_some() { "revoked" } else { "active" };
+            Ok(Outcome::ok(InfoReport { key: shown, status, record }))
+        }
+        Err(Error::KeyRevoked { .. }) => Ok(Outcome {
+            report: Box::new(InfoReport {
+                key: shown,
+                status: "revoked",
+                record: ApiKeyRecord::default(),
+            }),
+            code: code::AUTH,
+        }),
+        Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => Err(Error::Unsupported {
+            what: format!("the platform at {} does not support `apikeys info` (no /api/api-keys/self)", client.base()),
+            hint: Some("check the key on the platform's settings/api-keys page".into()),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `apikeys revoke`.
+#[derive(Serialize)]
+struct RevokeReport {
+    target: String,
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+    #[serde(skip)]
+    was_in_use: bool,
+}
+
+impl Human for RevokeReport {
+    fn human(&self, _: &Style) -> String {
+        let mut s = format!(
+            "Revoked key {} (id {}); it stops working now.\n",
+            self.record.name.as_deref().unwrap_or(&self.target),
+            self.record.id.as_deref().unwrap_or("?")
+        );
+        if self.was_in_use {
+            s.push_str("note: this is the key in effect here; commands using it will now fail\n");
+        }
+        s
+    }
+}
+
+fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
+    let is_key = key::is_api_key(target.trim());
+    let (body, shown) = if is_key {
+        let secret = key::parse_api_key(target, KeyInput::Typed).map_err(|p| Error::InvalidApiKey {
+            origin: "the KEY_OR_ID argument".into(),
+            problem: p.problem,
+            hint: p.hint,
+        })?;
+        ctx.out.add_mask_stderr(secret.expose());
+        (serde_json::json!({ "key": secret.expose() }), secret.masked())
+    } else {
+        if target.trim().is_empty() {
+            return Err(Error::config("KEY_OR_ID is empty", Some("pass the key or its id from `fluxloop apikeys list`".into())));
+        }
+        (serde_json::json!({ "id": target }), target.to_string())
+    };
+    let session = login::session(ctx)?;
+    scope::require(ctx, &session.client, &[Need::Admin])?;
+    if !ctx.confirm(&format!("Revoke key {shown}? It stops working at once"))? {
+        return Err(Error::Interrupted);
+    }
+    let record: ApiKeyRecord = session.client.post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
+    let in_use = session.resolved.credential.val.secret.expose();
+    let was_in_use = (is_key && in_use == target) || record.id.as_deref().is_some_and(|id| id == target && false);
+    Ok(Outcome::ok(RevokeReport {
+        target: if is_key { mask(target) } else { target.to_string() },
+        record,
+        was_in_use,
+    }))
 }

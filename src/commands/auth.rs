@@ -1,10 +1,448 @@
 //! `auth login/refresh/logout/status`.
 
-use crate::cli::AuthCommand;
-use crate::ctx::Ctx;
-use crate::error::{Error, Result};
-use crate::output::Outcome;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-pub(crate) fn run(_ctx: &Ctx, _cmd: AuthCommand) -> Result<Outcome> {
-    Err(Error::Unsupported { what: "auth: not yet implemented".into(), hint: None })
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::api::types::{ApiKeyRecord, DeviceStart};
+use crate::api::{is_loopback_url, Client};
+use crate::auth::login::{self, LoginObserver};
+use crate::cli::AuthCommand;
+use crate::config::resolve::CredentialKind;
+use crate::config::Origin;
+use crate::ctx::Ctx;
+use crate::error::{code, Error, Result};
+use crate::output::{Human, Outcome, Output, Style};
+use crate::secret::Secret;
+
+pub(crate) fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<Outcome> {
+    match cmd {
+        AuthCommand::Login { no_browser, force } => login(ctx, no_browser, force),
+        AuthCommand::Refresh => refresh(ctx),
+        AuthCommand::Logout { all } => logout(ctx, all),
+        AuthCommand::Status => status(ctx),
+    }
+}
+
+/// A sentence-style result.
+#[derive(Serialize)]
+struct Message {
+    #[serde(skip)]
+    text: String,
+    #[serde(flatten)]
+    data: serde_json::Value,
+}
+
+impl Human for Message {
+    fn human(&self, _: &Style) -> String {
+        self.text.clone()
+    }
+}
+
+fn message(text: String, data: serde_json::Value) -> Outcome {
+    Outcome::ok(Message { text, data })
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Turns Ctrl-C into a flag the polling loop checks, so the login ends with
+/// a message (and the terminal line cleared) instead of a dead process.
+fn catch_sigint() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+struct Progress<'a> {
+    out: &'a Output,
+    tty: bool,
+}
+
+impl LoginObserver for Progress<'_> {
+    fn show_code(&self, start: &DeviceStart) {
+        // The code is what the person needs even under --quiet.
+        let style = &self.out.err_style;
+        self.out.notice(&format!(
+            "Open this URL in your browser to log in:\n\n    {}\n\nand check that it shows the code {}\n",
+            style.bold(&start.verification_url),
+            style.bold(&start.user_code)
+        ));
+    }
+
+    fn waiting(&self, elapsed: Duration, remaining: Duration) {
+        if self.tty {
+            let spinner = ['|', '/', '-', '\\'][(elapsed.as_secs() % 4) as usize];
+            self.out.progress(&format!(
+                "{spinner} Waiting for authorization in the browser… ({}:{:02} left, Ctrl-C to cancel)",
+                remaining.as_secs() / 60,
+                remaining.as_secs() % 60
+            ));
+        } else if elapsed.as_secs() % 30 == 0 && elapsed.as_secs() > 0 {
+            self.out.info(&format!("Still waiting for authorization ({} s left)…", remaining.as_secs()));
+        }
+    }
+}
+
+fn has_display(ctx: &Ctx) -> bool {
+    cfg!(target_os = "macos") || ctx.env.get_os("DISPLAY").is_some() || ctx.env.get_os("WAYLAND_DISPLAY").is_some()
+}
+
+fn open_browser(out: &Output, url: &str) {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(_) => out.info("Opened the browser. If it did not appear, open the URL above yourself."),
+        Err(_) => out.info(&format!("Could not start {opener}; open the URL above yourself.")),
+    }
+}
+
+fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
+    let profile = ctx.profile()?;
+    let endpoint = ctx.endpoint()?;
+    if endpoint.val.starts_with("http://") && !is_loopback_url(&endpoint.val) {
+        return Err(Error::InsecureEndpoint { url: endpoint.val });
+    }
+    let file = ctx.credentials()?;
+    if !force {
+        if let Some(p) = file.profile(&profile.val).filter(|p| p.has_token()) {
+            let stored_endpoint = p.api_endpoint.clone().unwrap_or_else(|| endpoint.val.clone());
+            let fresh = login::parse_time(p.expires_at.as_deref())
+                .is_none_or(|e| e > OffsetDateTime::now_utc() + login::REFRESH_WINDOW);
+            if fresh && stored_endpoint == endpoint.val {
+                let secret = Secret::new(p.access_token.clone().unwrap_or_default());
+                let auth = crate::api::Auth {
+                    secret,
+                    origin: format!("profile {}", profile.val),
+                    is_api_key: false,
+                };
+                let client = ctx.client_with(&endpoint.val, auth)?;
+                if verdict(&client).0 == Verdict::Valid {
+                    let who = p.user_email.clone().unwrap_or_else(|| "unknown user".into());
+                    return Ok(message(
+                        format!(
+                            "Already logged in as {who} (profile {}, {}).\nRun `fluxloop auth login --force` to log in again.\n",
+                            profile.val, endpoint.val
+                        ),
+                        serde_json::json!({"status": "already_logged_in", "profile": profile.val, "user_email": p.user_email, "endpoint": endpoint.val}),
+                    ));
+                }
+            }
+        }
+    }
+    let client = ctx.anonymous_client(&endpoint.val)?;
+    let browser = !no_browser && !ctx.in_ci() && has_display(ctx);
+    let progress = Progress {
+        out: &ctx.out,
+        tty: ctx.out.stderr_tty,
+    };
+    catch_sigint();
+    let result = login::device_login(
+        &client,
+        &progress,
+        &|| INTERRUPTED.load(Ordering::SeqCst),
+        &|url| {
+            if browser {
+                open_browser(&ctx.out, url)
+            }
+        },
+    );
+    ctx.out.progress_done();
+    let credential = match result {
+        Err(Error::Interrupted) => {
+            return Err(Error::AuthenticationFailed {
+                reason: "login cancelled (Ctrl-C)".into(),
+                hint: "run `fluxloop auth login` again when ready".into(),
+            })
+        }
+        other => other?,
+    };
+    let stored = login::store_login(ctx, &profile.val, &endpoint.val, credential)?;
+    let email = stored.user_email.clone().unwrap_or_else(|| "unknown user".into());
+    let path = ctx.home()?.join("credentials");
+    let mut text = format!(
+        "✅ Successfully authenticated as {email}\nProfile {} ({}) stored in {}\n",
+        profile.val,
+        endpoint.val,
+        path.display()
+    );
+    if let Ok(r) = ctx.credential() {
+        if !matches!(r.credential.origin, Origin::Profile { .. }) {
+            text.push_str(&format!(
+                "note: {} takes precedence over this login while it is set\n",
+                r.credential.origin
+            ));
+        }
+    }
+    Ok(message(
+        text,
+        serde_json::json!({
+            "status": "authenticated",
+            "user_email": stored.user_email,
+            "profile": profile.val,
+            "endpoint": endpoint.val,
+            "expires_at": stored.expires_at,
+            "credentials_file": path.display().to_string(),
+        }),
+    ))
+}
+
+fn refresh(ctx: &Ctx) -> Result<Outcome> {
+    let profile = ctx.profile()?;
+    let file = ctx.credentials()?;
+    let stored = file.profile(&profile.val);
+    let Some(refresh_token) = stored.and_then(|p| p.refresh_token.clone()).filter(|t| !t.is_empty()) else {
+        return Err(Error::AuthenticationFailed {
+            reason: format!("profile {} has no stored login to refresh", profile.val),
+            hint: format!("run `fluxloop auth login --profile {}`", profile.val),
+        });
+    };
+    let endpoint = match stored.and_then(|p| p.api_endpoint.clone()) {
+        // A refresh token belongs to the platform that issued it.
+        Some(e) if ctx.globals.endpoint.is_none() => e,
+        _ => ctx.endpoint()?.val,
+    };
+    let (_, p) = login::refresh(ctx, &endpoint, &profile.val, &Secret::new(refresh_token))?;
+    Ok(message(
+        format!(
+            "Refreshed the login of profile {} ({}); the new token expires at {}\n",
+            profile.val,
+            p.user_email.as_deref().unwrap_or("unknown user"),
+            p.expires_at.as_deref().unwrap_or("an unknown time")
+        ),
+        serde_json::json!({"status": "refreshed", "profile": profile.val, "expires_at": p.expires_at, "user_email": p.user_email}),
+    ))
+}
+
+fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
+    let mut file = ctx.credentials_for_update()?;
+    let profile = ctx.profile()?;
+    let names: Vec<String> = if all {
+        file.doc.profiles.keys().cloned().collect()
+    } else {
+        vec![profile.val.clone()]
+    };
+    let mut removed = Vec::new();
+    for name in &names {
+        if let Some(p) = file.doc.profiles.get_mut(name) {
+            if p.has_token() || p.refresh_token.is_some() {
+                p.clear_tokens();
+                removed.push(name.clone());
+            }
+        }
+    }
+    if !removed.is_empty() {
+        file.save()?;
+    }
+    let mut text = if removed.is_empty() {
+        format!("Not logged in ({}); nothing to remove\n", if all { "no profile holds a login".to_string() } else { format!("profile {}", profile.val) })
+    } else {
+        format!("Logged out of {}\n", removed.iter().map(|n| format!("profile {n}")).collect::<Vec<_>>().join(", "))
+    };
+    for var in ["FLUXLOOP_API_KEY", "FLUXLOOP_SYNC_API_KEY", "FLUXLOOP_TOKEN"] {
+        if ctx.env.get_os(var).is_some() {
+            text.push_str(&format!("note: {var} is still set and still authenticates\n"));
+        }
+    }
+    Ok(message(text, serde_json::json!({"logged_out": removed})))
+}
+
+/// The platform's opinion of a credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Valid,
+    Expired,
+    Revoked,
+    Invalid,
+    Unreachable,
+}
+
+/// Asks the platform about the client's credential: `/self`, or, on a
+/// platform without it, any cheap authenticated read.
+fn verdict(client: &Client) -> (Verdict, Option<ApiKeyRecord>, Option<String>) {
+    let classify = |e: &Error| match e {
+        Error::TokenExpired { .. } => Verdict::Expired,
+        Error::KeyRevoked { .. } => Verdict::Revoked,
+        Error::InvalidCredential { .. } | Error::PermissionDenied { .. } => Verdict::Invalid,
+        _ => Verdict::Unreachable,
+    };
+    match client.get::<ApiKeyRecord>("/api/api-keys/self") {
+        Ok(r) => (Verdict::Valid, Some(r), None),
+        Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {
+            match client.get::<serde_json::Value>("/api/projects") {
+                Ok(_) => (Verdict::Valid, None, None),
+                Err(e) => (classify(&e), None, Some(e.to_string())),
+            }
+        }
+        Err(e) => (classify(&e), None, Some(e.to_string())),
+    }
+}
+
+/// `auth status`.
+#[derive(Serialize)]
+struct StatusReport {
+    credential: String,
+    kind: &'static str,
+    origin: String,
+    origin_kind: &'static str,
+    shadowed: Vec<String>,
+    profile: String,
+    profile_origin: String,
+    endpoint: String,
+    endpoint_origin: String,
+    user_email: Option<String>,
+    expires_at: Option<String>,
+    refreshed: bool,
+    verdict: Verdict,
+    detail: Option<String>,
+    key: Option<ApiKeyRecord>,
+}
+
+impl Human for StatusReport {
+    fn human(&self, s: &Style) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{:<12} {v}\n", format!("{k}:")));
+        line("Credential", format!("{} ({})", self.credential, self.kind));
+        line("From", self.origin.clone());
+        for sh in &self.shadowed {
+            line("Shadows", s.dim(sh));
+        }
+        line("Endpoint", format!("{} {}", self.endpoint, s.dim(&format!("(from {})", self.endpoint_origin))));
+        line("Profile", format!("{} {}", self.profile, s.dim(&format!("(from {})", self.profile_origin))));
+        if let Some(email) = &self.user_email {
+            line("User", email.clone());
+        }
+        if let Some(k) = &self.key {
+            if let Some(name) = &k.name {
+                line("Key name", format!("{name} (id {})", k.id.as_deref().unwrap_or("?")));
+            }
+            if let Some(t) = &k.key_type {
+                line("Type", t.clone());
+            }
+            if let Some(scope) = &k.scope {
+                line("Scope", scope.clone());
+            }
+            if let Some(p) = &k.project_id {
+                line("Project", p.clone());
+            }
+            if let Some(e) = &k.expires_at {
+                line("Expires", e.clone());
+            }
+        }
+        if let Some(e) = &self.expires_at {
+            line("Expires", format!("{e}{}", remaining(e)));
+        }
+        if self.refreshed {
+            line("Refreshed", "yes (the stored token was about to expire)".into());
+        }
+        let verdict = match self.verdict {
+            Verdict::Valid => s.green("✓ valid"),
+            Verdict::Expired => s.red("✗ expired"),
+            Verdict::Revoked => s.red("✗ revoked"),
+            Verdict::Invalid => s.red("✗ not accepted by the platform"),
+            Verdict::Unreachable => s.yellow("? platform unreachable"),
+        };
+        line("Status", verdict);
+        if let Some(d) = &self.detail {
+            line("Detail", d.clone());
+        }
+        out
+    }
+}
+
+fn remaining(expires_at: &str) -> String {
+    let Ok(t) = OffsetDateTime::parse(expires_at, &Rfc3339) else {
+        return String::new();
+    };
+    let left = t - OffsetDateTime::now_utc();
+    if left.is_negative() {
+        return " (expired)".into();
+    }
+    let mins = left.whole_minutes();
+    if mins >= 120 {
+        format!(" (in {} h)", mins / 60)
+    } else {
+        format!(" (in {mins} min)")
+    }
+}
+
+fn status(ctx: &Ctx) -> Result<Outcome> {
+    let profile = ctx.profile()?;
+    let session = match login::session(ctx) {
+        Ok(s) => Ok(s),
+        Err(e @ Error::TokenExpired { .. }) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let resolved = match &session {
+        Ok(s) => s.resolved.credential.clone(),
+        Err(_) => ctx.credential()?.credential,
+    };
+    let shadowed = match &session {
+        Ok(s) => s.resolved.shadowed.iter().map(|o| o.to_string()).collect(),
+        Err(_) => vec![],
+    };
+    let endpoint = ctx.endpoint()?;
+    let (kind, user_email, expires_at) = match &resolved.val.kind {
+        CredentialKind::ApiKey => ("API key", None, None),
+        CredentialKind::Token => ("access token", None, None),
+        CredentialKind::Login { user_email, expires_at, .. } => (
+            "login",
+            user_email.clone(),
+            expires_at.and_then(|e| e.format(&Rfc3339).ok()),
+        ),
+    };
+    let (verdict, key, detail, refreshed) = match &session {
+        Ok(s) => {
+            let (v, record, detail) = verdict(&s.client);
+            (v, record, detail, s.refreshed)
+        }
+        Err(e) => (Verdict::Expired, None, Some(e.to_string()), false),
+    };
+    let mut user_email = user_email;
+    let key = match key {
+        Some(r) if r.key_type.as_deref() == Some("access_token") => {
+            user_email = user_email.or(r.user_email.clone());
+            None
+        }
+        other => other,
+    };
+    let code = match verdict {
+        Verdict::Valid => code::SUCCESS,
+        Verdict::Unreachable => code::NETWORK,
+        _ => code::AUTH,
+    };
+    let report = StatusReport {
+        credential: resolved.val.secret.masked(),
+        kind,
+        origin: resolved.origin.to_string(),
+        origin_kind: resolved.origin.kind(),
+        shadowed,
+        profile: profile.val,
+        profile_origin: profile.origin.to_string(),
+        endpoint: endpoint.val,
+        endpoint_origin: endpoint.origin.to_string(),
+        user_email,
+        expires_at,
+        refreshed,
+        verdict,
+        detail,
+        key,
+    };
+    Ok(Outcome {
+        report: Box::new(report),
+        code,
+    })
 }

@@ -135,6 +135,32 @@ impl Output {
         }
     }
 
+    /// A line the person must see even under `--quiet` (a login code).
+    pub(crate) fn notice(&self, message: &str) {
+        self.stderr_line(message);
+    }
+
+    /// Registers a secret with GitHub Actions on stderr, keeping stdout for a
+    /// value a script captures (`apikeys create`).
+    pub(crate) fn add_mask_stderr(&self, secret: &str) {
+        if self.github && !secret.is_empty() {
+            self.stderr_line(&format!("::add-mask::{}", github::escape_data(secret)));
+        }
+    }
+
+    /// Asks a question on stderr and reads one line from stdin.
+    pub(crate) fn prompt(&self, question: &str) -> io::Result<String> {
+        {
+            let _guard = self.lock.lock();
+            let mut err = io::stderr().lock();
+            write!(err, "{question} ")?;
+            err.flush()?;
+        }
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        Ok(answer)
+    }
+
     /// A `--verbose` trace line on stderr.
     pub(crate) fn trace(&self, message: &str) {
         if self.verbose > 0 {

@@ -1,0 +1,302 @@
+//! `auth` and `apikeys` end to end against the local platform.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fluxloop_platform::{Config, Platform};
+
+use crate::util::{platform, Run, Sandbox};
+
+/// Runs `auth login --no-browser` and approves (or denies) the code the CLI
+/// prints, the way a person would in the browser.
+fn login(sb: &Sandbox, p: &Platform, extra: &[&str], approve: bool) -> Run {
+    let mut args = vec!["auth", "login", "--no-browser"];
+    args.extend_from_slice(extra);
+    let cmd = sb.cmd(&args);
+    let mut child = cmd
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn login");
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut seen = String::new();
+    let mut code = None;
+    let mut line = String::new();
+    while code.is_none() {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if let Some(i) = line.find("shows the code ") {
+            code = Some(line[i + "shows the code ".len()..].trim().to_string());
+        }
+    }
+    let code = code.unwrap_or_else(|| panic!("no code printed:\n{seen}"));
+    assert!(seen.contains("/device?user_code="), "{seen}");
+    if approve {
+        p.approve_device(&code).unwrap();
+    } else {
+        p.deny_device(&code).unwrap();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: seen + &rest,
+    }
+}
+
+fn creds(sb: &Sandbox) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(sb.credentials_path()).unwrap()).unwrap()
+}
+
+fn token(sb: &Sandbox, profile: &str, field: &str) -> String {
+    creds(sb)["profiles"][profile][field].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn device_login_stores_the_tokens_and_status_shows_them() {
+    let p = platform();
+    let sb = Sandbox::new();
+    let r = login(&sb, &p, &["--endpoint", &p.url()], true);
+    r.ok().stdout_has("Successfully authenticated as demo@fluxloop.local");
+    let access = token(&sb, "default", "access_token");
+    let refresh = token(&sb, "default", "refresh_token");
+    assert!(access.starts_with("flx_at_"), "{access}");
+    assert!(refresh.starts_with("flx_refresh_"));
+    assert_eq!(creds(&sb)["profiles"]["default"]["api_endpoint"], p.url());
+    r.no_secret(&access).no_secret(&refresh);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sb.credentials_path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let s = sb.cmd(&["auth", "status"]).run();
+    s.ok()
+        .stdout_has("(login)")
+        .stdout_has("User:        demo@fluxloop.local")
+        .stdout_has("✓ valid")
+        .stdout_has(&format!("Endpoint:    {}", p.url()))
+        .no_secret(&access);
+    let j = sb.cmd(&["whoami", "--json"]).run();
+    j.ok().no_secret(&access);
+    let v = j.json();
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["origin_kind"], "profile");
+    assert_eq!(v["user_email"], "demo@fluxloop.local");
+
+    // Already logged in: nothing happens without --force.
+    sb.cmd(&["auth", "login", "--no-browser"]).run().ok().stdout_has("Already logged in as demo@fluxloop.local");
+    let again = login(&sb, &p, &["--force"], true);
+    again.ok();
+    assert_ne!(token(&sb, "default", "access_token"), access);
+}
+
+#[test]
+fn denied_login_fails_with_authentication_failed() {
+    let p = platform();
+    let sb = Sandbox::new();
+    let r = login(&sb, &p, &["--endpoint", &p.url()], false);
+    r.code(3).stderr_has("error: Authentication failed: the login was denied in the browser");
+    assert!(!sb.credentials_path().exists());
+}
+
+#[test]
+fn unreachable_platform_is_authentication_failed_with_the_checklist() {
+    let sb = Sandbox::new();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let r = sb.cmd(&["auth", "login", "--no-browser", "--endpoint", &url]).env("FLUXLOOP_HTTP_RETRIES", "0").run();
+    r.code(3).stderr_has("error: Authentication failed").stderr_has("browser opened?");
+}
+
+#[test]
+fn two_profiles_on_two_platforms() {
+    let production = platform();
+    let staging = platform();
+    let sb = Sandbox::new();
+    login(&sb, &production, &["--profile", "production", "--endpoint", &production.url()], true).ok();
+    login(&sb, &staging, &["--profile", "staging", "--endpoint", &staging.url()], true).ok();
+
+    let endpoint = |args: &[&str]| sb.cmd(args).run();
+    endpoint(&["config", "get", "endpoint", "--profile", "staging"]).ok().stdout_has(&staging.url());
+    endpoint(&["config", "get", "endpoint", "--profile", "production"]).ok().stdout_has(&production.url());
+    sb.cmd(&["config", "get", "endpoint"])
+        .env("FLUXLOOP_PROFILE", "staging")
+        .run()
+        .ok()
+        .stdout_has(&staging.url());
+
+    sb.cmd(&["config", "set", "profile", "staging"]).run().ok();
+    let s = sb.cmd(&["auth", "status"]).run();
+    s.ok().stdout_has(&staging.url()).stdout_has("Profile:     staging");
+    sb.cmd(&["auth", "status", "--profile", "production"]).run().ok().stdout_has(&production.url());
+
+    // Logging out of one profile keeps the other.
+    sb.cmd(&["auth", "logout"]).run().ok().stdout_has("Logged out of profile staging");
+    assert_eq!(token(&sb, "staging", "access_token"), "");
+    assert!(!token(&sb, "production", "access_token").is_empty());
+    sb.cmd(&["auth", "logout"]).run().ok().stdout_has("Not logged in");
+    sb.cmd(&["auth", "logout", "--all"]).run().ok().stdout_has("Logged out of profile production");
+    sb.cmd(&["auth", "status"]).run().code(3).stderr_has("no credential found");
+}
+
+#[test]
+fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
+    // Tokens that live 60 s are always inside the 5-minute refresh window.
+    let p = Platform::start(Config {
+        poll_interval_secs: 1,
+        access_token_ttl: Duration::from_secs(60),
+        ..Config::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new();
+    login(&sb, &p, &["--endpoint", &p.url()], true).ok();
+    let before = std::fs::read_to_string(sb.credentials_path()).unwrap();
+    let old_access = token(&sb, "default", "access_token");
+    let old_refresh = token(&sb, "default", "refresh_token");
+
+    let s = sb.cmd(&["auth", "status"]).run();
+    s.ok().stdout_has("Refreshed:").no_secret(&old_access).no_secret(&old_refresh);
+    let new_refresh = token(&sb, "default", "refresh_token");
+    assert_ne!(new_refresh, old_refresh, "refresh tokens rotate");
+
+    sb.cmd(&["auth", "refresh"]).run().ok().stdout_has("Refreshed the login of profile default");
+
+    // The old refresh token was rotated away: put the old file back.
+    std::fs::write(sb.credentials_path(), before).unwrap();
+    let r = sb.cmd(&["auth", "refresh"]).run();
+    r.code(3).stderr_has("error: Token expired").stderr_has("fluxloop auth login");
+    let r = sb.cmd(&["auth", "status"]).run();
+    r.code(3).stdout_has("✗ expired");
+}
+
+#[test]
+fn key_rotation_create_switch_revoke() {
+    let p = platform();
+    let demo = p.seed_demo().unwrap();
+    let admin = p.create_key(&demo.project_id, "admin", "service-account", "admin").unwrap().key;
+    let sb = Sandbox::new();
+    let with = |key: &str, args: &[&str]| {
+        sb.cmd(args)
+            .env("FLUXLOOP_API_KEY", key)
+            .env("FLUXLOOP_API_ENDPOINT", p.url())
+            .run()
+    };
+
+    let created = with(&admin, &["apikeys", "create", "--name", "ci-bot", "--type", "service-account", "--scope", "read-write"]);
+    created.ok().stderr_has("Created service-account key ci-bot").no_secret(&admin);
+    let new_key = created.stdout.trim().to_string();
+    assert!(new_key.starts_with("flx_sa_"), "stdout is the key alone: {:?}", created.stdout);
+    assert_eq!(created.stdout.lines().count(), 1);
+
+    with(&new_key, &["auth", "status"]).ok().stdout_has("✓ valid").stdout_has("Scope:       read-write").no_secret(&new_key);
+
+    let old = demo.key.clone();
+    let list = with(&admin, &["apikeys", "list"]);
+    list.ok().stdout_has("ci-bot").stdout_has("LAST USED").no_secret(&old).no_secret(&new_key);
+
+    with(&admin, &["apikeys", "revoke", &old]).code(2).stderr_has("--yes");
+    let revoked = with(&admin, &["apikeys", "revoke", &old, "--yes"]);
+    revoked.ok().stdout_has("Revoked key").no_secret(&old);
+
+    let info = with(&admin, &["apikeys", "info", &old]);
+    info.code(3).stdout_has("Status:       revoked").no_secret(&old);
+    let status = with(&old, &["auth", "status"]);
+    status.code(3).stdout_has("✗ revoked");
+    let r = with(&old, &["apikeys", "list"]);
+    r.code(3).stderr_has("error: Invalid API key (from environment variable FLUXLOOP_API_KEY): key revoked");
+}
+
+#[test]
+fn info_shows_usage_and_scope() {
+    let p = platform();
+    let demo = p.seed_demo().unwrap();
+    let sb = Sandbox::new();
+    for _ in 0..3 {
+        sb.cmd(&["auth", "status"]).env("FLUXLOOP_API_KEY", &demo.key).env("FLUXLOOP_API_ENDPOINT", p.url()).run().ok();
+    }
+    let r = sb.cmd(&["apikeys", "info", &demo.key]).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    r.ok()
+        .stdout_has("Scope:        read-write")
+        .stdout_has("Type:         service-account")
+        .stdout_has("Usage count:  4 requests")
+        .stdout_has("Status:       active")
+        .no_secret(&demo.key);
+    assert!(!r.stdout.contains("Last used:    never"), "{}", r.stdout);
+    let j = sb.cmd(&["apikeys", "info", "--json"]).env("FLUXLOOP_API_KEY", &demo.key).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    j.ok().no_secret(&demo.key);
+    assert_eq!(j.json()["usage_count"], 5);
+}
+
+#[test]
+fn admin_operations_need_an_admin_key_and_fail_before_acting() {
+    let p = platform();
+    let demo = p.seed_demo().unwrap();
+    let sb = Sandbox::new();
+    let r = sb
+        .cmd(&["apikeys", "create", "--name", "x"])
+        .env("FLUXLOOP_API_KEY", &demo.key)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
+    r.code(3)
+        .stderr_has("error: Permission denied: this key has scope `read-write`, the operation needs `admin`")
+        .stderr_has("fluxloop apikeys create --scope read-write")
+        .no_secret(&demo.key);
+    assert!(
+        p.requests().iter().all(|q| q.path != "/api/api-keys"),
+        "no create request may be sent: {:?}",
+        p.requests()
+    );
+}
+
+#[test]
+fn admin_key_in_ci_gets_a_warning() {
+    let p = platform();
+    let demo = p.seed_demo().unwrap();
+    let admin = p.create_key(&demo.project_id, "admin", "user", "admin").unwrap().key;
+    let sb = Sandbox::new();
+    let r = sb
+        .cmd(&["apikeys", "list"])
+        .env("CI", "true")
+        .env("FLUXLOOP_API_KEY", &admin)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
+    r.ok().stderr_has("a read-write key is enough").no_secret(&admin);
+}
+
+#[test]
+fn invalid_key_format_is_rejected_before_any_request() {
+    let p = platform();
+    let sb = Sandbox::new();
+    let r = sb
+        .cmd(&["auth", "status"])
+        .env("FLUXLOOP_API_KEY", "flx_old_key")
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
+    r.code(3).stderr_has("error: Invalid API key").stderr_has("flx_api_");
+    assert!(p.requests().is_empty());
+}
+
+#[test]
+fn github_actions_masks_profile_tokens_first() {
+    let p = platform();
+    let sb = Sandbox::new();
+    login(&sb, &p, &["--endpoint", &p.url()], true).ok();
+    let access = token(&sb, "default", "access_token");
+    let r = sb.cmd(&["auth", "status"]).env("GITHUB_ACTIONS", "true").run();
+    r.ok();
+    assert!(
+        r.stdout.starts_with(&format!("::add-mask::{access}\n")),
+        "the mask must come before anything else: {}",
+        r.stdout.lines().next().unwrap_or("")
+    );
+}

@@ -1,0 +1,1 @@
+//! Core behaviour of the binary: keys, resolution, config, errors.

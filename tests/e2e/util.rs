@@ -1,0 +1,192 @@
+//! The test harness: the real `fluxloop` binary, a clean environment, a temp
+//! home, and a real `fluxloop-platform` on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fluxloop_platform::{Config, Platform};
+
+/// A sandbox: temp HOME (with `FLUXLOOP_HOME` inside) and a work directory.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `$FLUXLOOP_HOME`.
+    pub fn fluxloop_home(&self) -> PathBuf {
+        self.home().join(".fluxloop")
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        self.fluxloop_home().join("credentials")
+    }
+
+    /// The working directory commands run in.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.work().join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// A `fluxloop` invocation with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Cmd {
+        let mut env = BTreeMap::new();
+        env.insert("HOME".into(), self.home().into_os_string());
+        env.insert("FLUXLOOP_HOME".into(), self.fluxloop_home().into_os_string());
+        if let Some(path) = std::env::var_os("PATH") {
+            env.insert("PATH".into(), path);
+        }
+        Cmd {
+            args: args.iter().map(OsString::from).collect(),
+            env,
+            cwd: self.work(),
+            stdin: None,
+        }
+    }
+}
+
+/// A platform on 127.0.0.1 with fast polling, for one test.
+pub fn platform() -> Platform {
+    Platform::start(Config {
+        poll_interval_secs: 1,
+        ..Config::default()
+    })
+    .expect("start platform")
+}
+
+#[must_use]
+pub struct Cmd {
+    args: Vec<OsString>,
+    env: BTreeMap<String, OsString>,
+    cwd: PathBuf,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Self {
+        self.env.insert(k.to_string(), v.into());
+        self
+    }
+
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.env.remove(k);
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = dir.as_ref().to_path_buf();
+        self
+    }
+
+    pub fn stdin(mut self, data: &str) -> Self {
+        self.stdin = Some(data.as_bytes().to_vec());
+        self
+    }
+
+    /// The configured `std::process::Command`, for tests that need to manage the child.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fluxloop"));
+        c.args(&self.args).env_clear().envs(&self.env).current_dir(&self.cwd);
+        c
+    }
+
+    #[track_caller]
+    pub fn run(self) -> Run {
+        let mut c = self.command();
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn fluxloop");
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Some(data) = &self.stdin {
+                let _ = stdin.write_all(data);
+            }
+        }
+        let out = child.wait_with_output().expect("wait fluxloop");
+        Run {
+            args: self.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A finished invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(want),
+            "fluxloop {:?}: exit {:?}, want {want}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, s: &str) -> &Self {
+        assert!(self.stdout.contains(s), "stdout lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, s: &str) -> &Self {
+        assert!(self.stderr.contains(s), "stderr lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Secrets must never appear whole in any output.
+    #[track_caller]
+    pub fn no_secret(&self, secret: &str) -> &Self {
+        assert!(!secret.is_empty());
+        assert!(!self.stdout.contains(secret), "secret on stdout:\n{}", self.stdout);
+        assert!(!self.stderr.contains(secret), "secret on stderr:\n{}", self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
