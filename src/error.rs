@@ -68,7 +68,11 @@ pub(crate) enum Error {
         detail: String,
     },
     /// The access token (or the refresh token behind it) has expired.
-    TokenExpired { detail: String },
+    TokenExpired {
+        detail: String,
+        /// Whether `auth refresh` can still help (false once the refresh token is dead).
+        refreshable: bool,
+    },
     /// The key has been revoked on the platform.
     KeyRevoked { origin: String },
     /// The credential's scope does not cover the operation.
@@ -187,9 +191,10 @@ impl Error {
             Error::InvalidCredential { is_key: false, .. } => {
                 vec!["run `fluxloop auth login`".into()]
             }
-            Error::TokenExpired { .. } => vec![
-                "run `fluxloop auth refresh`, or `fluxloop auth login` to log in again".into(),
-            ],
+            Error::TokenExpired {
+                refreshable: true, ..
+            } => vec!["run `fluxloop auth refresh`, or `fluxloop auth login` to log in again".into()],
+            Error::TokenExpired { .. } => vec!["run `fluxloop auth login` to log in again".into()],
             Error::KeyRevoked { .. } => vec![
                 "create a new key with `fluxloop apikeys create --name NAME --scope read-write` and update FLUXLOOP_API_KEY".into(),
             ],
@@ -279,7 +284,7 @@ impl fmt::Display for Error {
                 origin,
                 detail,
             } => write!(f, "Authentication failed (from {origin}): {detail}"),
-            Error::TokenExpired { detail } => write!(f, "Token expired: {detail}"),
+            Error::TokenExpired { detail, .. } => write!(f, "Token expired: {detail}"),
             Error::KeyRevoked { origin } => {
                 write!(f, "Invalid API key (from {origin}): key revoked")
             }

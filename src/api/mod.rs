@@ -6,6 +6,8 @@
 //! credential masked, and the mapping of platform errors to CLI errors.
 //! It never prints: traces and retry notices go to an observer callback.
 
+#[cfg(test)]
+mod client_tests;
 mod net;
 pub(crate) mod types;
 
@@ -166,8 +168,8 @@ impl Client {
                     let err = self.map_status(method, &url, path, status, &resp.body);
                     (retryable, retry_after, err)
                 }
-                Err(AttemptError { detail, sent }) => {
-                    let retryable = retry == Retry::Idempotent || !sent;
+                Err(AttemptError { detail, sent, permanent }) => {
+                    let retryable = !permanent && (retry == Retry::Idempotent || !sent);
                     (
                         retryable,
                         None,
@@ -246,6 +248,7 @@ impl Client {
             self.trace(format!("< {detail} ({} ms)", start.elapsed().as_millis()));
             AttemptError {
                 sent: net::was_sent(&e),
+                permanent: net::is_tls_failure(&e),
                 detail,
             }
         })?;
@@ -262,6 +265,7 @@ impl Client {
             .read_to_vec()
             .map_err(|e| AttemptError {
                 sent: true,
+                permanent: false,
                 detail: format!("reading the response failed: {}", net::describe_error(&e)),
             })?;
         self.trace(format!(
@@ -287,6 +291,7 @@ impl Client {
         let is_key = self.auth.as_ref().is_some_and(|a| a.is_api_key);
         match (status, code.as_deref()) {
             (401, Some("token_expired")) => Error::TokenExpired {
+                refreshable: !is_key,
                 detail: if message.is_empty() {
                     "the platform rejected the access token as expired".into()
                 } else {
@@ -352,11 +357,17 @@ struct AttemptError {
     detail: String,
     /// Whether the request may have reached the server.
     sent: bool,
+    /// A failure that repeating cannot fix (a certificate nobody trusts).
+    permanent: bool,
 }
 
 impl AttemptError {
     fn unsent(detail: String) -> Self {
-        AttemptError { detail, sent: false }
+        AttemptError {
+            detail,
+            sent: false,
+            permanent: false,
+        }
     }
 }
 

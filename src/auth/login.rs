@@ -47,6 +47,7 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
             let Some(refresh_token) = refresh_token.clone() else {
                 return Err(Error::TokenExpired {
                     detail: format!("the login of profile {profile} has expired and holds no refresh token"),
+                    refreshable: false,
                 });
             };
             let profile = profile.clone();
@@ -96,6 +97,7 @@ pub(crate) fn refresh(ctx: &Ctx, endpoint: &str, profile: &str, refresh_token: &
         Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
             return Err(Error::TokenExpired {
                 detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
+                refreshable: false,
             })
         }
         Err(e) => return Err(e),

@@ -4,4 +4,6 @@
 mod util;
 
 mod auth;
+mod browser;
 mod core;
+mod snapshots;
