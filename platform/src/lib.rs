@@ -10,7 +10,7 @@
 //!   device code) — they work while a server runs on the same file.
 //!
 //! Module map: `db` owns the schema and migrations, `auth` credentials and
-//! scopes, `http` the wire (parsing, limits, faults, logging), `routes/` one file
+//! scopes, `http` the wire (tiny_http, limits, faults, logging), `routes/` one file
 //! per resource, `seed` the demo data, `util` time, randomness and escaping.
 
 mod auth;
@@ -138,7 +138,7 @@ pub struct RequestRecord {
     pub method: String,
     /// Path without the query string.
     pub path: String,
-    /// Status sent; `0` when a [`Fault::Close`] dropped the connection instead.
+    /// Status sent.
     pub status: u16,
     /// The `Idempotency-Key` header, if any.
     pub idempotency_key: Option<String>,
@@ -167,8 +167,6 @@ pub enum Fault {
     NonJson,
     /// Answer 200 with a JSON body cut in half.
     Truncated,
-    /// Close the connection without sending anything.
-    Close,
 }
 
 /// A running platform. Dropping it stops the server and joins its threads.
