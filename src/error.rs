@@ -103,7 +103,7 @@ pub(crate) enum Error {
     TestsFailed { failed: usize, total: usize },
     /// A question would be needed but nobody can answer it.
     NeedsConfirmation { question: String },
-    /// The user interrupted (Ctrl-C).
+    /// The user cancelled (Ctrl-C, or "no" at a confirmation).
     Interrupted,
     /// Something the CLI does not do (yet).
     Unsupported { what: String, hint: Option<String> },
@@ -337,7 +337,7 @@ impl fmt::Display for Error {
                 f,
                 "{question}, but there is no terminal to ask on"
             ),
-            Error::Interrupted => f.write_str("interrupted"),
+            Error::Interrupted => f.write_str("cancelled"),
             Error::Unsupported { what, .. } => f.write_str(what),
         }
     }

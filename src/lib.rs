@@ -13,8 +13,11 @@ mod config;
 mod ctx;
 mod error;
 mod output;
+mod pulled;
+mod results;
 mod runner;
 mod secret;
+mod upload;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

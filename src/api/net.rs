@@ -49,7 +49,8 @@ impl Default for NetOptions {
 
 impl NetOptions {
     /// Reads the environment's part: `FLUXLOOP_HTTP_TIMEOUT`,
-    /// `FLUXLOOP_CONNECT_TIMEOUT`, `FLUXLOOP_HTTP_RETRIES`, `SSL_CERT_FILE`,
+    /// `FLUXLOOP_CONNECT_TIMEOUT`, `FLUXLOOP_HTTP_RETRIES`,
+    /// `FLUXLOOP_RETRY_BACKOFF_MS`, `SSL_CERT_FILE`,
     /// `SSL_CERT_DIR` and the proxy variables for `base`.
     pub(crate) fn apply_env(&mut self, env: &Env, base: &str) -> Result<()> {
         if let Some(t) = seconds(env, "FLUXLOOP_HTTP_TIMEOUT")? {
@@ -65,6 +66,16 @@ impl NetOptions {
                     Some("set it to the number of retries, e.g. 4".into()),
                 )
             })?;
+        }
+        // A tuning knob for the first retry's wait (it doubles per attempt).
+        if let Some(ms) = env.get("FLUXLOOP_RETRY_BACKOFF_MS")? {
+            let ms: u64 = ms.trim().parse().map_err(|_| {
+                Error::config(
+                    format!("FLUXLOOP_RETRY_BACKOFF_MS={ms:?} is not a whole number of milliseconds"),
+                    Some("set it to milliseconds, e.g. 500".into()),
+                )
+            })?;
+            self.backoff_base = Duration::from_millis(ms.min(60_000));
         }
         if let Some(path) = env.path("SSL_CERT_FILE") {
             self.ca_files.push(path);
@@ -199,7 +210,7 @@ pub(super) fn build_agent(base: &str, opts: &NetOptions, observer: &Observer) ->
 }
 
 /// The bundled Mozilla roots, plus any extra CA files: added, never replacing.
-fn root_certs(opts: &NetOptions) -> Result<RootCerts> {
+pub(super) fn root_certs(opts: &NetOptions) -> Result<RootCerts> {
     let mut extra: Vec<Certificate<'static>> = Vec::new();
     for path in &opts.ca_files {
         let found = read_pem_certs(path, &mut extra)?;
@@ -258,6 +269,9 @@ pub(super) fn describe_error(e: &ureq::Error) -> String {
         E::Timeout(t) => format!("timed out ({t})"),
         E::HostNotFound => "host not found (DNS)".into(),
         E::ConnectionFailed => "connection failed".into(),
+        E::Io(io) if is_tls_io(io) => format!(
+            "TLS error: {io} (a corporate proxy or private CA? pass it with --ca-cert or SSL_CERT_FILE)"
+        ),
         E::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
             std::io::ErrorKind::ConnectionReset => "connection reset by the server".into(),
@@ -274,6 +288,25 @@ pub(super) fn describe_error(e: &ureq::Error) -> String {
     }
 }
 
+/// rustls reports a failed handshake (an untrusted or mismatched
+/// certificate) through the stream as an `InvalidData` I/O error.
+fn is_tls_io(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::InvalidData
+        && io
+            .get_ref()
+            .is_some_and(|inner| inner.to_string().contains("certificate"))
+}
+
+/// A TLS failure: the handshake did not complete, nothing was sent, and
+/// retrying cannot help.
+pub(super) fn is_tls_failure(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+        ureq::Error::Io(io) => is_tls_io(io),
+        _ => false,
+    }
+}
+
 /// Whether the server may have seen the request, so a retry could repeat it.
 pub(super) fn was_sent(e: &ureq::Error) -> bool {
     use ureq::Error as E;
@@ -286,7 +319,7 @@ pub(super) fn was_sent(e: &ureq::Error) -> bool {
             | E::Tls(_)
             | E::Rustls(_)
             | E::ConnectProxyFailed(_)
-    ) && !matches!(e, E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+    ) && !matches!(e, E::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused || is_tls_io(io))
 }
 
 #[cfg(test)]

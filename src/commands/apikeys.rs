@@ -368,13 +368,14 @@ fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
         (serde_json::json!({ "id": target }), target.to_string())
     };
     let session = login::session(ctx)?;
-    scope::require(ctx, &session.client, &[Need::Admin])?;
+    let own = scope::require(ctx, &session.client, &[Need::Admin])?;
     if !ctx.confirm(&format!("Revoke key {shown}? It stops working at once"))? {
         return Err(Error::Interrupted);
     }
     let record: ApiKeyRecord = session.client.post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
     let in_use = session.resolved.credential.val.secret.expose();
-    let was_in_use = (is_key && in_use == target) || record.id.as_deref().is_some_and(|id| id == target && false);
+    let was_in_use = (is_key && in_use == target.trim())
+        || own.and_then(|o| o.id).is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
     Ok(Outcome::ok(RevokeReport {
         target: if is_key { mask(target) } else { target.to_string() },
         record,

@@ -3,6 +3,7 @@
 //! Commands return reports; only this module (and `main`) prints.
 
 pub(crate) mod github;
+pub(crate) mod junit;
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;

@@ -1,1 +1,500 @@
 //! Executing the agent (process and function runners).
+//!
+//! [`run`] executes inputs × iterations, `parallel` at a time on a bounded
+//! set of worker threads, and hands each [`Finished`] run to a sink on the
+//! calling thread the moment it ends (the sink appends it to
+//! `trace_summary.jsonl`, so a crash loses nothing finished and memory stays
+//! flat). It does no HTTP and prints nothing. A failing agent is data: its
+//! [`Outcome`] says how it ended.
+
+pub(crate) mod function;
+pub(crate) mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::pulled::Input;
+
+/// How to start one run of the agent.
+#[derive(Clone, Debug)]
+pub(crate) struct Agent {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    /// The working directory of every run.
+    pub(crate) cwd: PathBuf,
+    /// Variables added to the inherited environment.
+    pub(crate) env: BTreeMap<String, String>,
+    /// Per-run time limit; the whole process group is killed after it.
+    pub(crate) timeout: Duration,
+}
+
+impl Agent {
+    /// The command line, for messages.
+    pub(crate) fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What to run.
+pub(crate) struct Plan<'a> {
+    pub(crate) agent: Agent,
+    pub(crate) scenario: String,
+    pub(crate) inputs: &'a [Input],
+    pub(crate) iterations: u32,
+    pub(crate) parallel: usize,
+}
+
+impl Plan<'_> {
+    pub(crate) fn total(&self) -> usize {
+        self.inputs.len() * self.iterations as usize
+    }
+}
+
+/// How a child ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it.
+    Signalled(i32),
+    /// It ran past the time limit; its process group was killed.
+    TimedOut(Duration),
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+/// The agent's result line (CLI.md §5), read leniently.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Reply {
+    pub(crate) success: bool,
+    pub(crate) output: String,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) token_usage: Option<TokenUsage>,
+    pub(crate) turn_count: Option<u64>,
+    pub(crate) error: Option<String>,
+    pub(crate) metadata: Option<Value>,
+}
+
+/// `token_usage` as FluxLoop CLI 0.4 records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct TokenUsage {
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) total_tokens: u64,
+}
+
+impl Reply {
+    /// Reads a result object; anything not a JSON object is no result.
+    pub(crate) fn from_value(v: &Value) -> Option<Reply> {
+        let o = v.as_object()?;
+        let num = |v: &Value| {
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
+        };
+        let output = match o.get("output") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        let error = o.get("error").and_then(|e| match e {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Object(m) => m
+                .get("message")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+            _ => None,
+        });
+        let token_usage = o.get("token_usage").and_then(Value::as_object).map(|t| {
+            let get = |k: &str| t.get(k).and_then(num).unwrap_or(0);
+            let (i, out) = (get("input_tokens"), get("output_tokens"));
+            let total = t.get("total_tokens").and_then(num).unwrap_or(i + out);
+            TokenUsage {
+                input_tokens: i,
+                output_tokens: out,
+                total_tokens: total,
+            }
+        });
+        Some(Reply {
+            success: o.get("success").and_then(Value::as_bool).unwrap_or(false),
+            output,
+            duration_ms: o.get("duration_ms").and_then(num),
+            token_usage,
+            turn_count: o.get("turn_count").and_then(num),
+            error,
+            metadata: o.get("metadata").filter(|m| m.is_object()).cloned(),
+        })
+    }
+}
+
+/// The last line of `stdout` that parses as a JSON object.
+pub(crate) fn result_line(stdout: &[u8]) -> Option<Reply> {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| Reply::from_value(&v))
+        })
+}
+
+/// One finished run.
+#[derive(Clone, Debug)]
+pub(crate) struct Finished {
+    pub(crate) run_id: String,
+    pub(crate) iteration: u32,
+    /// Index into the plan's inputs.
+    pub(crate) input: usize,
+    pub(crate) started_at: OffsetDateTime,
+    /// Wall time measured by us.
+    pub(crate) elapsed: Duration,
+    pub(crate) outcome: Outcome,
+    pub(crate) reply: Option<Reply>,
+    /// The last bytes of stdout when no result line was found, for the reason.
+    pub(crate) stdout_tail: String,
+    /// The last bytes of stderr.
+    pub(crate) stderr_tail: String,
+}
+
+impl Finished {
+    /// Success, or why the run failed.
+    pub(crate) fn verdict(&self) -> std::result::Result<(), String> {
+        let tail = |s: &str| {
+            let s = s.trim();
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("; stderr: {}", last_line(s))
+            }
+        };
+        match &self.outcome {
+            Outcome::SpawnFailed(why) => Err(format!("cannot start the agent: {why}")),
+            Outcome::TimedOut(limit) => Err(format!(
+                "timed out after {}; the agent's process group was killed{}",
+                secs(*limit),
+                tail(&self.stderr_tail)
+            )),
+            Outcome::Signalled(sig) => Err(format!(
+                "the agent was killed by signal {sig}{}{}",
+                signal_name(*sig)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default(),
+                tail(&self.stderr_tail)
+            )),
+            Outcome::Exited(code) if *code != 0 => {
+                let reported = self
+                    .reply
+                    .as_ref()
+                    .and_then(|r| r.error.clone())
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "the agent exited with code {code}{reported}{}",
+                    tail(&self.stderr_tail)
+                ))
+            }
+            Outcome::Exited(_) => match &self.reply {
+                None if self.stdout_tail.trim().is_empty() => Err(format!(
+                    "the agent printed nothing on stdout (expected a JSON result line){}",
+                    tail(&self.stderr_tail)
+                )),
+                None => Err(format!(
+                    "the agent printed no JSON result line on stdout (last output: {:?}){}",
+                    truncate(last_line(self.stdout_tail.trim()), 200),
+                    tail(&self.stderr_tail)
+                )),
+                Some(r) if !r.success => Err(match &r.error {
+                    Some(e) => e.clone(),
+                    None => "the agent reported \"success\": false".into(),
+                }),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    /// The duration recorded: the agent's own figure when it reports one.
+    pub(crate) fn duration_ms(&self) -> u64 {
+        self.reply
+            .as_ref()
+            .and_then(|r| r.duration_ms)
+            .filter(|_| self.verdict().is_ok())
+            .unwrap_or(self.elapsed.as_millis() as u64)
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}s")
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGBUS => "SIGBUS",
+        _ => return None,
+    })
+}
+
+/// The JSON line written to the agent's stdin (CLI.md §5).
+pub(crate) fn request_line(run_id: &str, input: &Input, iteration: u32, scenario: &str) -> Vec<u8> {
+    let req = serde_json::json!({
+        "run_id": run_id,
+        "input_text": input.text,
+        "context": {
+            "iteration": iteration,
+            "persona": input.persona,
+            "scenario": scenario,
+            "metadata": input.item.get("metadata").cloned().unwrap_or(Value::Null),
+        },
+    });
+    let mut line = req.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C / SIGTERM (a cancelled CI job) stop the run: running agents'
+/// process groups are killed, finished runs stay recorded.
+fn catch_stop_signals() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+pub(crate) fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Runs the plan and hands every finished run to `sink`, in completion
+/// order, on this thread. Stops early (after the running ones end) when the
+/// sink fails or on Ctrl-C/SIGTERM.
+pub(crate) fn run(plan: &Plan<'_>, sink: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
+    let total = plan.total();
+    if total == 0 {
+        return Ok(());
+    }
+    catch_stop_signals();
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let workers = plan.parallel.clamp(1, total);
+    let n_inputs = plan.inputs.len();
+    let (tx, rx) = mpsc::channel::<Finished>();
+    let mut sink_error = None;
+    let panicked = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, abort) = (&next, &abort);
+            handles.push(scope.spawn(move || loop {
+                if abort.load(Ordering::SeqCst) || stopping() {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= total {
+                    return;
+                }
+                // Iteration-major order, as FluxLoop CLI 0.4 runs them.
+                let (iteration, input) = ((i / n_inputs) as u32, i % n_inputs);
+                let run_id = uuid::Uuid::new_v4().to_string();
+                let line = request_line(&run_id, &plan.inputs[input], iteration, &plan.scenario);
+                let started_at = OffsetDateTime::now_utc();
+                let done = process::run_one(&plan.agent, &line);
+                if done.cancelled {
+                    return;
+                }
+                let finished = Finished {
+                    run_id,
+                    iteration,
+                    input,
+                    started_at,
+                    elapsed: done.elapsed,
+                    outcome: done.outcome,
+                    reply: done.reply,
+                    stdout_tail: done.stdout_tail,
+                    stderr_tail: done.stderr_tail,
+                };
+                if tx.send(finished).is_err() {
+                    return;
+                }
+            }));
+        }
+        drop(tx);
+        for finished in rx.iter() {
+            if sink_error.is_some() {
+                continue;
+            }
+            if let Err(e) = sink(finished) {
+                abort.store(true, Ordering::SeqCst);
+                sink_error = Some(e);
+            }
+        }
+        // Every handle is joined; any panic counts.
+        handles
+            .into_iter()
+            .map(|h| h.join().is_err())
+            .filter(|panicked| *panicked)
+            .count()
+            > 0
+    });
+    if panicked {
+        return Err(Error::Unsupported {
+            what: "internal error: a runner thread panicked".into(),
+            hint: Some("please report this bug".into()),
+        });
+    }
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    if stopping() {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(outcome: Outcome, stdout: &str, stderr: &str) -> Finished {
+        Finished {
+            run_id: "r".into(),
+            iteration: 0,
+            input: 0,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            elapsed: Duration::from_millis(5),
+            outcome,
+            reply: result_line(stdout.as_bytes()),
+            stdout_tail: stdout.into(),
+            stderr_tail: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn the_last_json_object_line_is_the_result() {
+        let out = b"starting\n{\"success\": false}\nnoise {\n[1,2]\n{\"success\": true, \"output\": \"hi\", \"duration_ms\": 12.4}\nbye\n";
+        let r = result_line(out).unwrap();
+        assert!(r.success);
+        assert_eq!(r.output, "hi");
+        assert_eq!(r.duration_ms, Some(12));
+        assert_eq!(result_line(b"no json here\n[1]\n"), None);
+        assert_eq!(result_line(b""), None);
+        let r = result_line(br#"{"success":true,"output":{"a":1},"token_usage":{"input_tokens":3,"output_tokens":4}}"#).unwrap();
+        assert_eq!(r.output, r#"{"a":1}"#);
+        assert_eq!(r.token_usage.unwrap().total_tokens, 7);
+    }
+
+    #[test]
+    fn verdicts_explain_failures() {
+        assert_eq!(
+            finished(Outcome::Exited(0), "{\"success\":true}\n", "").verdict(),
+            Ok(())
+        );
+        let e = finished(Outcome::Exited(0), "", "boom\n")
+            .verdict()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "the agent printed nothing on stdout (expected a JSON result line); stderr: boom"
+        );
+        let e = finished(Outcome::Exited(0), "garbage\n", "")
+            .verdict()
+            .unwrap_err();
+        assert!(
+            e.starts_with(
+                "the agent printed no JSON result line on stdout (last output: \"garbage\")"
+            ),
+            "{e}"
+        );
+        let e = finished(
+            Outcome::Exited(3),
+            "{\"success\":true}",
+            "Traceback\nValueError: x\n",
+        )
+        .verdict()
+        .unwrap_err();
+        assert_eq!(e, "the agent exited with code 3; stderr: ValueError: x");
+        let e = finished(
+            Outcome::Exited(0),
+            r#"{"success":false,"error":{"message":"refused"}}"#,
+            "",
+        )
+        .verdict()
+        .unwrap_err();
+        assert_eq!(e, "refused");
+        let e = finished(Outcome::TimedOut(Duration::from_secs(2)), "", "")
+            .verdict()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "timed out after 2s; the agent's process group was killed"
+        );
+        let e = finished(Outcome::Signalled(9), "", "")
+            .verdict()
+            .unwrap_err();
+        assert_eq!(e, "the agent was killed by signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn request_line_shape() {
+        let input = Input {
+            text: "hello".into(),
+            id: Some("i1".into()),
+            persona: Some("p1".into()),
+            item: serde_json::json!({"id": "i1", "metadata": {"k": "v"}}),
+        };
+        let line = request_line("run-1", &input, 2, "support-bot");
+        assert!(line.ends_with(b"\n"));
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"run_id": "run-1", "input_text": "hello",
+                "context": {"iteration": 2, "persona": "p1", "scenario": "support-bot", "metadata": {"k": "v"}}})
+        );
+    }
+}

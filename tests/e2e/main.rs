@@ -7,3 +7,4 @@ mod auth;
 mod browser;
 mod core;
 mod snapshots;
+mod sync;

@@ -1,0 +1,403 @@
+//! The pulled scenario on disk (CLI.md §4, §8): the layout FluxLoop CLI 0.4
+//! shares, atomic file replacement, and local-edit detection through hashes
+//! recorded in `sync_meta.json` under a key of our own.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub(crate) const INPUTS: &str = "inputs.json";
+pub(crate) const PERSONAS: &str = "personas.json";
+pub(crate) const CRITERIA: &str = "criteria.json";
+pub(crate) const SYNC_META: &str = "sync_meta.json";
+/// Our key in `sync_meta.json` (FluxLoop CLI 0.4 ignores unknown keys).
+const OWN_KEY: &str = "fluxloop_rs";
+
+/// `<root>/.fluxloop/scenarios/<scenario>`.
+pub(crate) fn scenario_dir(root: &Path, scenario: &str) -> PathBuf {
+    root.join(".fluxloop")
+        .join("scenarios")
+        .join(dir_name(scenario))
+}
+
+/// `<root>/.fluxloop/scenarios/<scenario>/pulled`.
+pub(crate) fn pulled_dir(root: &Path, scenario: &str) -> PathBuf {
+    scenario_dir(root, scenario).join("pulled")
+}
+
+/// `<root>/.fluxloop/results`.
+pub(crate) fn results_root(root: &Path) -> PathBuf {
+    root.join(".fluxloop").join("results")
+}
+
+/// A scenario name made safe as one path component: no separators, no `..`.
+pub(crate) fn dir_name(scenario: &str) -> String {
+    let s: String = scenario
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('.').to_string();
+    if s.is_empty() {
+        "scenario".into()
+    } else {
+        s
+    }
+}
+
+/// Hex SHA-256 of bytes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory,
+/// fsynced, then renamed: readers see the old file or the new one, never half.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("write", path, e));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// What a pull wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    pub(crate) inputs: usize,
+    pub(crate) personas: usize,
+    pub(crate) criteria: usize,
+    /// Locally edited files left as they were (`--keep-local`).
+    pub(crate) kept: Vec<String>,
+}
+
+/// The hashes recorded by the last pull, by file name.
+fn recorded_hashes(meta: &Value) -> BTreeMap<String, String> {
+    meta.pointer(&format!("/{OWN_KEY}/hashes"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads `sync_meta.json` if present.
+pub(crate) fn read_meta(dir: &Path) -> Result<Option<Value>> {
+    let path = dir.join(SYNC_META);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Parse {
+                path,
+                line: Some(e.line() as u64),
+                column: Some(e.column() as u64),
+                message: e.to_string(),
+                hint: Some("run `fluxloop sync pull --yes` to pull the scenario again".into()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+/// Pulled files whose content differs from what the last pull wrote. Files
+/// pulled by a CLI that records no hashes, and deleted files, are not edits.
+pub(crate) fn local_edits(dir: &Path) -> Result<Vec<String>> {
+    let Some(meta) = read_meta(dir).ok().flatten() else {
+        return Ok(vec![]);
+    };
+    let mut edited = Vec::new();
+    for (name, want) in recorded_hashes(&meta) {
+        if name.contains('/') || name.contains("..") {
+            continue;
+        }
+        let path = dir.join(&name);
+        match std::fs::read(&path) {
+            Ok(bytes) if sha256_hex(&bytes) != want => edited.push(name),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    Ok(edited)
+}
+
+fn array_len(v: Option<&Value>) -> usize {
+    v.and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+/// Writes a `POST /api/sync/pull` response into `dir` (CLI.md §8 layout).
+/// Files in `keep` are left untouched; others are replaced atomically, and
+/// `sync_meta.json` is written last with the new hashes.
+pub(crate) fn write_pull(dir: &Path, resp: &Value, keep: &[String]) -> Result<Written> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let mut hashes = BTreeMap::new();
+    let mut written = Written::default();
+    let empty = Value::Array(vec![]);
+    let files: [(&str, &Value, bool); 3] = [
+        (INPUTS, resp.get("input_items").unwrap_or(&empty), true),
+        (PERSONAS, resp.get("personas").unwrap_or(&empty), false),
+        (CRITERIA, resp.get("criteria_pack").unwrap_or(&empty), false),
+    ];
+    written.inputs = array_len(resp.get("input_items"));
+    written.personas = array_len(resp.get("personas"));
+    written.criteria = array_len(resp.get("criteria_pack"));
+    for (name, value, always) in files {
+        let path = dir.join(name);
+        let non_empty = value.as_array().is_some_and(|a| !a.is_empty());
+        let bytes = pretty(value);
+        // The platform's version is recorded even for a kept file, so the
+        // edit is still seen as one on the next pull.
+        if always || non_empty {
+            hashes.insert(name.to_string(), sha256_hex(&bytes));
+        }
+        if keep.iter().any(|k| k == name) {
+            written.kept.push(name.to_string());
+            continue;
+        }
+        if always || non_empty {
+            write_atomic(&path, &bytes)?;
+        } else if path.exists() {
+            // The bundle no longer has any: a stale file would mislead.
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+    }
+    let meta = json!({
+        "bundle_version": resp.get("bundle_version").cloned().unwrap_or_else(|| json!({})),
+        "run_spec_snapshot": resp.get("run_spec_snapshot").cloned().unwrap_or_else(|| json!({})),
+        "scenario_context": resp.get("scenario_context").cloned().unwrap_or(Value::Null),
+        "input_set": resp.get("input_set").cloned().unwrap_or(Value::Null),
+        "sync_meta": resp.get("sync_meta").cloned().unwrap_or_else(|| json!({})),
+        OWN_KEY: {
+            "cli_version": env!("CARGO_PKG_VERSION"),
+            "hashes": hashes,
+        },
+    });
+    write_atomic(&dir.join(SYNC_META), &pretty(&meta))?;
+    Ok(written)
+}
+
+fn pretty(v: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The bundle version id recorded by the last pull.
+pub(crate) fn bundle_version_id(meta: &Value) -> Option<String> {
+    meta.pointer("/bundle_version/id")
+        .and_then(Value::as_str)
+        .map(String::from)
+}
+
+/// The bundle version number recorded by the last pull.
+pub(crate) fn bundle_version(meta: &Value) -> Option<String> {
+    meta.pointer("/bundle_version/version")
+        .and_then(|v| match v {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// The scenario name from a pull response or `sync_meta.json`.
+pub(crate) fn scenario_name(v: &Value) -> Option<String> {
+    v.pointer("/scenario_context/scenario/name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(String::from)
+}
+
+/// One pulled input, as the runner needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct Input {
+    /// The text sent to the agent (`input_text`).
+    pub(crate) text: String,
+    pub(crate) id: Option<String>,
+    pub(crate) persona: Option<String>,
+    /// The whole pulled item (`input_metadata` in `trace_summary.jsonl`).
+    pub(crate) item: Value,
+}
+
+/// Reads `inputs.json`. Items without any text are skipped, as FluxLoop CLI 0.4 does.
+pub(crate) fn load_inputs(dir: &Path) -> Result<Vec<Input>> {
+    let path = dir.join(INPUTS);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::MissingFile {
+                path,
+                what: "pulled inputs (run `fluxloop sync pull` first)",
+            })
+        }
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+        path: path.clone(),
+        line: Some(e.line() as u64),
+        column: Some(e.column() as u64),
+        message: format!("expected a JSON array of input items: {e}"),
+        hint: Some("run `fluxloop sync pull --yes` to restore the platform's version".into()),
+    })?;
+    Ok(items
+        .into_iter()
+        .filter_map(|item| {
+            let text = input_text(&item)?;
+            let str_of = |k: &str| item.get(k).and_then(Value::as_str).map(String::from);
+            Some(Input {
+                text,
+                id: str_of("input_item_id").or_else(|| str_of("id")),
+                persona: str_of("persona").or_else(|| str_of("persona_id")),
+                item,
+            })
+        })
+        .collect())
+}
+
+/// The text of an input item: `text`/`content`, else the user messages
+/// joined by newlines, else the other messages.
+pub(crate) fn input_text(item: &Value) -> Option<String> {
+    for key in ["text", "content"] {
+        if let Some(s) = item
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        {
+            return Some(s.to_string());
+        }
+    }
+    let messages = item.get("messages")?.as_array()?;
+    let (mut user, mut other) = (Vec::new(), Vec::new());
+    for m in messages {
+        let Some(text) = m.get("content").and_then(content_text) else {
+            continue;
+        };
+        if m.get("role").and_then(Value::as_str) == Some("user") {
+            user.push(text);
+        } else {
+            other.push(text);
+        }
+    }
+    let parts = if user.is_empty() { other } else { user };
+    (!parts.is_empty()).then(|| parts.join("\n"))
+}
+
+fn content_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Value::Array(parts) => {
+            let texts: Vec<String> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    Value::String(s) => Some(s.trim().to_string()),
+                    Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("text") => o
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .map(|s| s.trim().to_string()),
+                    _ => None,
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            (!texts.is_empty()).then(|| texts.join("\n"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_are_one_safe_component() {
+        assert_eq!(dir_name("support-bot"), "support-bot");
+        assert_eq!(dir_name("../etc"), "-etc");
+        assert_eq!(dir_name("a/b c"), "a-b-c");
+        assert_eq!(dir_name(".."), "scenario");
+    }
+
+    #[test]
+    fn input_text_forms() {
+        assert_eq!(input_text(&json!({"text": "hi"})).as_deref(), Some("hi"));
+        let item = json!({"messages": [
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": [{"type": "text", "text": "b"}, {"type": "image"}]},
+        ]});
+        assert_eq!(input_text(&item).as_deref(), Some("a\nb"));
+        assert_eq!(
+            input_text(&json!({"messages": [{"role": "system", "content": "s"}]})).as_deref(),
+            Some("s")
+        );
+        assert_eq!(input_text(&json!({"messages": []})), None);
+    }
+
+    #[test]
+    fn pull_write_and_edit_detection() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pulled");
+        let resp = json!({
+            "bundle_version": {"id": "b1", "version": 3},
+            "input_items": [{"id": "i1", "persona_id": "p1", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}],
+            "personas": [],
+            "criteria_pack": [{"id": "c1"}],
+            "scenario_context": {"scenario": {"name": "support-bot"}},
+        });
+        let w = write_pull(&dir, &resp, &[]).unwrap();
+        assert_eq!((w.inputs, w.personas, w.criteria), (1, 0, 1));
+        assert!(dir.join(INPUTS).is_file());
+        assert!(!dir.join(PERSONAS).exists());
+        assert!(local_edits(&dir).unwrap().is_empty());
+        let meta = read_meta(&dir).unwrap().unwrap();
+        assert_eq!(bundle_version_id(&meta).as_deref(), Some("b1"));
+        assert_eq!(bundle_version(&meta).as_deref(), Some("3"));
+        assert_eq!(scenario_name(&meta).as_deref(), Some("support-bot"));
+        for key in [
+            "bundle_version",
+            "run_spec_snapshot",
+            "scenario_context",
+            "input_set",
+            "sync_meta",
+        ] {
+            assert!(meta.get(key).is_some(), "{key}");
+        }
+        std::fs::write(dir.join(INPUTS), "[]").unwrap();
+        assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
+        // Kept: the edit survives and is still an edit next time.
+        let w = write_pull(&dir, &resp, &[INPUTS.to_string()]).unwrap();
+        assert_eq!(w.kept, vec![INPUTS.to_string()]);
+        assert_eq!(std::fs::read_to_string(dir.join(INPUTS)).unwrap(), "[]");
+        assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
+        write_pull(&dir, &resp, &[]).unwrap();
+        assert!(local_edits(&dir).unwrap().is_empty());
+        let inputs = load_inputs(&dir).unwrap();
+        assert_eq!(inputs.len(), 1);
+        assert_eq!(inputs[0].text, "hi");
+        assert_eq!(inputs[0].persona.as_deref(), Some("p1"));
+    }
+}

@@ -1,0 +1,298 @@
+//! One run of the `process` runner (CLI.md §5): spawn the agent in its own
+//! process group, write the request line to stdin and close it, read stdout
+//! and stderr on threads keeping only their tails (so huge or endless output
+//! cannot exhaust memory), and kill the whole group on timeout — and after
+//! the agent exits, so no stray grandchild outlives its run.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{result_line, stopping, Agent, Outcome, Reply};
+
+/// Kept from stdout to find the result line in.
+const STDOUT_KEEP: usize = 1024 * 1024;
+/// Kept from stderr for the failure reason.
+const STDERR_KEEP: usize = 4 * 1024;
+/// How long to wait for output pipes after the group is gone; a grandchild
+/// that left the group (setsid) may hold them open forever.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The raw result of one run.
+pub(crate) struct Done {
+    pub(crate) elapsed: Duration,
+    pub(crate) outcome: Outcome,
+    pub(crate) reply: Option<Reply>,
+    pub(crate) stdout_tail: String,
+    pub(crate) stderr_tail: String,
+    /// Killed because the whole run is stopping (Ctrl-C, SIGTERM): not a
+    /// result of the agent, so not recorded.
+    pub(crate) cancelled: bool,
+}
+
+/// The last `cap` bytes of a stream, and whether it ended.
+struct Tail {
+    buf: Vec<u8>,
+    cap: usize,
+    done: bool,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        // Trim in batches so the cost stays linear.
+        if self.buf.len() > self.cap * 2 {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() > self.cap {
+            buf.drain(..buf.len() - self.cap);
+        }
+        buf
+    }
+}
+
+fn reader(mut stream: impl Read + Send + 'static, cap: usize) -> Arc<Mutex<Tail>> {
+    let tail = Arc::new(Mutex::new(Tail {
+        buf: Vec::new(),
+        cap,
+        done: false,
+    }));
+    let shared = Arc::clone(&tail);
+    std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Ok(mut t) = shared.lock() {
+                        t.push(&chunk[..n]);
+                    }
+                }
+            }
+        }
+        if let Ok(mut t) = shared.lock() {
+            t.done = true;
+        }
+    });
+    tail
+}
+
+fn kill_group(pid: u32) {
+    // SAFETY: plain syscall; a negative pid addresses the process group the
+    // child leads (process_group(0) made its pgid equal to its pid).
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+fn spawn_error(program: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("`{program}` not found (is it installed and on PATH?)")
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("`{program}` is not executable (permission denied)")
+        }
+        _ => format!("`{program}`: {e}"),
+    }
+}
+
+/// Runs the agent once with `request` on stdin.
+pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
+    let start = Instant::now();
+    let mut cmd = Command::new(&agent.program);
+    cmd.args(&agent.args)
+        .current_dir(&agent.cwd)
+        .envs(&agent.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Done {
+                elapsed: start.elapsed(),
+                outcome: Outcome::SpawnFailed(spawn_error(&agent.program, &e)),
+                reply: None,
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+                cancelled: false,
+            }
+        }
+    };
+    let pid = child.id();
+    // The request goes in on its own thread: an agent that never reads stdin
+    // must not block us when the request is larger than the pipe buffer.
+    if let Some(mut stdin) = child.stdin.take() {
+        let request = request.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&request);
+            // Dropping stdin sends EOF.
+        });
+    }
+    let out = child.stdout.take().map(|s| reader(s, STDOUT_KEEP));
+    let err = child.stderr.take().map(|s| reader(s, STDERR_KEEP));
+
+    let deadline = start + agent.timeout;
+    let mut pause = Duration::from_millis(1);
+    let mut timed_out = false;
+    let mut cancelled = false;
+    let mut status = None;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => {
+                status = Some(s);
+                break;
+            }
+            Ok(None) => {}
+            Err(_) => break,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        if stopping() {
+            cancelled = true;
+            break;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    // The whole group goes: on timeout the agent and its children, after a
+    // normal exit any background process it left behind.
+    kill_group(pid);
+    let status = match status {
+        Some(s) => Some(s),
+        None => child.wait().ok(),
+    };
+    let elapsed = start.elapsed();
+
+    let drain_deadline = Instant::now() + DRAIN_GRACE;
+    let collect = |tail: Option<Arc<Mutex<Tail>>>| -> Vec<u8> {
+        let Some(tail) = tail else { return Vec::new() };
+        loop {
+            if let Ok(mut t) = tail.lock() {
+                if t.done || Instant::now() >= drain_deadline {
+                    return t.take();
+                }
+            } else {
+                return Vec::new();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let stdout = collect(out);
+    let stderr = collect(err);
+
+    let outcome = if timed_out {
+        Outcome::TimedOut(agent.timeout)
+    } else {
+        match status {
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => Outcome::Exited(code),
+                (None, Some(sig)) => Outcome::Signalled(sig),
+                (None, None) => Outcome::Exited(-1),
+            },
+            None => Outcome::Signalled(libc::SIGKILL),
+        }
+    };
+    let reply = result_line(&stdout);
+    // Only the end of stdout is worth keeping for a reason.
+    let stdout_tail = if reply.is_some() {
+        String::new()
+    } else {
+        let from = stdout.len().saturating_sub(STDERR_KEEP);
+        String::from_utf8_lossy(&stdout[from..]).into_owned()
+    };
+    Done {
+        elapsed,
+        outcome,
+        reply,
+        stdout_tail,
+        stderr_tail: String::from_utf8_lossy(&stderr).into_owned(),
+        cancelled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sh(script: &str, timeout_ms: u64) -> Agent {
+        Agent {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: std::env::temp_dir(),
+            env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[test]
+    fn echoes_a_result_with_env_and_stdin() {
+        let d = run_one(
+            &sh(
+                r#"read line; printf '{"success":true,"output":"%s %s"}\n' "$GREETING" "${#line}""#,
+                5000,
+            ),
+            b"{\"x\":1}\n",
+        );
+        assert_eq!(d.outcome, Outcome::Exited(0));
+        assert_eq!(d.reply.unwrap().output, "hello 7");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let start = Instant::now();
+        let d = run_one(&sh(&script, 300), b"");
+        assert_eq!(d.outcome, Outcome::TimedOut(Duration::from_millis(300)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // A killed orphan may linger as a zombie until init reaps it.
+        let alive =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        assert!(!alive, "grandchild {pid} survived");
+    }
+
+    #[test]
+    fn huge_output_is_capped_and_the_last_line_found() {
+        let d = run_one(
+            &sh(
+                r#"head -c 5000000 /dev/zero | tr '\0' 'x'; echo; echo '{"success":true,"output":"end"}'"#,
+                10_000,
+            ),
+            b"",
+        );
+        assert_eq!(d.reply.unwrap().output, "end");
+    }
+
+    #[test]
+    fn missing_program() {
+        let mut a = sh("", 1000);
+        a.program = "definitely-not-a-program-xyz".into();
+        let d = run_one(&a, b"");
+        assert!(
+            matches!(d.outcome, Outcome::SpawnFailed(ref m) if m.contains("not found")),
+            "{:?}",
+            d.outcome
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! Uploading a result directory (PLATFORM-API §5): the FluxLoop 0.4.0
+//! payload built from `trace_summary.jsonl` streamed in chunks of at most
+//! 1000 runs, the first chunk's `run_batch_id` continuing into the next ones,
+//! one `Idempotency-Key` per chunk reused across retries.
+//!
+//! The keys and the batch id are saved in the result directory before each
+//! chunk is sent, so an upload that failed half way is finished by running
+//! it again — the platform replays chunks it already stored instead of
+//! storing them twice.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::api::Client;
+use crate::ci::CiInfo;
+use crate::error::{Error, Result};
+use crate::results::{read_trace, write_json, TraceRecord};
+
+/// Most runs per request (the platform's limit).
+pub(crate) const CHUNK: usize = 1000;
+/// Progress of an upload, beside the results.
+const STATE: &str = "upload_state.json";
+
+/// What the batch is.
+pub(crate) struct BatchInfo<'a> {
+    pub(crate) bundle_version_id: &'a str,
+    pub(crate) started_at: &'a str,
+    pub(crate) completed_at: &'a str,
+    pub(crate) ci: &'a CiInfo,
+}
+
+/// A finished upload.
+#[derive(Debug, Serialize)]
+pub(crate) struct Uploaded {
+    pub(crate) run_batch_id: String,
+    pub(crate) runs: usize,
+    pub(crate) chunks: usize,
+}
+
+/// `upload_state.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    #[serde(default)]
+    bundle_version_id: String,
+    #[serde(default)]
+    run_batch_id: Option<String>,
+    /// The Idempotency-Key of each chunk, by index.
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    chunks_done: usize,
+}
+
+#[derive(Deserialize)]
+struct UploadResponse {
+    run_batch_id: String,
+}
+
+fn status(success: bool) -> &'static str {
+    if success {
+        "completed"
+    } else {
+        "failed"
+    }
+}
+
+/// `runs[]` and `run_results[]` entries of one record, as FluxLoop CLI 0.4 builds them.
+pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
+    let meta = r.input_metadata.as_ref().and_then(Value::as_object);
+    let meta_str = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let input_item_id = r
+        .input_item_id
+        .clone()
+        .or_else(|| meta_str("input_item_id"))
+        .or_else(|| meta_str("id"));
+    let persona_id = r.persona.clone().or_else(|| meta_str("persona_id"));
+    let messages = meta
+        .and_then(|m| m.get("messages"))
+        .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| json!([{"role": "user", "content": r.input}]));
+    let metadata = meta
+        .and_then(|m| m.get("metadata"))
+        .filter(|m| m.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut snapshot = json!({"messages": messages, "metadata": metadata});
+    for key in ["id", "persona_id", "scenario_id", "input_set_id"] {
+        if let Some(v) = meta
+            .and_then(|m| m.get(key))
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            snapshot[key] = v.clone();
+        }
+    }
+    let run = json!({
+        "id": r.run_id,
+        "input_item_id": input_item_id,
+        "persona_id": persona_id,
+        "status": status(r.success),
+        "input_snapshot": snapshot,
+    });
+    let mut transcript = Vec::new();
+    if !r.input.is_empty() {
+        transcript.push(json!({"role": "user", "content": r.input}));
+    }
+    if !r.output.is_empty() {
+        transcript.push(json!({"role": "assistant", "content": r.output}));
+    } else if let Some(message) = r.error_message() {
+        transcript.push(json!({"role": "assistant", "content": message}));
+    }
+    let result = json!({
+        "run_id": r.run_id,
+        "status": status(r.success),
+        "transcript": transcript,
+        "metrics": {"duration_ms": r.duration_ms, "turn_count": r.turn_count.unwrap_or(0)},
+    });
+    (run, result)
+}
+
+fn payload(info: &BatchInfo<'_>, batch_id: Option<&str>, chunk: &[TraceRecord]) -> Value {
+    let (runs, results): (Vec<Value>, Vec<Value>) = chunk.iter().map(run_entries).unzip();
+    let mut run_batch = json!({
+        "execution_target": "local",
+        "status": "completed",
+        "started_at": info.started_at,
+        "completed_at": info.completed_at,
+    });
+    if let Some(id) = batch_id {
+        run_batch["id"] = json!(id);
+    }
+    json!({
+        "bundle_version_id": info.bundle_version_id,
+        "run_batch": run_batch,
+        "runs": runs,
+        "turns": [],
+        "run_results": results,
+        "upload_meta": {
+            "cli_version": env!("CARGO_PKG_VERSION"),
+            "client": "fluxloop-rs",
+            "ci": info.ci,
+        },
+    })
+}
+
+fn load_state(dir: &Path, bundle: &str) -> State {
+    std::fs::read(dir.join(STATE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+        .filter(|s| s.bundle_version_id == bundle)
+        .unwrap_or_else(|| State {
+            bundle_version_id: bundle.to_string(),
+            ..State::default()
+        })
+}
+
+fn save_state(dir: &Path, state: &State) -> Result<()> {
+    let v = serde_json::to_value(state).unwrap_or(Value::Null);
+    write_json(&dir.join(STATE), &v)
+}
+
+/// Uploads the runs of result directory `dir`; `progress(sent, chunk_runs)`
+/// is called after each chunk.
+pub(crate) fn upload(
+    client: &Client,
+    dir: &Path,
+    info: &BatchInfo<'_>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Uploaded> {
+    let mut state = load_state(dir, info.bundle_version_id);
+    let mut chunk: Vec<TraceRecord> = Vec::with_capacity(CHUNK);
+    let mut index = 0usize;
+    let mut sent = 0usize;
+    let mut send =
+        |chunk: &mut Vec<TraceRecord>, index: &mut usize, state: &mut State| -> Result<()> {
+            if state.keys.len() <= *index {
+                state.keys.push(uuid::Uuid::new_v4().to_string());
+                // The key is on disk before the request goes out: a rerun after a
+                // crash reuses it, so the platform can recognise the chunk.
+                save_state(dir, state)?;
+            }
+            let body = serde_json::to_vec(&payload(info, state.run_batch_id.as_deref(), chunk))
+                .map_err(|e| Error::io("encode", dir, e.into()))?;
+            let resp: UploadResponse =
+                client.post_idempotent("/api/sync/upload", &body, &state.keys[*index])?;
+            match &state.run_batch_id {
+                Some(id) if *id != resp.run_batch_id => {
+                    return Err(Error::Api {
+                        method: "POST",
+                        url: format!("{}/api/sync/upload", client.base()),
+                        status: 200,
+                        code: None,
+                        message: format!(
+                            "the platform put chunk {} into run batch {} instead of {id}",
+                            *index + 1,
+                            resp.run_batch_id
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => state.run_batch_id = Some(resp.run_batch_id),
+            }
+            *index += 1;
+            state.chunks_done = state.chunks_done.max(*index);
+            save_state(dir, state)?;
+            sent += chunk.len();
+            progress(sent, chunk.len());
+            chunk.clear();
+            Ok(())
+        };
+    read_trace(dir, |r| {
+        chunk.push(r);
+        if chunk.len() == CHUNK {
+            send(&mut chunk, &mut index, &mut state)?;
+        }
+        Ok(())
+    })?;
+    if !chunk.is_empty() {
+        send(&mut chunk, &mut index, &mut state)?;
+    }
+    let chunks = index;
+    let Some(run_batch_id) = state.run_batch_id.clone() else {
+        return Err(Error::config(
+            format!(
+                "no runs to upload in {}",
+                dir.join(crate::results::TRACE).display()
+            ),
+            Some("run `fluxloop test` first".into()),
+        ));
+    };
+    Ok(Uploaded {
+        run_batch_id,
+        runs: sent,
+        chunks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_follow_the_fluxloop_payload() {
+        let r = TraceRecord {
+            run_id: "r1".into(),
+            input: "hi".into(),
+            persona: Some("p1".into()),
+            input_item_id: Some("i1".into()),
+            input_metadata: Some(json!({"id": "i1", "persona_id": "p1",
+                "messages": [{"role": "user", "content": "hi"}], "metadata": {"lang": "en"}})),
+            output: "hello".into(),
+            success: true,
+            duration_ms: 12,
+            turn_count: Some(1),
+            ..Default::default()
+        };
+        let (run, result) = run_entries(&r);
+        assert_eq!(
+            run,
+            json!({"id": "r1", "input_item_id": "i1", "persona_id": "p1", "status": "completed",
+                "input_snapshot": {"messages": [{"role": "user", "content": "hi"}], "metadata": {"lang": "en"},
+                    "id": "i1", "persona_id": "p1"}})
+        );
+        assert_eq!(
+            result,
+            json!({"run_id": "r1", "status": "completed",
+                "transcript": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                "metrics": {"duration_ms": 12, "turn_count": 1}})
+        );
+        let failed = TraceRecord {
+            run_id: "r2".into(),
+            input: "x".into(),
+            success: false,
+            ..Default::default()
+        };
+        let (run, result) = run_entries(&failed);
+        assert_eq!(run["status"], "failed");
+        assert_eq!(
+            run["input_snapshot"]["messages"],
+            json!([{"role": "user", "content": "x"}])
+        );
+        assert_eq!(
+            result["transcript"][1],
+            json!({"role": "assistant", "content": "Unknown error"})
+        );
+    }
+
+    #[test]
+    fn payload_continues_the_batch() {
+        let ci = CiInfo {
+            provider: Some("gitlab_ci".into()),
+            ..Default::default()
+        };
+        let info = BatchInfo {
+            bundle_version_id: "b",
+            started_at: "s",
+            completed_at: "c",
+            ci: &ci,
+        };
+        let p = payload(&info, Some("batch-1"), &[]);
+        assert_eq!(p["run_batch"]["id"], "batch-1");
+        assert_eq!(p["turns"], json!([]));
+        assert_eq!(p["upload_meta"]["ci"]["provider"], "gitlab_ci");
+        assert_eq!(p["upload_meta"]["ci"]["commit"], Value::Null);
+        assert!(payload(&info, None, &[])["run_batch"].get("id").is_none());
+    }
+}
