@@ -168,7 +168,11 @@ impl Client {
                     let err = self.map_status(method, &url, path, status, &resp.body);
                     (retryable, retry_after, err)
                 }
-                Err(AttemptError { detail, sent, permanent }) => {
+                Err(AttemptError {
+                    detail,
+                    sent,
+                    permanent,
+                }) => {
                     let retryable = !permanent && (retry == Retry::Idempotent || !sent);
                     (
                         retryable,
