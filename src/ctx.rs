@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::api::{Auth, Client, Event, NetOptions, Observer};
 use crate::cli::GlobalArgs;
-use crate::config::credentials::CredentialsFile;
+use crate::config::credentials::{CredentialsFile, Layout};
 use crate::config::project::{self, LoadedConfig, ProjectJson};
 use crate::config::resolve::{self, Resolved, Sources};
 use crate::config::{Env, Origin, Value};
@@ -69,6 +69,23 @@ impl Ctx {
     /// works from a stale copy.
     pub(crate) fn credentials_for_update(&self) -> Result<CredentialsFile> {
         CredentialsFile::load(&self.home()?)
+    }
+
+    /// Saves the credentials file, saying so when an older layout was converted.
+    pub(crate) fn save_credentials(&self, file: &CredentialsFile) -> Result<()> {
+        file.save()?;
+        match file.layout {
+            Layout::Flat => self.out.info(&format!(
+                "note: rewrote {} in the profiles layout; its login is now profile default",
+                file.path.display()
+            )),
+            Layout::LegacyAuthJson => self.out.info(&format!(
+                "note: the login read from auth.json is now stored in {}",
+                file.path.display()
+            )),
+            Layout::Missing | Layout::Profiles => {}
+        }
+        Ok(())
     }
 
     /// The workspace root (CLI.md §4).

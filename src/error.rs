@@ -99,8 +99,6 @@ pub(crate) enum Error {
     NotFound { what: String, hint: Option<String> },
     /// Pulled files edited locally since the last pull.
     SyncConflict { files: Vec<String> },
-    /// Tests ran and some runs failed (not a malfunction of the CLI).
-    TestsFailed { failed: usize, total: usize },
     /// A question would be needed but nobody can answer it.
     NeedsConfirmation { question: String },
     /// The user cancelled (Ctrl-C, or "no" at a confirmation).
@@ -135,7 +133,6 @@ impl Error {
                 _ => code::GENERAL,
             },
             Error::SyncConflict { .. } => code::SYNC_CONFLICT,
-            Error::TestsFailed { .. } => code::TESTS_FAILED,
             Error::Io { .. } | Error::Interrupted | Error::Unsupported { .. } => code::GENERAL,
         }
     }
@@ -160,7 +157,6 @@ impl Error {
             Error::Api { .. } => "api",
             Error::NotFound { .. } => "not_found",
             Error::SyncConflict { .. } => "sync_conflict",
-            Error::TestsFailed { .. } => "tests_failed",
             Error::NeedsConfirmation { .. } => "needs_confirmation",
             Error::Interrupted => "interrupted",
             Error::Unsupported { .. } => "unsupported",
@@ -216,7 +212,6 @@ impl Error {
                 "rerun with --yes to take the platform's version, or --keep-local to keep your edits"
                     .into(),
             ],
-            Error::TestsFailed { .. } => vec![],
             Error::NeedsConfirmation { .. } => {
                 vec!["rerun with --yes to answer yes without a prompt".into()]
             }
@@ -290,9 +285,8 @@ impl fmt::Display for Error {
             }
             Error::PermissionDenied { have, need, detail } => {
                 write!(f, "Permission denied: ")?;
-                match have {
-                    Some(have) => write!(f, "this key has scope `{have}`, ")?,
-                    None => {}
+                if let Some(have) = have {
+                    write!(f, "this key has scope `{have}`, ")?;
                 }
                 write!(f, "the operation needs `{need}`")?;
                 if !detail.is_empty() {
@@ -330,9 +324,6 @@ impl fmt::Display for Error {
                 "pulled files were edited locally since the last pull: {}",
                 files.join(", ")
             ),
-            Error::TestsFailed { failed, total } => {
-                write!(f, "{failed} of {total} runs failed")
-            }
             Error::NeedsConfirmation { question } => write!(
                 f,
                 "{question}, but there is no terminal to ask on"

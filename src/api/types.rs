@@ -148,16 +148,6 @@ pub(crate) struct Scenario {
     pub(crate) project_id: Option<String>,
 }
 
-/// `GET /api/bundles` item.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub(crate) struct Bundle {
-    pub(crate) id: String,
-    #[serde(default)]
-    pub(crate) version: Option<serde_json::Value>,
-    #[serde(default)]
-    pub(crate) scenario_id: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,7 +129,7 @@ pub(crate) fn store_login(ctx: &Ctx, profile: &str, endpoint: &str, cred: LoginC
     }
     p.api_endpoint = Some(endpoint.to_string());
     let stored = p.clone();
-    file.save()?;
+    ctx.save_credentials(&file)?;
     Ok(stored)
 }
 

@@ -31,6 +31,8 @@ pub(crate) struct GlobalArgs {
 }
 
 /// What the command line asks for.
+// Built once per process; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Parsed {
     /// Print this help text and exit 0.
@@ -284,9 +286,9 @@ fn string(p: &mut Parser, ctx: Ctx, flag: &str) -> Result<String> {
         .map_err(|_| ctx.usage_error(format!("the value of {flag} is not valid UTF-8")))
 }
 
-fn number<T: FromStr>(p: &mut Parser, ctx: Ctx, flag: &str, min: T) -> Result<T>
+fn number<T>(p: &mut Parser, ctx: Ctx, flag: &str, min: T) -> Result<T>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let v = string(p, ctx, flag)?;
     match v.parse::<T>() {

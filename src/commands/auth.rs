@@ -85,7 +85,7 @@ impl LoginObserver for Progress<'_> {
                 remaining.as_secs() / 60,
                 remaining.as_secs() % 60
             ));
-        } else if elapsed.as_secs() % 30 == 0 && elapsed.as_secs() > 0 {
+        } else if elapsed.as_secs().is_multiple_of(30) && elapsed.as_secs() > 0 {
             self.out.info(&format!("Still waiting for authorization ({} s left)…", remaining.as_secs()));
         }
     }
@@ -244,7 +244,7 @@ fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
         }
     }
     if !removed.is_empty() {
-        file.save()?;
+        ctx.save_credentials(&file)?;
     }
     let mut text = if removed.is_empty() {
         format!("Not logged in ({}); nothing to remove\n", if all { "no profile holds a login".to_string() } else { format!("profile {}", profile.val) })

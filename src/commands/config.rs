@@ -76,7 +76,7 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
             ))
         }
     };
-    file.save()?;
+    ctx.save_credentials(&file)?;
     Ok(Outcome::ok(SetReport {
         key: key_name.to_string(),
         value: value.trim_end_matches('/').to_string(),

@@ -244,8 +244,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub(crate) struct ProjectJson {
     pub(crate) project_id: Option<String>,
-    pub(crate) project_name: Option<String>,
-    pub(crate) workspace_id: Option<String>,
     pub(crate) api_url: Option<String>,
 }
 

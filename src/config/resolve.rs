@@ -80,9 +80,9 @@ pub(crate) fn resolve_profile(s: &Sources<'_>) -> Result<Value<String>> {
     Ok(Value::new(DEFAULT_PROFILE.to_string(), Origin::Default))
 }
 
-/// `--endpoint` > `FLUXLOOP_API_ENDPOINT` > `FLUXLOOP_API_URL` > `api.endpoint`
-/// > project.json `api_url` > the profile's `api_endpoint` > the hosted platform.
-/// A trailing `/` is dropped.
+/// In order: `--endpoint`, `FLUXLOOP_API_ENDPOINT`, `FLUXLOOP_API_URL`,
+/// `api.endpoint`, project.json `api_url`, the profile's `api_endpoint`, the
+/// hosted platform. A trailing `/` is dropped.
 pub(crate) fn resolve_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
     let found = find_endpoint(s, profile)?;
     let trimmed = found.val.trim_end_matches('/').to_string();
@@ -165,9 +165,9 @@ pub(crate) struct Resolved {
     pub(crate) shadowed: Vec<Origin>,
 }
 
-/// `--api-key` > `FLUXLOOP_API_KEY` > `FLUXLOOP_SYNC_API_KEY` > `FLUXLOOP_TOKEN`
-/// > `api.key_file` > the profile's login. API keys are format-checked here,
-/// before any network use.
+/// In order: `--api-key`, `FLUXLOOP_API_KEY`, `FLUXLOOP_SYNC_API_KEY`,
+/// `FLUXLOOP_TOKEN`, `api.key_file`, the profile's login. API keys are
+/// format-checked here, before any network use.
 pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Result<Resolved> {
     let mut found: Vec<Value<Credential>> = Vec::new();
     let mut first_error: Option<Error> = None;

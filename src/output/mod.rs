@@ -217,7 +217,7 @@ impl Output {
             writeln!(out)?;
         } else {
             let text = report.human(&self.style);
-            if !text.is_empty() && !(self.quiet && text.trim().is_empty()) {
+            if !text.trim().is_empty() {
                 write!(out, "{text}")?;
                 if !text.ends_with('\n') {
                     writeln!(out)?;
@@ -263,7 +263,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
