@@ -1,7 +1,7 @@
 //! The context a command runs in: the typed global flags, the environment
 //! snapshot, the printer, and lazily loaded files, with resolution on top.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ pub(crate) struct Ctx {
     config: OnceCell<Option<LoadedConfig>>,
     credentials: OnceCell<CredentialsFile>,
     project_json: OnceCell<Option<(PathBuf, ProjectJson)>>,
+    /// Whether the git exposure of the credential's file was checked.
+    git_checked: Cell<bool>,
 }
 
 impl Ctx {
@@ -35,6 +37,7 @@ impl Ctx {
             config: OnceCell::new(),
             credentials: OnceCell::new(),
             project_json: OnceCell::new(),
+            git_checked: Cell::new(false),
         }
     }
 
@@ -132,7 +135,15 @@ impl Ctx {
 
     pub(crate) fn credential(&self) -> Result<Resolved> {
         let profile = self.profile()?;
-        self.with_sources(|s| resolve::resolve_credential(s, &profile))
+        let resolved = self.with_sources(|s| resolve::resolve_credential(s, &profile))?;
+        if !self.git_checked.replace(true) {
+            if let Origin::KeyFile(path) | Origin::Profile { path, .. } = &resolved.credential.origin {
+                if let Some(w) = crate::config::gitcheck::exposure_warning(path) {
+                    self.out.warn(&w);
+                }
+            }
+        }
+        Ok(resolved)
     }
 
     /// Network options from `fluxloop.yaml`, the environment and `--ca-cert`.

@@ -12,6 +12,8 @@ mod commands;
 mod config;
 mod ctx;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod output;
 mod pulled;
 mod results;

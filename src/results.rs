@@ -204,12 +204,14 @@ pub(crate) fn read_trace(
         _ => Error::io("read", &path, e),
     })?;
     let mut skipped = 0;
-    for line in BufReader::new(file).lines() {
+    // Bytes, not `lines()`: a line torn inside a UTF-8 sequence (a kill
+    // mid-append) is one skipped line, not an unreadable file.
+    for line in BufReader::new(file).split(b'\n') {
         let line = line.map_err(|e| Error::io("read", &path, e))?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_str::<TraceRecord>(&line) {
+        match serde_json::from_slice::<TraceRecord>(&line) {
             Ok(r) => each(r)?,
             Err(_) => skipped += 1,
         }
@@ -248,8 +250,8 @@ const KEEP_SLOWEST: usize = 5;
 impl Tally {
     pub(crate) fn add(&mut self, r: &TraceRecord) {
         self.total += 1;
-        self.total_duration_ms += r.duration_ms;
-        self.total_tokens += r.token_usage.map_or(0, |t| t.total_tokens);
+        self.total_duration_ms = self.total_duration_ms.saturating_add(r.duration_ms);
+        self.total_tokens = self.total_tokens.saturating_add(r.token_usage.map_or(0, |t| t.total_tokens));
         let brief = RunBrief {
             run_id: r.run_id.clone(),
             label: r.label(),

@@ -124,29 +124,69 @@ pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
     (run, result)
 }
 
-fn payload(info: &BatchInfo<'_>, batch_id: Option<&str>, chunk: &[TraceRecord]) -> Value {
-    let (runs, results): (Vec<Value>, Vec<Value>) = chunk.iter().map(run_entries).unzip();
-    let mut run_batch = json!({
-        "execution_target": "local",
-        "status": "completed",
-        "started_at": info.started_at,
-        "completed_at": info.completed_at,
-    });
-    if let Some(id) = batch_id {
-        run_batch["id"] = json!(id);
+/// One chunk's request body, built run by run: each record's `runs[]` and
+/// `run_results[]` entries are serialised the moment it is read, so neither
+/// the records nor a JSON tree of the chunk are ever held.
+#[derive(Default)]
+struct ChunkBody {
+    runs: Vec<u8>,
+    results: Vec<u8>,
+    len: usize,
+}
+
+impl ChunkBody {
+    fn add(&mut self, r: &TraceRecord) -> std::result::Result<(), serde_json::Error> {
+        let (run, result) = run_entries(r);
+        if self.len > 0 {
+            self.runs.push(b',');
+            self.results.push(b',');
+        }
+        serde_json::to_writer(&mut self.runs, &run)?;
+        serde_json::to_writer(&mut self.results, &result)?;
+        self.len += 1;
+        Ok(())
     }
-    json!({
-        "bundle_version_id": info.bundle_version_id,
-        "run_batch": run_batch,
-        "runs": runs,
-        "turns": [],
-        "run_results": results,
-        "upload_meta": {
+
+    fn clear(&mut self) {
+        self.runs.clear();
+        self.results.clear();
+        self.len = 0;
+    }
+
+    /// The whole body: FluxLoop CLI 0.4's payload around the entries.
+    fn to_payload(
+        &self,
+        info: &BatchInfo<'_>,
+        batch_id: Option<&str>,
+    ) -> std::result::Result<Vec<u8>, serde_json::Error> {
+        let mut run_batch = json!({
+            "execution_target": "local",
+            "status": "completed",
+            "started_at": info.started_at,
+            "completed_at": info.completed_at,
+        });
+        if let Some(id) = batch_id {
+            run_batch["id"] = json!(id);
+        }
+        let upload_meta = json!({
             "cli_version": env!("CARGO_PKG_VERSION"),
             "client": "fluxloop-rs",
             "ci": info.ci,
-        },
-    })
+        });
+        let mut body = Vec::with_capacity(self.runs.len() + self.results.len() + 1024);
+        body.extend_from_slice(b"{\"bundle_version_id\":");
+        serde_json::to_writer(&mut body, info.bundle_version_id)?;
+        body.extend_from_slice(b",\"run_batch\":");
+        serde_json::to_writer(&mut body, &run_batch)?;
+        body.extend_from_slice(b",\"runs\":[");
+        body.extend_from_slice(&self.runs);
+        body.extend_from_slice(b"],\"turns\":[],\"run_results\":[");
+        body.extend_from_slice(&self.results);
+        body.extend_from_slice(b"],\"upload_meta\":");
+        serde_json::to_writer(&mut body, &upload_meta)?;
+        body.push(b'}');
+        Ok(body)
+    }
 }
 
 fn load_state(dir: &Path, bundle: &str) -> State {
@@ -174,18 +214,19 @@ pub(crate) fn upload(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Uploaded> {
     let mut state = load_state(dir, info.bundle_version_id);
-    let mut chunk: Vec<TraceRecord> = Vec::with_capacity(CHUNK);
+    let mut chunk = ChunkBody::default();
     let mut index = 0usize;
     let mut sent = 0usize;
     let mut send =
-        |chunk: &mut Vec<TraceRecord>, index: &mut usize, state: &mut State| -> Result<()> {
+        |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
             if state.keys.len() <= *index {
                 state.keys.push(uuid::Uuid::new_v4().to_string());
                 // The key is on disk before the request goes out: a rerun after a
                 // crash reuses it, so the platform can recognise the chunk.
                 save_state(dir, state)?;
             }
-            let body = serde_json::to_vec(&payload(info, state.run_batch_id.as_deref(), chunk))
+            let body = chunk
+                .to_payload(info, state.run_batch_id.as_deref())
                 .map_err(|e| Error::io("encode", dir, e.into()))?;
             let resp: UploadResponse =
                 client.post_idempotent("/api/sync/upload", &body, &state.keys[*index])?;
@@ -209,19 +250,21 @@ pub(crate) fn upload(
             *index += 1;
             state.chunks_done = state.chunks_done.max(*index);
             save_state(dir, state)?;
-            sent += chunk.len();
-            progress(sent, chunk.len());
+            sent += chunk.len;
+            progress(sent, chunk.len);
             chunk.clear();
             Ok(())
         };
     read_trace(dir, |r| {
-        chunk.push(r);
-        if chunk.len() == CHUNK {
+        chunk
+            .add(&r)
+            .map_err(|e| Error::io("encode", dir, e.into()))?;
+        if chunk.len == CHUNK {
             send(&mut chunk, &mut index, &mut state)?;
         }
         Ok(())
     })?;
-    if !chunk.is_empty() {
+    if chunk.len > 0 {
         send(&mut chunk, &mut index, &mut state)?;
     }
     let chunks = index;
@@ -303,11 +346,39 @@ mod tests {
             completed_at: "c",
             ci: &ci,
         };
-        let p = payload(&info, Some("batch-1"), &[]);
+        let payload = |chunk: &ChunkBody, batch: Option<&str>| -> Value {
+            serde_json::from_slice(&chunk.to_payload(&info, batch).unwrap()).unwrap()
+        };
+        let mut chunk = ChunkBody::default();
+        let p = payload(&chunk, Some("batch-1"));
         assert_eq!(p["run_batch"]["id"], "batch-1");
+        assert_eq!(p["runs"], json!([]));
         assert_eq!(p["turns"], json!([]));
+        assert_eq!(p["run_results"], json!([]));
         assert_eq!(p["upload_meta"]["ci"]["provider"], "gitlab_ci");
         assert_eq!(p["upload_meta"]["ci"]["commit"], Value::Null);
-        assert!(payload(&info, None, &[])["run_batch"].get("id").is_none());
+        assert!(payload(&chunk, None)["run_batch"].get("id").is_none());
+        // Entries stream in one by one and come out as run_entries builds them.
+        let records: Vec<TraceRecord> = (0..3)
+            .map(|i| TraceRecord {
+                run_id: format!("r{i}"),
+                input: format!("in {i}"),
+                output: "out".into(),
+                success: i != 1,
+                ..Default::default()
+            })
+            .collect();
+        for r in &records {
+            chunk.add(r).unwrap();
+        }
+        let p = payload(&chunk, None);
+        for (i, r) in records.iter().enumerate() {
+            let (run, result) = run_entries(r);
+            assert_eq!(p["runs"][i], run);
+            assert_eq!(p["run_results"][i], result);
+        }
+        assert_eq!(p["bundle_version_id"], "b");
+        chunk.clear();
+        assert_eq!(payload(&chunk, None)["runs"], json!([]));
     }
 }

@@ -46,6 +46,9 @@ pub struct Config {
     pub poll_interval_secs: u64,
     /// Write one line per request to stderr.
     pub log: bool,
+    /// Most runs accepted in one upload request (PLATFORM-API §5: 1000).
+    /// Raised only to measure clients that send everything at once.
+    pub max_runs_per_request: usize,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             device_code_ttl: Duration::from_secs(600),
             poll_interval_secs: 5,
             log: false,
+            max_runs_per_request: 1000,
         }
     }
 }

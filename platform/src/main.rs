@@ -18,6 +18,7 @@ fluxloop-platform — the local FluxLoop platform (the CLI's API on loopback, ba
 USAGE:
     fluxloop-platform serve [--addr 127.0.0.1:8787] [--data PATH] [--demo] [--token-ttl SECS]
                             [--poll-interval SECS] [--device-ttl SECS] [--quiet]
+                            [--max-runs-per-request N]
     fluxloop-platform seed-demo [--data PATH] [--inputs N]
     fluxloop-platform create-key [--project ID_OR_NAME] [--scope SCOPE] [--type user|service-account]
                                  [--name NAME] [--data PATH]
@@ -32,6 +33,10 @@ OPTIONS:
     --poll-interval SECS  polling interval announced to `fluxloop auth login` (default 5)
     --device-ttl SECS     how long a login code stays valid (default 600)
     --quiet               no request log on stderr
+    --max-runs-per-request N
+                          most runs in one upload request (default 1000, as the
+                          real platform; raise it only to benchmark clients that
+                          send every run in one request)
     --inputs N            inputs in the demo bundle (default 10)
     --scope SCOPE         read, write, read-write (default) or admin
     --type TYPE           user or service-account (default)
@@ -114,6 +119,16 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             }
             Long("device-ttl") if sub == "serve" => {
                 config.device_code_ttl = Duration::from_secs(secs(&mut parser, "--device-ttl")?)
+            }
+            Long("max-runs-per-request") if sub == "serve" => {
+                let v = parser.value()?.string()?;
+                config.max_runs_per_request =
+                    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        lexopt::Error::Custom(
+                            format!("--max-runs-per-request needs a whole number from 1, not `{v}`")
+                                .into(),
+                        )
+                    })?;
             }
             Long("poll-interval") if sub == "serve" => {
                 config.poll_interval_secs = secs(&mut parser, "--poll-interval")?

@@ -28,6 +28,8 @@ pub(crate) struct State {
     pub(crate) access_token_ttl: Duration,
     pub(crate) device_code_ttl: Duration,
     pub(crate) poll_interval_secs: u64,
+    /// Most runs in one upload request.
+    pub(crate) max_runs_per_request: usize,
     /// Id of the local user (see [`LOCAL_USER_EMAIL`]).
     pub(crate) local_user_id: String,
     requests: Mutex<Vec<RequestRecord>>,
@@ -123,6 +125,7 @@ impl Store {
                 access_token_ttl: config.access_token_ttl,
                 device_code_ttl: config.device_code_ttl,
                 poll_interval_secs: config.poll_interval_secs,
+                max_runs_per_request: config.max_runs_per_request,
                 local_user_id,
                 requests: Mutex::new(Vec::new()),
                 faults: Mutex::new(HashMap::new()),

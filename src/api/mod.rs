@@ -58,6 +58,8 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// The parsed `Retry-After` header, if any.
     pub(crate) retry_after: Option<Duration>,
+    /// Body bytes received (written to the spool file when one was given).
+    pub(crate) spooled: u64,
 }
 
 /// The platform client.
@@ -127,6 +129,21 @@ impl Client {
         self.decode("POST", path, &resp)
     }
 
+    /// `POST path` with a JSON body (a retried read such as a pull), the
+    /// successful response's body streamed into `spool` rather than memory:
+    /// a pull of 100,000 inputs stays a file until it is parsed item by item.
+    /// `spool` is rewound and truncated before each attempt.
+    pub(crate) fn post_to_file<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        spool: &std::fs::File,
+    ) -> Result<u64> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
+        let resp = self.send_inner("POST", path, Some(&bytes), None, Retry::Idempotent, Some(spool))?;
+        Ok(resp.spooled)
+    }
+
     fn decode<T: DeserializeOwned>(&self, method: &'static str, path: &str, resp: &Response) -> Result<T> {
         serde_json::from_slice(&resp.body).map_err(|e| Error::Network {
             url: format!("{}{path}", self.base),
@@ -150,12 +167,24 @@ impl Client {
         idempotency_key: Option<&str>,
         retry: Retry,
     ) -> Result<Response> {
+        self.send_inner(method, path, body, idempotency_key, retry, None)
+    }
+
+    fn send_inner(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&[u8]>,
+        idempotency_key: Option<&str>,
+        retry: Retry,
+        spool: Option<&std::fs::File>,
+    ) -> Result<Response> {
         let url = format!("{}{path}", self.base);
         let started = Instant::now();
         let max_attempts = self.opts.retries + 1;
         let mut attempt = 1;
         loop {
-            let outcome = self.attempt(method, &url, body, idempotency_key);
+            let outcome = self.attempt(method, &url, body, idempotency_key, spool);
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
                 Ok(resp) => {
@@ -218,6 +247,7 @@ impl Client {
         url: &str,
         body: Option<&[u8]>,
         idempotency_key: Option<&str>,
+        spool: Option<&std::fs::File>,
     ) -> std::result::Result<Response, AttemptError> {
         let start = Instant::now();
         self.trace(format!("> {method} {url}"));
@@ -238,7 +268,7 @@ impl Client {
                 self.trace(format!("> content-length: {}", bytes.len()));
                 let req = builder
                     .header("Content-Type", "application/json")
-                    .body(bytes.to_vec())
+                    .body(bytes)
                     .map_err(|e| AttemptError::unsent(e.to_string()))?;
                 self.agent.run(req)
             }
@@ -262,25 +292,47 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| AttemptError {
-                sent: true,
-                permanent: false,
-                detail: format!("reading the response failed: {}", net::describe_error(&e)),
-            })?;
+        let read_failed = |detail: String| AttemptError {
+            sent: true,
+            permanent: false,
+            detail: format!("reading the response failed: {detail}"),
+        };
+        let (body, spooled) = match spool {
+            Some(mut file) if (200..300).contains(&status) => {
+                use std::io::{Seek, Write};
+                let mut reader = resp.body_mut().with_config().limit(MAX_BODY).reader();
+                let n = file
+                    .set_len(0)
+                    .and_then(|_| file.rewind())
+                    .and_then(|_| {
+                        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut file);
+                        let n = std::io::copy(&mut reader, &mut w)?;
+                        w.flush()?;
+                        Ok(n)
+                    })
+                    .map_err(|e| read_failed(e.to_string()))?;
+                (Vec::new(), n)
+            }
+            _ => {
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_BODY)
+                    .read_to_vec()
+                    .map_err(|e| read_failed(net::describe_error(&e)))?;
+                let n = body.len() as u64;
+                (body, n)
+            }
+        };
         self.trace(format!(
-            "< {status} ({} ms, {} bytes)",
+            "< {status} ({} ms, {spooled} bytes)",
             start.elapsed().as_millis(),
-            body.len()
         ));
         Ok(Response {
             status,
             body,
             retry_after,
+            spooled,
         })
     }
 
@@ -366,11 +418,13 @@ struct AttemptError {
 }
 
 impl AttemptError {
+    /// The request could not even be built (a header value that is not
+    /// valid): nothing was sent and repeating cannot help.
     fn unsent(detail: String) -> Self {
         AttemptError {
             detail,
             sent: false,
-            permanent: false,
+            permanent: true,
         }
     }
 }

@@ -263,6 +263,7 @@ pub(crate) fn write_atomic(
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    remove_stale_temps(dir, name);
     let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -286,10 +287,49 @@ pub(crate) fn write_atomic(
     result
 }
 
+/// Removes `.{name}.tmp.{pid}.*` files left by a writer that was killed
+/// (SIGKILL, power loss) between creating its temp file and the rename:
+/// they may hold secrets. Files of a live process are left alone.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<libc::pid_t>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let dead = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if dead {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_removed() {
+        let home = home();
+        let dead = home.path().join(".credentials.tmp.999999999.abc");
+        let live = home.path().join(format!(".credentials.tmp.{}.def", std::process::id()));
+        let other = home.path().join(".other.tmp.999999999.abc");
+        for p in [&dead, &live, &other] {
+            fs::write(p, "{}").unwrap();
+        }
+        write_atomic(&home.path().join("credentials"), 0o600, |f| f.write_all(b"{}\n")).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert!(other.exists());
+    }
 
     fn home() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()

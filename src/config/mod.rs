@@ -3,6 +3,7 @@
 
 pub(crate) mod credentials;
 pub(crate) mod env;
+pub(crate) mod gitcheck;
 pub(crate) mod project;
 pub(crate) mod resolve;
 

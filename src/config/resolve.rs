@@ -217,6 +217,14 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
         }
     }
     match s.env.get("FLUXLOOP_TOKEN") {
+        Ok(Some(t)) if token_problem(t.trim()).is_some() => push(
+            Err(Error::InvalidCredential {
+                is_key: false,
+                origin: "environment variable FLUXLOOP_TOKEN".into(),
+                detail: token_problem(t.trim()).unwrap_or_default(),
+            }),
+            &mut found,
+        ),
         Ok(Some(t)) => push(
             Ok(Some(Value::new(
                 Credential {
@@ -238,6 +246,17 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
     if found.is_empty() && first_error.is_none() {
         match (s.credentials)() {
             Ok(creds) => {
+                if let Some(problem) = creds
+                    .profile(&profile.val)
+                    .filter(|p| p.has_token())
+                    .and_then(|p| token_problem(p.access_token.as_deref().unwrap_or_default()))
+                {
+                    return Err(Error::InvalidCredential {
+                        is_key: false,
+                        origin: format!("profile {} in {}", profile.val, creds.path.display()),
+                        detail: problem,
+                    });
+                }
                 if let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) {
                     let expires_at = p.expires_at.as_deref().and_then(|e| {
                         OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
@@ -291,6 +310,24 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
         credential,
         shadowed: iter.map(|v| v.origin).collect(),
     })
+}
+
+/// Why a bearer token cannot be sent in an HTTP header, if it cannot: it
+/// must be one line of visible ASCII. The message never contains the value.
+fn token_problem(token: &str) -> Option<String> {
+    let (pos, c) = token
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_graphic())?;
+    let shown = match c {
+        ' ' => "a space".to_string(),
+        '\n' | '\r' => "a line break".to_string(),
+        '\t' => "a tab".to_string(),
+        c => format!("U+{:04X}", c as u32),
+    };
+    Some(format!(
+        "the token contains {shown} at position {}; a token is one line of visible ASCII",
+        pos + 1
+    ))
 }
 
 fn read_key_file(env: &Env, config: &LoadedConfig, raw_path: &str) -> Result<Option<Value<Credential>>> {

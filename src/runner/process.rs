@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{result_line, stopping, Agent, Outcome, Reply};
@@ -19,6 +19,8 @@ const STDERR_KEEP: usize = 4 * 1024;
 /// How long to wait for output pipes after the group is gone; a grandchild
 /// that left the group (setsid) may hold them open forever.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Bytes an empty pipe always accepts at once (POSIX `PIPE_BUF`).
+const PIPE_BUF: usize = if cfg!(target_os = "linux") { 4096 } else { 512 };
 
 /// The raw result of one run.
 pub(crate) struct Done {
@@ -58,30 +60,95 @@ impl Tail {
     }
 }
 
-fn reader(mut stream: impl Read + Send + 'static, cap: usize) -> Arc<Mutex<Tail>> {
-    let tail = Arc::new(Mutex::new(Tail {
-        buf: Vec::new(),
-        cap,
-        done: false,
-    }));
+/// A tail shared with its reader thread, which signals the end of the stream.
+type SharedTail = Arc<(Mutex<Tail>, Condvar)>;
+
+fn reader(mut stream: impl Read + Send + 'static, cap: usize) -> SharedTail {
+    let tail = Arc::new((
+        Mutex::new(Tail {
+            buf: Vec::new(),
+            cap,
+            done: false,
+        }),
+        Condvar::new(),
+    ));
     let shared = Arc::clone(&tail);
     std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 64 * 1024];
+        let mut chunk = vec![0u8; 16 * 1024];
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if let Ok(mut t) = shared.lock() {
+                    if let Ok(mut t) = shared.0.lock() {
                         t.push(&chunk[..n]);
                     }
                 }
             }
         }
-        if let Ok(mut t) = shared.lock() {
+        if let Ok(mut t) = shared.0.lock() {
             t.done = true;
         }
+        shared.1.notify_all();
     });
     tail
+}
+
+/// The stream's tail once it has ended, or at `deadline` whatever came by then.
+fn collect(tail: Option<SharedTail>, deadline: Instant) -> Vec<u8> {
+    let Some(tail) = tail else { return Vec::new() };
+    let (lock, ended) = &*tail;
+    let Ok(mut t) = lock.lock() else {
+        return Vec::new();
+    };
+    while !t.done {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        t = match ended.wait_timeout(t, deadline - now) {
+            Ok((t, _)) => t,
+            Err(_) => return Vec::new(),
+        };
+    }
+    t.take()
+}
+
+/// A pidfd for the child (Linux 5.3+): readable the moment it exits, so the
+/// wait below wakes at once instead of on a polling tick.
+#[cfg(target_os = "linux")]
+struct PidFd(libc::c_int);
+
+#[cfg(target_os = "linux")]
+impl PidFd {
+    fn open(pid: u32) -> Option<PidFd> {
+        // SAFETY: plain syscall with integer arguments; the fd is owned below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        (fd >= 0).then_some(PidFd(fd as libc::c_int))
+    }
+
+    /// Waits up to `d` for the child to exit.
+    fn wait(&self, d: Duration) {
+        let mut p = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = d.as_millis().clamp(1, 50) as libc::c_int;
+        // SAFETY: one valid pollfd; EINTR just ends this wait early.
+        unsafe {
+            libc::poll(&mut p, 1, ms);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for PidFd {
+    fn drop(&mut self) {
+        // SAFETY: the fd is ours and closed once.
+        unsafe {
+            libc::close(self.0);
+        }
+    }
 }
 
 fn kill_group(pid: u32) {
@@ -90,6 +157,36 @@ fn kill_group(pid: u32) {
     unsafe {
         libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
     }
+}
+
+/// On Linux the agent gets SIGKILL when the thread that started it ends, so
+/// a `fluxloop` killed with SIGKILL (which cannot be caught) leaves no agent
+/// behind. The starting thread is the worker that waits for this very run,
+/// so the signal never fires early. Processes the agent started itself are
+/// not covered (they are in the agent's group, which `fluxloop` kills on
+/// every other way out, SIGTERM and Ctrl-C included): see docs/security.md.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid is async-signal-safe and called before the fork.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl: nobody will read the result.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 fn spawn_error(program: &str, e: &std::io::Error) -> String {
@@ -115,6 +212,7 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -129,19 +227,26 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
         }
     };
     let pid = child.id();
-    // The request goes in on its own thread: an agent that never reads stdin
-    // must not block us when the request is larger than the pipe buffer.
+    // An empty pipe takes PIPE_BUF bytes without blocking, so a small request
+    // is written here; a larger one goes in on its own thread: an agent that
+    // never reads stdin must not block us when the request is larger than
+    // the pipe buffer. Dropping stdin sends EOF.
     if let Some(mut stdin) = child.stdin.take() {
-        let request = request.to_vec();
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&request);
-            // Dropping stdin sends EOF.
-        });
+        if request.len() <= PIPE_BUF {
+            let _ = stdin.write_all(request);
+        } else {
+            let request = request.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&request);
+            });
+        }
     }
     let out = child.stdout.take().map(|s| reader(s, STDOUT_KEEP));
     let err = child.stderr.take().map(|s| reader(s, STDERR_KEEP));
 
     let deadline = start + agent.timeout;
+    #[cfg(target_os = "linux")]
+    let pidfd = PidFd::open(pid);
     let mut pause = Duration::from_millis(1);
     let mut timed_out = false;
     let mut cancelled = false;
@@ -164,6 +269,12 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
             cancelled = true;
             break;
         }
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &pidfd {
+            // Short slices keep Ctrl-C/SIGTERM noticed promptly.
+            fd.wait(deadline - now);
+            continue;
+        }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(20));
     }
@@ -177,21 +288,8 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
     let elapsed = start.elapsed();
 
     let drain_deadline = Instant::now() + DRAIN_GRACE;
-    let collect = |tail: Option<Arc<Mutex<Tail>>>| -> Vec<u8> {
-        let Some(tail) = tail else { return Vec::new() };
-        loop {
-            if let Ok(mut t) = tail.lock() {
-                if t.done || Instant::now() >= drain_deadline {
-                    return t.take();
-                }
-            } else {
-                return Vec::new();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    };
-    let stdout = collect(out);
-    let stderr = collect(err);
+    let stdout = collect(out, drain_deadline);
+    let stderr = collect(err, drain_deadline);
 
     let outcome = if timed_out {
         Outcome::TimedOut(agent.timeout)

@@ -8,3 +8,12 @@ mod browser;
 mod core;
 mod snapshots;
 mod sync;
+
+// Hardening: faults, kills, bad input, secret hygiene, load.
+mod fixtures;
+mod proxy;
+mod faults;
+mod kill;
+mod load;
+mod secrets;
+mod bad_input;

@@ -17,8 +17,6 @@ use crate::routes::authed;
 use crate::store::State;
 use crate::util::{is_rfc3339, new_id, now_ms, rfc3339};
 
-/// Most runs accepted in one upload request; larger uploads come in chunks.
-const MAX_RUNS_PER_REQUEST: usize = 1000;
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Run statuses of PLATFORM-API §5.
@@ -236,7 +234,7 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
         }
     }
     let body: UploadBody = req.json()?;
-    let result = store_upload(&conn, &principal, body)?;
+    let result = store_upload(&conn, &principal, body, state.max_runs_per_request)?;
     let text = result.to_string();
     if let Some(key) = &idem {
         // Only a success is remembered: a refused request stored nothing, so
@@ -254,6 +252,7 @@ fn store_upload(
     conn: &Connection,
     principal: &Principal,
     body: UploadBody,
+    max_runs: usize,
 ) -> Result<Value, ApiError> {
     let bundle_id = body
         .bundle_version_id
@@ -274,9 +273,11 @@ fn store_upload(
     let runs = body
         .runs
         .ok_or_else(|| ApiError::invalid("runs is required".to_owned()))?;
-    if runs.len() > MAX_RUNS_PER_REQUEST {
+    // Larger uploads come in chunks (1000 runs per request unless the server
+    // was started with --max-runs-per-request).
+    if runs.len() > max_runs {
         return Err(ApiError::unprocessable(format!(
-            "{} runs in one request; send at most {MAX_RUNS_PER_REQUEST} per request and append the rest with run_batch.id",
+            "{} runs in one request; send at most {max_runs} per request and append the rest with run_batch.id",
             runs.len()
         )));
     }
