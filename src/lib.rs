@@ -66,14 +66,8 @@ where
     let env = Env::from_process();
     let parsed = cli::parse(args);
     let (globals, command) = match parsed {
-        Ok(Parsed::Help(text)) => {
-            println!("{}", cli::help::full(text));
-            return code::SUCCESS;
-        }
-        Ok(Parsed::Version) => {
-            println!("{}", version());
-            return code::SUCCESS;
-        }
+        Ok(Parsed::Help(text)) => return print_plain(&cli::help::full(text)),
+        Ok(Parsed::Version) => return print_plain(&version()),
         Ok(Parsed::Run(g, c)) => (g, c),
         Err(e) => {
             // --json is not known yet when parsing fails; errors go to stderr.
@@ -111,5 +105,17 @@ where
             out.error(&e);
             e.exit_code()
         }
+    }
+}
+
+/// Prints help or the version; a closed pipe (`fluxloop --help | head -5`) is
+/// not a failure.
+fn print_plain(text: &str) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => code::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code::SUCCESS,
+        Err(_) => code::GENERAL,
     }
 }

@@ -1055,3 +1055,27 @@ fn the_credentials_file_lives_in_fluxloop_home_else_under_home() {
         .stderr_has("cannot find the home directory")
         .stderr_has("hint: set FLUXLOOP_HOME");
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_failure() {
+    use std::os::fd::FromRawFd;
+    let sb = Sandbox::new();
+    for args in [&["--help"][..], &["test", "--help"], &["--version"], &["config", "list"]] {
+        // A pipe whose reading end is already closed: every write fails with EPIPE,
+        // as with `fluxloop … | head -1` once head has exited.
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        unsafe { libc::close(fds[0]) };
+        let stdout = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+        let out = sb
+            .cmd(args)
+            .command()
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
