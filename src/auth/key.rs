@@ -106,6 +106,16 @@ pub(crate) fn parse_api_key(raw: &str, input: KeyInput) -> Result<Secret, KeyPro
     Ok(Secret::new(value))
 }
 
+/// [`parse_api_key`] for a value from `origin` (named in the error), as the
+/// CLI's `Invalid API key` error.
+pub(crate) fn api_key_from(raw: &str, input: KeyInput, origin: &str) -> crate::error::Result<Secret> {
+    parse_api_key(raw, input).map_err(|p| crate::error::Error::InvalidApiKey {
+        origin: origin.to_string(),
+        problem: p.problem,
+        hint: p.hint,
+    })
+}
+
 /// Whether a bearer value is an API key (as opposed to a login token).
 pub(crate) fn is_api_key(value: &str) -> bool {
     value.starts_with(USER_PREFIX) || value.starts_with(SERVICE_ACCOUNT_PREFIX)

@@ -334,18 +334,31 @@ fn subcommand(p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx) -> Result<Option<Str
 
 /// Accepts only global flags and `--help` until the end.
 fn finish(p: &mut Parser, mut g: GlobalArgs, help: &'static str, cmd: Command) -> Result<Parsed> {
-    let ctx = ctx_of(help);
+    match positionals(p, &mut g, ctx_of(help), 0)? {
+        Some(_) => Ok(Parsed::Run(g, cmd)),
+        None => Ok(Parsed::Help(help)),
+    }
+}
+
+/// Reads global flags and up to `max` positional arguments to the end;
+/// `None` when `--help` was asked for.
+fn positionals(p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx, max: usize) -> Result<Option<Vec<String>>> {
+    let mut values = Vec::new();
     while let Some(owned) = next(p, ctx)? {
         let arg = owned.arg();
-        if global(&arg, p, &mut g, ctx)? {
+        if global(&arg, p, g, ctx)? {
             continue;
         }
         match arg {
-            Short('h') | Long("help") => return Ok(Parsed::Help(help)),
+            Value(v) if values.len() < max => values.push(
+                v.into_string()
+                    .map_err(|_| ctx.usage_error("an argument is not valid UTF-8"))?,
+            ),
+            Short('h') | Long("help") => return Ok(None),
             _ => return Err(ctx.lexopt(arg.unexpected())),
         }
     }
-    Ok(Parsed::Run(g, cmd))
+    Ok(Some(values))
 }
 
 /// The name and usage line are the first line of each help text.
@@ -463,39 +476,17 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
         }
         "info" => {
             let ctx = ctx_of(help::APIKEYS_INFO);
-            let mut key = None;
-            while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
-                if global(&arg, p, &mut g, ctx)? {
-                    continue;
-                }
-                match arg {
-                    Value(v) if key.is_none() => {
-                        key = Some(v.into_string().map_err(|_| ctx.usage_error("KEY is not valid UTF-8"))?)
-                    }
-                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_INFO)),
-                    _ => return Err(ctx.lexopt(arg.unexpected())),
-                }
-            }
-            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Info { key })))
+            let Some(mut values) = positionals(p, &mut g, ctx, 1)? else {
+                return Ok(Parsed::Help(help::APIKEYS_INFO));
+            };
+            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Info { key: values.pop() })))
         }
         "revoke" => {
             let ctx = ctx_of(help::APIKEYS_REVOKE);
-            let mut target = None;
-            while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
-                if global(&arg, p, &mut g, ctx)? {
-                    continue;
-                }
-                match arg {
-                    Value(v) if target.is_none() => {
-                        target = Some(v.into_string().map_err(|_| ctx.usage_error("KEY_OR_ID is not valid UTF-8"))?)
-                    }
-                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_REVOKE)),
-                    _ => return Err(ctx.lexopt(arg.unexpected())),
-                }
-            }
-            let target = target.ok_or_else(|| ctx.usage_error("missing argument KEY_OR_ID"))?;
+            let Some(mut values) = positionals(p, &mut g, ctx, 1)? else {
+                return Ok(Parsed::Help(help::APIKEYS_REVOKE));
+            };
+            let target = values.pop().ok_or_else(|| ctx.usage_error("missing argument KEY_OR_ID"))?;
             Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Revoke { target })))
         }
         other => Err(unknown_command(ctx, other, &["create", "list", "info", "revoke"])),
@@ -514,20 +505,9 @@ fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
         other => return Err(unknown_command(ctx, other, &["set", "get", "list"])),
     };
     let ctx = ctx_of(help_text);
-    let mut values: Vec<String> = Vec::new();
-    while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
-        if global(&arg, p, &mut g, ctx)? {
-            continue;
-        }
-        match arg {
-            Value(v) if values.len() < wanted => {
-                values.push(v.into_string().map_err(|_| ctx.usage_error("argument is not valid UTF-8"))?)
-            }
-            Short('h') | Long("help") => return Ok(Parsed::Help(help_text)),
-            _ => return Err(ctx.lexopt(arg.unexpected())),
-        }
-    }
+    let Some(values) = positionals(p, &mut g, ctx, wanted)? else {
+        return Ok(Parsed::Help(help_text));
+    };
     let mut values = values.into_iter();
     let cmd = match sub.as_str() {
         "set" => {

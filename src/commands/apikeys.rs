@@ -279,11 +279,7 @@ impl Human for InfoReport {
 fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
     let (client, shown) = match key_arg {
         Some(raw) => {
-            let secret = key::parse_api_key(&raw, KeyInput::Typed).map_err(|p| Error::InvalidApiKey {
-                origin: "the KEY argument".into(),
-                problem: p.problem,
-                hint: p.hint,
-            })?;
+            let secret = key::api_key_from(&raw, KeyInput::Typed, "the KEY argument")?;
             ctx.out.add_mask_stderr(secret.expose());
             let endpoint = ctx.endpoint()?;
             let shown = secret.masked();
@@ -354,11 +350,7 @@ impl Human for RevokeReport {
 fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
     let is_key = key::is_api_key(target.trim());
     let (body, shown) = if is_key {
-        let secret = key::parse_api_key(target, KeyInput::Typed).map_err(|p| Error::InvalidApiKey {
-            origin: "the KEY_OR_ID argument".into(),
-            problem: p.problem,
-            hint: p.hint,
-        })?;
+        let secret = key::api_key_from(target, KeyInput::Typed, "the KEY_OR_ID argument")?;
         ctx.out.add_mask_stderr(secret.expose());
         (serde_json::json!({ "key": secret.expose() }), secret.masked())
     } else {

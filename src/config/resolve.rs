@@ -185,18 +185,8 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
         }
     };
     let typed_key = |raw: &str, origin: Origin| -> Result<Option<Value<Credential>>> {
-        let secret = key::parse_api_key(raw, KeyInput::Typed).map_err(|p| Error::InvalidApiKey {
-            origin: origin.to_string(),
-            problem: p.problem,
-            hint: p.hint,
-        })?;
-        Ok(Some(Value::new(
-            Credential {
-                secret,
-                kind: CredentialKind::ApiKey,
-            },
-            origin,
-        )))
+        let secret = key::api_key_from(raw, KeyInput::Typed, &origin.to_string())?;
+        Ok(Some(api_key_value(secret, origin)))
     };
 
     if let Some(k) = s.flag_api_key {
@@ -354,18 +344,18 @@ fn read_key_file(env: &Env, config: &LoadedConfig, raw_path: &str) -> Result<Opt
         }
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    let secret = key::parse_api_key(&text, KeyInput::File).map_err(|p| Error::InvalidApiKey {
-        origin: origin.to_string(),
-        problem: p.problem,
-        hint: p.hint,
-    })?;
-    Ok(Some(Value::new(
+    let secret = key::api_key_from(&text, KeyInput::File, &origin.to_string())?;
+    Ok(Some(api_key_value(secret, origin)))
+}
+
+fn api_key_value(secret: Secret, origin: Origin) -> Value<Credential> {
+    Value::new(
         Credential {
             secret,
             kind: CredentialKind::ApiKey,
         },
         origin,
-    )))
+    )
 }
 
 #[cfg(test)]

@@ -1,57 +1,24 @@
 //! `auth` and `apikeys` end to end against the local platform.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use fluxloop_platform::{Config, Platform};
 
-use crate::util::{platform, Run, Sandbox};
+use crate::util::{platform, PendingLogin, Run, Sandbox};
 
 /// Runs `auth login --no-browser` and approves (or denies) the code the CLI
 /// prints, the way a person would in the browser.
 fn login(sb: &Sandbox, p: &Platform, extra: &[&str], approve: bool) -> Run {
     let mut args = vec!["auth", "login", "--no-browser"];
     args.extend_from_slice(extra);
-    let cmd = sb.cmd(&args);
-    let mut child = cmd
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn login");
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = BufReader::new(stderr);
-    let mut seen = String::new();
-    let mut code = None;
-    let mut line = String::new();
-    while code.is_none() {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if let Some(i) = line.find("shows the code ") {
-            code = Some(line[i + "shows the code ".len()..].trim().to_string());
-        }
-    }
-    let code = code.unwrap_or_else(|| panic!("no code printed:\n{seen}"));
-    assert!(seen.contains("/device?user_code="), "{seen}");
+    let pending = PendingLogin::start(sb.cmd(&args));
+    assert!(pending.url.contains("/device?user_code="), "{}", pending.seen);
     if approve {
-        p.approve_device(&code).unwrap();
+        p.approve_device(&pending.code).unwrap();
     } else {
-        p.deny_device(&code).unwrap();
+        p.deny_device(&pending.code).unwrap();
     }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: seen + &rest,
-    }
+    pending.finish()
 }
 
 fn creds(sb: &Sandbox) -> serde_json::Value {

@@ -2,14 +2,13 @@
 //! chromedriver's WebDriver API, opens the URL the waiting CLI printed and
 //! clicks Authorize on the platform's /device page.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{platform, Sandbox};
+use crate::util::{platform, PendingLogin, Sandbox};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -79,24 +78,8 @@ fn chromium_authorizes_a_waiting_login() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let mut login = sb
-        .cmd(&["auth", "login", "--no-browser", "--endpoint", &p.url()])
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn login");
-    let mut stderr = BufReader::new(login.stderr.take().unwrap());
-    let mut printed = String::new();
-    let url = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "no URL printed:\n{printed}");
-        printed.push_str(&line);
-        if line.contains("/device?user_code=") {
-            break line.trim().to_string();
-        }
-    };
+    let login = PendingLogin::start(sb.cmd(&["auth", "login", "--no-browser", "--endpoint", &p.url()]));
+    let url = login.url.clone();
 
     let profile_dir = tempfile::tempdir().unwrap();
     let caps = json!({"capabilities": {"alwaysMatch": {
@@ -132,22 +115,8 @@ fn chromium_authorizes_a_waiting_login() {
         .to_string();
     webdriver(&http, "POST", &format!("{s}/element/{id}/click"), Some(json!({})));
 
-    let status = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = login.try_wait().unwrap() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "login did not finish after Authorize");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let r = login.finish();
     webdriver(&http, "DELETE", &s, None);
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    let mut stdout = String::new();
-    login.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    assert!(status.success(), "login failed:\n{stdout}\n{printed}{rest}");
-    assert!(stdout.contains("Successfully authenticated as demo@fluxloop.local"), "{stdout}");
+    r.ok().stdout_has("Successfully authenticated as demo@fluxloop.local");
     sb.cmd(&["auth", "status"]).run().ok().stdout_has("✓ valid");
 }

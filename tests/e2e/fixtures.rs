@@ -1,15 +1,13 @@
 //! Shared set-up for the hardening tests (faults, kill, bad input, secrets,
 //! load): a seeded platform, a key, results on disk, a device login.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fluxloop_platform::{Demo, Platform};
 use serde_json::Value;
 
-use crate::util::{platform, Cmd, Run, Sandbox};
+use crate::util::{platform, Cmd, PendingLogin, Run, Sandbox};
 
 /// The agent every fixture runs: answers at once.
 pub const ECHO_OK: &str = r#"{"success":true,"output":"ok"}"#;
@@ -152,38 +150,9 @@ pub fn login(sb: &Sandbox, p: &Platform, extra: &[(&str, &str)]) -> Run {
     for (k, v) in extra {
         cmd = cmd.env(k, v);
     }
-    let mut child = cmd
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn login");
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut code = None;
-    let mut line = String::new();
-    while code.is_none() {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if let Some(i) = line.find("shows the code ") {
-            code = Some(line[i + "shows the code ".len()..].trim().to_string());
-        }
-    }
-    let code = code.unwrap_or_else(|| panic!("no code printed:\n{seen}"));
-    p.approve_device(&code).unwrap();
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        args: vec!["auth".into(), "login".into()],
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: seen + &rest,
-    }
+    let pending = PendingLogin::start(cmd);
+    p.approve_device(&pending.code).unwrap();
+    pending.finish()
 }
 
 /// The stored login of profile `default`: (access token, refresh token).

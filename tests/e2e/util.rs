@@ -190,3 +190,73 @@ impl Run {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
+
+/// A running `fluxloop auth login --no-browser`, read up to the URL and code
+/// it prints; the test then decides the login (platform, browser) and
+/// [`PendingLogin::finish`]es it.
+pub struct PendingLogin {
+    child: std::process::Child,
+    reader: std::io::BufReader<std::process::ChildStderr>,
+    args: Vec<String>,
+    /// stderr so far.
+    pub seen: String,
+    /// The verification URL printed.
+    pub url: String,
+    /// The user code printed.
+    pub code: String,
+}
+
+impl PendingLogin {
+    #[track_caller]
+    pub fn start(cmd: Cmd) -> PendingLogin {
+        use std::io::BufRead;
+        let args = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut child = cmd
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn login");
+        let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (mut seen, mut url) = (String::new(), String::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("no login code printed:\n{seen}");
+            }
+            seen.push_str(&line);
+            if line.contains("/device?user_code=") {
+                url = line.trim().to_string();
+            }
+            if let Some(i) = line.find("shows the code ") {
+                let code = line[i + "shows the code ".len()..].trim().to_string();
+                return PendingLogin { child, reader, args, seen, url, code };
+            }
+        }
+    }
+
+    /// Waits (at most a minute) for the login to end.
+    #[track_caller]
+    pub fn finish(mut self) -> Run {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("login did not finish:\n{}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut rest = String::new();
+        self.reader.read_to_string(&mut rest).unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        Run {
+            args: self.args,
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: self.seen + &rest,
+        }
+    }
+}
