@@ -208,6 +208,8 @@ fn invalid_utf8_in_environment_and_paths() {
 }
 
 /// Runs `fluxloop test` with `agent` and returns (run, peak RSS of fluxloop in KiB).
+// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_agent(fx: &crate::fixtures::Fx, script: &str, timeout: &str) -> (Run, i64) {
     let mut c: Command = fx
         .cmd(&[

@@ -224,6 +224,8 @@ impl PendingLogin {
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!("no login code printed:\n{seen}");
             }
             seen.push_str(&line);
