@@ -207,6 +207,8 @@ pub struct PendingLogin {
 }
 
 impl PendingLogin {
+    // The child moves into the PendingLogin, and finish() waits for it.
+    #[allow(clippy::zombie_processes)]
     #[track_caller]
     pub fn start(cmd: Cmd) -> PendingLogin {
         use std::io::BufRead;
