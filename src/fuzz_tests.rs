@@ -31,8 +31,8 @@ fn json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| Value::from(n)),
-        any::<u64>().prop_map(|n| Value::from(n)),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
         // Exact binary fractions: serde_json (without float_roundtrip) may
         // print other floats one ulp off, which is not what these test.
         any::<i32>().prop_map(|n| Value::from(f64::from(n) / 4.0)),

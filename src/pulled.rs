@@ -3,10 +3,11 @@
 //! recorded in `sync_meta.json` under a key of our own.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -60,6 +61,20 @@ pub(crate) fn dir_name(scenario: &str) -> String {
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex SHA-256 of a file, read in pieces.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory,
@@ -137,8 +152,8 @@ pub(crate) fn local_edits(dir: &Path) -> Result<Vec<String>> {
             continue;
         }
         let path = dir.join(&name);
-        match std::fs::read(&path) {
-            Ok(bytes) if sha256_hex(&bytes) != want => edited.push(name),
+        match sha256_file(&path) {
+            Ok(have) if have != want => edited.push(name),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("read", path, e)),
@@ -151,36 +166,221 @@ fn array_len(v: Option<&Value>) -> usize {
     v.and_then(Value::as_array).map_or(0, Vec::len)
 }
 
-/// Writes a `POST /api/sync/pull` response into `dir` (CLI.md §8 layout).
+/// A `POST /api/sync/pull` response read by [`parse_pull`]: `input_items`
+/// already written (pretty, hashed) to a temp file item by item, the rest as
+/// JSON. A pull of 100,000 inputs never holds them all in memory.
+pub(crate) struct PullResponse {
+    /// The response object without `input_items`.
+    pub(crate) doc: Value,
+    inputs: SpooledInputs,
+}
+
+/// `inputs.json` as it will be written, in a temp file removed on drop
+/// unless it was moved into place.
+struct SpooledInputs {
+    path: PathBuf,
+    sha256: String,
+    count: usize,
+}
+
+impl Drop for SpooledInputs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes the items of an array exactly as `serde_json::to_vec_pretty` of the
+/// whole array (then a newline) would, hashing as it goes.
+struct ItemsWriter {
+    out: BufWriter<std::fs::File>,
+    hash: Sha256,
+    count: usize,
+    scratch: Vec<u8>,
+    indented: Vec<u8>,
+}
+
+impl ItemsWriter {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hash.update(bytes);
+        self.out.write_all(bytes)
+    }
+
+    fn push(&mut self, item: &Value) -> std::io::Result<()> {
+        self.scratch.clear();
+        serde_json::to_writer_pretty(&mut self.scratch, item)?;
+        // One level deeper: JSON strings hold no raw newline, so every
+        // newline in the output is a line break of the layout.
+        self.indented.clear();
+        self.indented
+            .extend_from_slice(if self.count == 0 { b"[\n  " } else { b",\n  " });
+        for &b in &self.scratch {
+            self.indented.push(b);
+            if b == b'\n' {
+                self.indented.extend_from_slice(b"  ");
+            }
+        }
+        let chunk = std::mem::take(&mut self.indented);
+        let r = self.put(&chunk);
+        self.indented = chunk;
+        self.count += 1;
+        r
+    }
+
+    fn finish(mut self) -> std::io::Result<(String, usize)> {
+        let end: &[u8] = if self.count == 0 { b"[]\n" } else { b"\n]\n" };
+        self.put(end)?;
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        let sha = self
+            .hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((sha, self.count))
+    }
+}
+
+struct TopLevel<'a>(&'a mut ItemsWriter);
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a pull response object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut doc = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "input_items" {
+                map.next_value_seed(Items(&mut *self.0))?;
+            } else {
+                let v: Value = map.next_value()?;
+                doc.insert(key, v);
+            }
+        }
+        Ok(doc)
+    }
+}
+
+struct Items<'a>(&'a mut ItemsWriter);
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of input items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Value>()? {
+            self.0.push(&item).map_err(A::Error::custom)?;
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Reads a pull response from `reader` (the spooled body), writing its
+/// `input_items` to a temp file in `tmp_dir` (same file system as the
+/// workspace, so it can be renamed into place). Errors are the reason the
+/// body is not a pull response.
+pub(crate) fn parse_pull(
+    reader: impl Read,
+    tmp_dir: &Path,
+) -> std::result::Result<PullResponse, String> {
+    let path = tmp_dir.join(format!(
+        ".inputs.json.{}.tmp",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut spooled = SpooledInputs {
+        path,
+        sha256: String::new(),
+        count: 0,
+    };
+    let mut items = ItemsWriter {
+        out: BufWriter::with_capacity(64 * 1024, file),
+        hash: Sha256::new(),
+        count: 0,
+        scratch: Vec::new(),
+        indented: Vec::new(),
+    };
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let doc = serde::Deserializer::deserialize_map(&mut de, TopLevel(&mut items))
+        .and_then(|doc| de.end().map(|_| doc))
+        .map_err(|e| e.to_string())?;
+    let (sha, count) = items
+        .finish()
+        .map_err(|e| format!("cannot write {}: {e}", spooled.path.display()))?;
+    spooled.sha256 = sha;
+    spooled.count = count;
+    Ok(PullResponse {
+        doc: Value::Object(doc),
+        inputs: spooled,
+    })
+}
+
+/// Writes a pull response into `dir` (CLI.md §8 layout).
 /// Files in `keep` are left untouched; others are replaced atomically, and
 /// `sync_meta.json` is written last with the new hashes.
-pub(crate) fn write_pull(dir: &Path, resp: &Value, keep: &[String]) -> Result<Written> {
+pub(crate) fn write_pull(dir: &Path, resp: &PullResponse, keep: &[String]) -> Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let doc = &resp.doc;
     let mut hashes = BTreeMap::new();
-    let mut written = Written::default();
+    let mut written = Written {
+        inputs: resp.inputs.count,
+        ..Written::default()
+    };
+    // inputs.json: always written, already on disk beside the workspace.
+    hashes.insert(INPUTS.to_string(), resp.inputs.sha256.clone());
+    if keep.iter().any(|k| k == INPUTS) {
+        written.kept.push(INPUTS.to_string());
+    } else {
+        let path = dir.join(INPUTS);
+        std::fs::rename(&resp.inputs.path, &path).map_err(|e| Error::io("write", &path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
     let empty = Value::Array(vec![]);
-    let files: [(&str, &Value, bool); 3] = [
-        (INPUTS, resp.get("input_items").unwrap_or(&empty), true),
-        (PERSONAS, resp.get("personas").unwrap_or(&empty), false),
-        (CRITERIA, resp.get("criteria_pack").unwrap_or(&empty), false),
+    let files: [(&str, &Value); 2] = [
+        (PERSONAS, doc.get("personas").unwrap_or(&empty)),
+        (CRITERIA, doc.get("criteria_pack").unwrap_or(&empty)),
     ];
-    written.inputs = array_len(resp.get("input_items"));
-    written.personas = array_len(resp.get("personas"));
-    written.criteria = array_len(resp.get("criteria_pack"));
-    for (name, value, always) in files {
+    written.personas = array_len(doc.get("personas"));
+    written.criteria = array_len(doc.get("criteria_pack"));
+    for (name, value) in files {
         let path = dir.join(name);
         let non_empty = value.as_array().is_some_and(|a| !a.is_empty());
         let bytes = pretty(value);
         // The platform's version is recorded even for a kept file, so the
         // edit is still seen as one on the next pull.
-        if always || non_empty {
+        if non_empty {
             hashes.insert(name.to_string(), sha256_hex(&bytes));
         }
         if keep.iter().any(|k| k == name) {
             written.kept.push(name.to_string());
             continue;
         }
-        if always || non_empty {
+        if non_empty {
             write_atomic(&path, &bytes)?;
         } else if path.exists() {
             // The bundle no longer has any: a stale file would mislead.
@@ -188,11 +388,11 @@ pub(crate) fn write_pull(dir: &Path, resp: &Value, keep: &[String]) -> Result<Wr
         }
     }
     let meta = json!({
-        "bundle_version": resp.get("bundle_version").cloned().unwrap_or_else(|| json!({})),
-        "run_spec_snapshot": resp.get("run_spec_snapshot").cloned().unwrap_or_else(|| json!({})),
-        "scenario_context": resp.get("scenario_context").cloned().unwrap_or(Value::Null),
-        "input_set": resp.get("input_set").cloned().unwrap_or(Value::Null),
-        "sync_meta": resp.get("sync_meta").cloned().unwrap_or_else(|| json!({})),
+        "bundle_version": doc.get("bundle_version").cloned().unwrap_or_else(|| json!({})),
+        "run_spec_snapshot": doc.get("run_spec_snapshot").cloned().unwrap_or_else(|| json!({})),
+        "scenario_context": doc.get("scenario_context").cloned().unwrap_or(Value::Null),
+        "input_set": doc.get("input_set").cloned().unwrap_or(Value::Null),
+        "sync_meta": doc.get("sync_meta").cloned().unwrap_or_else(|| json!({})),
         OWN_KEY: {
             "cli_version": env!("CARGO_PKG_VERSION"),
             "hashes": hashes,
@@ -358,6 +558,32 @@ mod tests {
     }
 
     #[test]
+    fn streamed_items_match_pretty_printing() {
+        let tmp = tempfile::tempdir().unwrap();
+        for items in [
+            json!([]),
+            json!([{"a": 1}]),
+            json!([{"id": "x", "messages": [{"role": "user", "content": "line\nbreak \"q\""}], "metadata": {}}, [1, [2, {}]], "s", null]),
+        ] {
+            let body = json!({"bundle_version": {"id": "b"}, "input_items": items, "personas": []});
+            let r = parse_pull(body.to_string().as_bytes(), tmp.path()).unwrap();
+            assert_eq!(std::fs::read(&r.inputs.path).unwrap(), pretty(&items));
+            assert_eq!(r.inputs.sha256, sha256_hex(&pretty(&items)));
+            assert_eq!(r.inputs.count, items.as_array().unwrap().len());
+            assert!(r.doc.get("input_items").is_none());
+            assert_eq!(r.doc["bundle_version"]["id"], "b");
+        }
+        for bad in [
+            "<html>oops",
+            "[1]",
+            "{\"input_items\": 3}",
+            "{\"input_items\": [1,",
+        ] {
+            assert!(parse_pull(bad.as_bytes(), tmp.path()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn pull_write_and_edit_detection() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("pulled");
@@ -368,8 +594,14 @@ mod tests {
             "criteria_pack": [{"id": "c1"}],
             "scenario_context": {"scenario": {"name": "support-bot"}},
         });
-        let w = write_pull(&dir, &resp, &[]).unwrap();
+        let parse = |v: &Value| parse_pull(v.to_string().as_bytes(), tmp.path()).unwrap();
+        let w = write_pull(&dir, &parse(&resp), &[]).unwrap();
         assert_eq!((w.inputs, w.personas, w.criteria), (1, 0, 1));
+        // Streamed, the file is byte for byte what pretty-printing the whole array gives.
+        assert_eq!(
+            std::fs::read(dir.join(INPUTS)).unwrap(),
+            pretty(&resp["input_items"])
+        );
         assert!(dir.join(INPUTS).is_file());
         assert!(!dir.join(PERSONAS).exists());
         assert!(local_edits(&dir).unwrap().is_empty());
@@ -389,12 +621,19 @@ mod tests {
         std::fs::write(dir.join(INPUTS), "[]").unwrap();
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
         // Kept: the edit survives and is still an edit next time.
-        let w = write_pull(&dir, &resp, &[INPUTS.to_string()]).unwrap();
+        let w = write_pull(&dir, &parse(&resp), &[INPUTS.to_string()]).unwrap();
         assert_eq!(w.kept, vec![INPUTS.to_string()]);
         assert_eq!(std::fs::read_to_string(dir.join(INPUTS)).unwrap(), "[]");
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
-        write_pull(&dir, &resp, &[]).unwrap();
+        write_pull(&dir, &parse(&resp), &[]).unwrap();
         assert!(local_edits(&dir).unwrap().is_empty());
+        // No temp file is left behind, kept or not.
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         let inputs = load_inputs(&dir).unwrap();
         assert_eq!(inputs.len(), 1);
         assert_eq!(inputs[0].text, "hi");

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::types::{Project, Scenario};
-use crate::api::{Client, Retry};
+use crate::api::Client;
 use crate::auth::login::{self, Session};
 use crate::auth::scope::{self, Need};
 use crate::cli::{PullArgs, SyncCommand, UploadArgs};
@@ -208,22 +208,41 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
         }
         project_id = Some(project);
     }
-    let resp: Value = client.post("/api/sync/pull", &body, Retry::Idempotent)?;
-    if !resp.is_object() {
-        return Err(Error::Network {
+    // The response is spooled to a file and parsed item by item, so a pull
+    // of any size costs about the same memory.
+    let root = ctx.workspace_root()?;
+    let fluxloop_dir = root.join(".fluxloop");
+    std::fs::create_dir_all(&fluxloop_dir)
+        .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
+    let spool_path = fluxloop_dir.join(format!(".pull.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let spool = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&spool_path)
+        .map_err(|e| Error::io("create", &spool_path, e))?;
+    let spooled = (|| {
+        client.post_to_file("/api/sync/pull", &body, &spool)?;
+        std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
+        pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
             url: format!("{}/api/sync/pull", client.base()),
-            detail: "the platform answered with something that is not a pull response".into(),
-        });
-    }
-    let scenario = pulled::scenario_name(&resp)
+            detail: format!(
+                "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
+            ),
+        })
+    })();
+    drop(spool);
+    let _ = std::fs::remove_file(&spool_path);
+    let resp = spooled?;
+    let scenario = pulled::scenario_name(&resp.doc)
         .or(wanted)
         .or_else(|| {
-            resp.pointer("/bundle_version/scenario_id")
+            resp.doc
+                .pointer("/bundle_version/scenario_id")
                 .and_then(Value::as_str)
                 .map(String::from)
         })
         .unwrap_or_else(|| "default".into());
-    let root = ctx.workspace_root()?;
     let dir = pulled::pulled_dir(&root, &scenario);
 
     let edits = pulled::local_edits(&dir)?;
@@ -261,17 +280,19 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     Ok(PullReport {
         scenario,
         scenario_id: scenario_id.or_else(|| {
-            resp.pointer("/bundle_version/scenario_id")
+            resp.doc
+                .pointer("/bundle_version/scenario_id")
                 .and_then(Value::as_str)
                 .map(String::from)
         }),
         project_id: project_id.or_else(|| {
-            resp.pointer("/bundle_version/project_id")
+            resp.doc
+                .pointer("/bundle_version/project_id")
                 .and_then(Value::as_str)
                 .map(String::from)
         }),
-        bundle_version_id: pulled::bundle_version_id(&resp),
-        bundle_version: pulled::bundle_version(&resp),
+        bundle_version_id: pulled::bundle_version_id(&resp.doc),
+        bundle_version: pulled::bundle_version(&resp.doc),
         inputs: written.inputs,
         personas: written.personas,
         criteria: written.criteria,

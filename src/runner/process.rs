@@ -1,13 +1,19 @@
 //! One run of the `process` runner (CLI.md §5): spawn the agent in its own
 //! process group, write the request line to stdin and close it, read stdout
-//! and stderr on threads keeping only their tails (so huge or endless output
-//! cannot exhaust memory), and kill the whole group on timeout — and after
-//! the agent exits, so no stray grandchild outlives its run.
+//! and stderr keeping only their tails (so huge or endless output cannot
+//! exhaust memory), and kill the whole group on timeout — and after the
+//! agent exits, so no stray grandchild outlives its run.
+//!
+//! The worker thread that spawned the agent does all the waiting itself:
+//! one `poll` over both pipes and (on Linux) a pidfd that becomes readable
+//! the moment the agent exits. No extra threads, no polling ticks: the
+//! runner's cost per run stays close to the cost of spawning the agent.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{result_line, stopping, Agent, Outcome, Reply};
@@ -34,11 +40,10 @@ pub(crate) struct Done {
     pub(crate) cancelled: bool,
 }
 
-/// The last `cap` bytes of a stream, and whether it ended.
+/// The last `cap` bytes of a stream.
 struct Tail {
     buf: Vec<u8>,
     cap: usize,
-    done: bool,
 }
 
 impl Tail {
@@ -60,57 +65,68 @@ impl Tail {
     }
 }
 
-/// A tail shared with its reader thread, which signals the end of the stream.
-type SharedTail = Arc<(Mutex<Tail>, Condvar)>;
-
-fn reader(mut stream: impl Read + Send + 'static, cap: usize) -> SharedTail {
-    let tail = Arc::new((
-        Mutex::new(Tail {
-            buf: Vec::new(),
-            cap,
-            done: false,
-        }),
-        Condvar::new(),
-    ));
-    let shared = Arc::clone(&tail);
-    std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 16 * 1024];
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if let Ok(mut t) = shared.0.lock() {
-                        t.push(&chunk[..n]);
-                    }
-                }
-            }
-        }
-        if let Ok(mut t) = shared.0.lock() {
-            t.done = true;
-        }
-        shared.1.notify_all();
-    });
-    tail
+/// One output pipe of the agent, read without blocking until it ends.
+struct Pipe {
+    file: Option<File>,
+    tail: Tail,
 }
 
-/// The stream's tail once it has ended, or at `deadline` whatever came by then.
-fn collect(tail: Option<SharedTail>, deadline: Instant) -> Vec<u8> {
-    let Some(tail) = tail else { return Vec::new() };
-    let (lock, ended) = &*tail;
-    let Ok(mut t) = lock.lock() else {
-        return Vec::new();
-    };
-    while !t.done {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
+impl Pipe {
+    fn new(fd: Option<OwnedFd>, cap: usize) -> Pipe {
+        let file = fd.map(|fd| {
+            // SAFETY: fcntl on an fd we own; O_NONBLOCK only changes how
+            // reads behave when the pipe is empty.
+            unsafe {
+                let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+            File::from(fd)
+        });
+        Pipe {
+            file,
+            tail: Tail {
+                buf: Vec::new(),
+                cap,
+            },
         }
-        t = match ended.wait_timeout(t, deadline - now) {
-            Ok((t, _)) => t,
-            Err(_) => return Vec::new(),
-        };
     }
-    t.take()
+
+    /// Reads what is there now; closes the pipe at its end.
+    fn drain(&mut self, buf: &mut [u8]) {
+        while let Some(f) = self.file.as_mut() {
+            match f.read(buf) {
+                Ok(0) => self.file = None,
+                Ok(n) => self.tail.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.file = None,
+            }
+        }
+    }
+}
+
+/// Waits up to `timeout` for output on the open pipes or for `extra` (the
+/// pidfd) to become readable, then reads whatever output is there.
+fn pump(pipes: &mut [Pipe; 2], extra: Option<libc::c_int>, timeout: Duration, buf: &mut [u8]) {
+    let mut fds: Vec<libc::pollfd> = pipes
+        .iter()
+        .filter_map(|p| p.file.as_ref())
+        .map(|f| f.as_raw_fd())
+        .chain(extra)
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().clamp(1, 50) as libc::c_int;
+    // SAFETY: a valid array of pollfds; EINTR just ends this wait early.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+    }
+    for p in pipes.iter_mut() {
+        p.drain(buf);
+    }
 }
 
 /// A pidfd for the child (Linux 5.3+): readable the moment it exits, so the
@@ -124,20 +140,6 @@ impl PidFd {
         // SAFETY: plain syscall with integer arguments; the fd is owned below.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         (fd >= 0).then_some(PidFd(fd as libc::c_int))
-    }
-
-    /// Waits up to `d` for the child to exit.
-    fn wait(&self, d: Duration) {
-        let mut p = libc::pollfd {
-            fd: self.0,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = d.as_millis().clamp(1, 50) as libc::c_int;
-        // SAFETY: one valid pollfd; EINTR just ends this wait early.
-        unsafe {
-            libc::poll(&mut p, 1, ms);
-        }
     }
 }
 
@@ -241,12 +243,19 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
             });
         }
     }
-    let out = child.stdout.take().map(|s| reader(s, STDOUT_KEEP));
-    let err = child.stderr.take().map(|s| reader(s, STDERR_KEEP));
+    let mut pipes = [
+        Pipe::new(child.stdout.take().map(OwnedFd::from), STDOUT_KEEP),
+        Pipe::new(child.stderr.take().map(OwnedFd::from), STDERR_KEEP),
+    ];
+    let mut buf = vec![0u8; 16 * 1024];
 
     let deadline = start + agent.timeout;
     #[cfg(target_os = "linux")]
     let pidfd = PidFd::open(pid);
+    #[cfg(target_os = "linux")]
+    let exit_fd = pidfd.as_ref().map(|p| p.0);
+    #[cfg(not(target_os = "linux"))]
+    let exit_fd: Option<libc::c_int> = None;
     let mut pause = Duration::from_millis(1);
     let mut timed_out = false;
     let mut cancelled = false;
@@ -269,14 +278,17 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
             cancelled = true;
             break;
         }
-        #[cfg(target_os = "linux")]
-        if let Some(fd) = &pidfd {
-            // Short slices keep Ctrl-C/SIGTERM noticed promptly.
-            fd.wait(deadline - now);
-            continue;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
+        // Output wakes the wait (and is read at once, so a chatty agent
+        // never blocks on a full pipe); with a pidfd so does the exit.
+        // Short slices keep Ctrl-C/SIGTERM noticed promptly.
+        let slice = if exit_fd.is_some() {
+            deadline - now
+        } else {
+            let p = pause;
+            pause = (pause * 2).min(Duration::from_millis(20));
+            p.min(deadline - now)
+        };
+        pump(&mut pipes, exit_fd, slice, &mut buf);
     }
     // The whole group goes: on timeout the agent and its children, after a
     // normal exit any background process it left behind.
@@ -288,8 +300,16 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
     let elapsed = start.elapsed();
 
     let drain_deadline = Instant::now() + DRAIN_GRACE;
-    let stdout = collect(out, drain_deadline);
-    let stderr = collect(err, drain_deadline);
+    loop {
+        let now = Instant::now();
+        if pipes.iter().all(|p| p.file.is_none()) || now >= drain_deadline {
+            break;
+        }
+        pump(&mut pipes, None, drain_deadline - now, &mut buf);
+    }
+    let [mut out, mut err] = pipes;
+    let stdout = out.tail.take();
+    let stderr = err.tail.take();
 
     let outcome = if timed_out {
         Outcome::TimedOut(agent.timeout)
