@@ -44,7 +44,11 @@ impl Ctx {
     /// `$FLUXLOOP_HOME` or `~/.fluxloop`.
     pub(crate) fn home(&self) -> Result<PathBuf> {
         let home = self.env.fluxloop_home()?;
-        Ok(if home.is_absolute() { home } else { self.cwd.join(home) })
+        Ok(if home.is_absolute() {
+            home
+        } else {
+            self.cwd.join(home)
+        })
     }
 
     /// `fluxloop.yaml`: `--config`, else the nearest one upward.
@@ -137,7 +141,9 @@ impl Ctx {
         let profile = self.profile()?;
         let resolved = self.with_sources(|s| resolve::resolve_credential(s, &profile))?;
         if !self.git_checked.replace(true) {
-            if let Origin::KeyFile(path) | Origin::Profile { path, .. } = &resolved.credential.origin {
+            if let Origin::KeyFile(path) | Origin::Profile { path, .. } =
+                &resolved.credential.origin
+            {
                 if let Some(w) = crate::config::gitcheck::exposure_warning(path) {
                     self.out.warn(&w);
                 }
@@ -208,7 +214,10 @@ impl Ctx {
 
     /// True when running in CI (`CI=true` and friends).
     pub(crate) fn in_ci(&self) -> bool {
-        self.env.is_true("CI") || self.env.is_true("GITHUB_ACTIONS") || self.env.get_os("GITLAB_CI").is_some() || self.env.get_os("JENKINS_URL").is_some()
+        self.env.is_true("CI")
+            || self.env.is_true("GITHUB_ACTIONS")
+            || self.env.get_os("GITLAB_CI").is_some()
+            || self.env.get_os("JENKINS_URL").is_some()
     }
 
     /// Whether a confirmation may be asked on the terminal.
@@ -231,6 +240,9 @@ impl Ctx {
             .out
             .prompt(&format!("{question} [y/N]"))
             .map_err(|e| Error::io("read", Path::new("<stdin>"), e))?;
-        Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
     }
 }

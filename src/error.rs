@@ -220,7 +220,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             action,
             path: path.into(),
@@ -297,10 +301,9 @@ impl fmt::Display for Error {
             Error::AuthenticationFailed { reason, .. } => {
                 write!(f, "Authentication failed: {reason}")
             }
-            Error::InsecureEndpoint { url } => write!(
-                f,
-                "refusing to send credentials over plain http to {url}"
-            ),
+            Error::InsecureEndpoint { url } => {
+                write!(f, "refusing to send credentials over plain http to {url}")
+            }
             Error::Network { url, detail } => write!(f, "cannot reach {url}: {detail}"),
             Error::Api {
                 method,
@@ -324,10 +327,9 @@ impl fmt::Display for Error {
                 "pulled files were edited locally since the last pull: {}",
                 files.join(", ")
             ),
-            Error::NeedsConfirmation { question } => write!(
-                f,
-                "{question}, but there is no terminal to ask on"
-            ),
+            Error::NeedsConfirmation { question } => {
+                write!(f, "{question}, but there is no terminal to ask on")
+            }
             Error::Interrupted => f.write_str("cancelled"),
             Error::Unsupported { what, .. } => f.write_str(what),
         }

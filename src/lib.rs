@@ -71,7 +71,14 @@ where
         Ok(Parsed::Run(g, c)) => (g, c),
         Err(e) => {
             // --json is not known yet when parsing fails; errors go to stderr.
-            let out = Output::new(false, false, 0, false, env.get_os("NO_COLOR").is_some(), false);
+            let out = Output::new(
+                false,
+                false,
+                0,
+                false,
+                env.get_os("NO_COLOR").is_some(),
+                false,
+            );
             out.error(&e);
             return e.exit_code();
         }

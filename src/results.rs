@@ -251,7 +251,9 @@ impl Tally {
     pub(crate) fn add(&mut self, r: &TraceRecord) {
         self.total += 1;
         self.total_duration_ms = self.total_duration_ms.saturating_add(r.duration_ms);
-        self.total_tokens = self.total_tokens.saturating_add(r.token_usage.map_or(0, |t| t.total_tokens));
+        self.total_tokens = self
+            .total_tokens
+            .saturating_add(r.token_usage.map_or(0, |t| t.total_tokens));
         let brief = RunBrief {
             run_id: r.run_id.clone(),
             label: r.label(),

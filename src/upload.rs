@@ -217,44 +217,43 @@ pub(crate) fn upload(
     let mut chunk = ChunkBody::default();
     let mut index = 0usize;
     let mut sent = 0usize;
-    let mut send =
-        |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
-            if state.keys.len() <= *index {
-                state.keys.push(uuid::Uuid::new_v4().to_string());
-                // The key is on disk before the request goes out: a rerun after a
-                // crash reuses it, so the platform can recognise the chunk.
-                save_state(dir, state)?;
-            }
-            let body = chunk
-                .to_payload(info, state.run_batch_id.as_deref())
-                .map_err(|e| Error::io("encode", dir, e.into()))?;
-            let resp: UploadResponse =
-                client.post_idempotent("/api/sync/upload", &body, &state.keys[*index])?;
-            match &state.run_batch_id {
-                Some(id) if *id != resp.run_batch_id => {
-                    return Err(Error::Api {
-                        method: "POST",
-                        url: format!("{}/api/sync/upload", client.base()),
-                        status: 200,
-                        code: None,
-                        message: format!(
-                            "the platform put chunk {} into run batch {} instead of {id}",
-                            *index + 1,
-                            resp.run_batch_id
-                        ),
-                    })
-                }
-                Some(_) => {}
-                None => state.run_batch_id = Some(resp.run_batch_id),
-            }
-            *index += 1;
-            state.chunks_done = state.chunks_done.max(*index);
+    let mut send = |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
+        if state.keys.len() <= *index {
+            state.keys.push(uuid::Uuid::new_v4().to_string());
+            // The key is on disk before the request goes out: a rerun after a
+            // crash reuses it, so the platform can recognise the chunk.
             save_state(dir, state)?;
-            sent += chunk.len;
-            progress(sent, chunk.len);
-            chunk.clear();
-            Ok(())
-        };
+        }
+        let body = chunk
+            .to_payload(info, state.run_batch_id.as_deref())
+            .map_err(|e| Error::io("encode", dir, e.into()))?;
+        let resp: UploadResponse =
+            client.post_idempotent("/api/sync/upload", &body, &state.keys[*index])?;
+        match &state.run_batch_id {
+            Some(id) if *id != resp.run_batch_id => {
+                return Err(Error::Api {
+                    method: "POST",
+                    url: format!("{}/api/sync/upload", client.base()),
+                    status: 200,
+                    code: None,
+                    message: format!(
+                        "the platform put chunk {} into run batch {} instead of {id}",
+                        *index + 1,
+                        resp.run_batch_id
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => state.run_batch_id = Some(resp.run_batch_id),
+        }
+        *index += 1;
+        state.chunks_done = state.chunks_done.max(*index);
+        save_state(dir, state)?;
+        sent += chunk.len;
+        progress(sent, chunk.len);
+        chunk.clear();
+        Ok(())
+    };
     read_trace(dir, |r| {
         chunk
             .add(&r)

@@ -125,8 +125,10 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
                 config.max_runs_per_request =
                     v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
                         lexopt::Error::Custom(
-                            format!("--max-runs-per-request needs a whole number from 1, not `{v}`")
-                                .into(),
+                            format!(
+                                "--max-runs-per-request needs a whole number from 1, not `{v}`"
+                            )
+                            .into(),
                         )
                     })?;
             }

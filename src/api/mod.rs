@@ -77,9 +77,16 @@ const MAX_BODY: u64 = 512 * 1024 * 1024;
 impl Client {
     /// Builds a client for `base` (already validated and trimmed).
     /// Credentials over plain `http://` are refused unless the host is loopback.
-    pub(crate) fn new(base: &str, auth: Option<Auth>, opts: NetOptions, observer: Observer) -> Result<Client> {
+    pub(crate) fn new(
+        base: &str,
+        auth: Option<Auth>,
+        opts: NetOptions,
+        observer: Observer,
+    ) -> Result<Client> {
         if auth.is_some() && base.starts_with("http://") && !is_loopback_url(base) {
-            return Err(Error::InsecureEndpoint { url: base.to_string() });
+            return Err(Error::InsecureEndpoint {
+                url: base.to_string(),
+            });
         }
         let agent = net::build_agent(base, &opts, &observer)?;
         Ok(Client {
@@ -112,7 +119,8 @@ impl Client {
         body: &B,
         retry: Retry,
     ) -> Result<T> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
         let resp = self.send("POST", path, Some(&bytes), None, retry)?;
         self.decode("POST", path, &resp)
     }
@@ -125,7 +133,13 @@ impl Client {
         body: &[u8],
         idempotency_key: &str,
     ) -> Result<T> {
-        let resp = self.send("POST", path, Some(body), Some(idempotency_key), Retry::Idempotent)?;
+        let resp = self.send(
+            "POST",
+            path,
+            Some(body),
+            Some(idempotency_key),
+            Retry::Idempotent,
+        )?;
         self.decode("POST", path, &resp)
     }
 
@@ -139,12 +153,25 @@ impl Client {
         body: &B,
         spool: &std::fs::File,
     ) -> Result<u64> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
-        let resp = self.send_inner("POST", path, Some(&bytes), None, Retry::Idempotent, Some(spool))?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
+        let resp = self.send_inner(
+            "POST",
+            path,
+            Some(&bytes),
+            None,
+            Retry::Idempotent,
+            Some(spool),
+        )?;
         Ok(resp.spooled)
     }
 
-    fn decode<T: DeserializeOwned>(&self, method: &'static str, path: &str, resp: &Response) -> Result<T> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        resp: &Response,
+    ) -> Result<T> {
         serde_json::from_slice(&resp.body).map_err(|e| Error::Network {
             url: format!("{}{path}", self.base),
             detail: format!(
@@ -273,7 +300,9 @@ impl Client {
                 self.agent.run(req)
             }
             None => {
-                let req = builder.body(()).map_err(|e| AttemptError::unsent(e.to_string()))?;
+                let req = builder
+                    .body(())
+                    .map_err(|e| AttemptError::unsent(e.to_string()))?;
                 self.agent.run(req)
             }
         };
@@ -337,7 +366,14 @@ impl Client {
     }
 
     /// Maps a non-2xx status and the platform's error body to a CLI error.
-    fn map_status(&self, method: &'static str, url: &str, path: &str, status: u16, body: &[u8]) -> Error {
+    fn map_status(
+        &self,
+        method: &'static str,
+        url: &str,
+        path: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Error {
         let (code, message) = types::parse_error_body(body);
         let origin = self
             .auth
@@ -369,17 +405,21 @@ impl Client {
                 need: types::needed_scope(path).to_string(),
                 detail: message,
             },
-            (404, _) if code.as_deref() == Some("not_found") && !message.is_empty() => Error::NotFound {
-                what: message.trim_end_matches(" not found").to_string(),
-                hint: None,
-            },
+            (404, _) if code.as_deref() == Some("not_found") && !message.is_empty() => {
+                Error::NotFound {
+                    what: message.trim_end_matches(" not found").to_string(),
+                    hint: None,
+                }
+            }
             _ => Error::Api {
                 method,
                 url: url.to_string(),
                 status,
                 code,
                 message: if message.is_empty() {
-                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                        .trim()
+                        .to_string()
                 } else {
                     message
                 },
@@ -396,7 +436,8 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(CAP));
     }
-    let when = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let when =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let delta = when - time::OffsetDateTime::now_utc();
     Some(Duration::try_from(delta).unwrap_or(Duration::ZERO).min(CAP))
 }
@@ -438,7 +479,10 @@ mod tests {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("100000"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 

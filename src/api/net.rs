@@ -71,7 +71,9 @@ impl NetOptions {
         if let Some(ms) = env.get("FLUXLOOP_RETRY_BACKOFF_MS")? {
             let ms: u64 = ms.trim().parse().map_err(|_| {
                 Error::config(
-                    format!("FLUXLOOP_RETRY_BACKOFF_MS={ms:?} is not a whole number of milliseconds"),
+                    format!(
+                        "FLUXLOOP_RETRY_BACKOFF_MS={ms:?} is not a whole number of milliseconds"
+                    ),
                     Some("set it to milliseconds, e.g. 500".into()),
                 )
             })?;
@@ -89,7 +91,9 @@ impl NetOptions {
 }
 
 fn seconds(env: &Env, name: &str) -> Result<Option<Duration>> {
-    let Some(v) = env.get(name)? else { return Ok(None) };
+    let Some(v) = env.get(name)? else {
+        return Ok(None);
+    };
     match v.trim().parse::<f64>() {
         Ok(s) if s > 0.0 && s.is_finite() && s < 86_400.0 => Ok(Some(Duration::from_secs_f64(s))),
         _ => Err(Error::config(
@@ -139,27 +143,38 @@ fn host_of(url: &str) -> String {
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6).to_ascii_lowercase();
     }
-    authority.split(':').next().unwrap_or(authority).to_ascii_lowercase()
+    authority
+        .split(':')
+        .next()
+        .unwrap_or(authority)
+        .to_ascii_lowercase()
 }
 
 /// `NO_PROXY`: comma-separated hosts, domain suffixes (`.corp` or `corp`),
 /// IP addresses, or `*`.
 fn no_proxy_matches(list: &str, host: &str) -> bool {
-    list.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let entry = entry.trim_start_matches("*.").trim_start_matches('.');
-        let entry = if entry.starts_with('[') {
-            entry.trim_start_matches('[').split(']').next().unwrap_or(entry)
-        } else if entry.matches(':').count() == 1 {
-            entry.split(':').next().unwrap_or(entry)
-        } else {
-            entry
-        };
-        let entry = entry.to_ascii_lowercase();
-        host == entry || host.ends_with(&format!(".{entry}"))
-    })
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            let entry = if entry.starts_with('[') {
+                entry
+                    .trim_start_matches('[')
+                    .split(']')
+                    .next()
+                    .unwrap_or(entry)
+            } else if entry.matches(':').count() == 1 {
+                entry.split(':').next().unwrap_or(entry)
+            } else {
+                entry
+            };
+            let entry = entry.to_ascii_lowercase();
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
 }
 
 /// `http://user:pass@host` → `http://****@host`, for messages.
@@ -180,7 +195,11 @@ pub(crate) fn is_loopback_url(url: &str) -> bool {
 }
 
 /// Builds the agent: timeouts, user agent, statuses as values, proxy, roots.
-pub(super) fn build_agent(base: &str, opts: &NetOptions, observer: &Observer) -> Result<ureq::Agent> {
+pub(super) fn build_agent(
+    base: &str,
+    opts: &NetOptions,
+    observer: &Observer,
+) -> Result<ureq::Agent> {
     let roots = root_certs(opts)?;
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
@@ -189,10 +208,16 @@ pub(super) fn build_agent(base: &str, opts: &NetOptions, observer: &Observer) ->
     let proxy = match &opts.proxy {
         None => None,
         Some((url, name)) => {
-            observer(Event::Trace(format!("* proxy {} (from {name}) for {base}", mask_userinfo(url))));
+            observer(Event::Trace(format!(
+                "* proxy {} (from {name}) for {base}",
+                mask_userinfo(url)
+            )));
             Some(ureq::Proxy::new(url).map_err(|e| {
                 Error::config(
-                    format!("{name} is not a valid proxy URL ({}): {e}", mask_userinfo(url)),
+                    format!(
+                        "{name} is not a valid proxy URL ({}): {e}",
+                        mask_userinfo(url)
+                    ),
                     Some("a proxy URL looks like http://proxy.example:3128".into()),
                 )
             })?)
@@ -328,10 +353,21 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for url in ["http://localhost:8787", "http://127.0.0.1", "http://127.1.2.3:9/x", "http://[::1]:80", "http://api.localhost"] {
+        for url in [
+            "http://localhost:8787",
+            "http://127.0.0.1",
+            "http://127.1.2.3:9/x",
+            "http://[::1]:80",
+            "http://api.localhost",
+        ] {
             assert!(is_loopback_url(url), "{url}");
         }
-        for url in ["http://10.0.0.1", "http://example.com", "http://localhost.example.com", "http://[::2]"] {
+        for url in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "http://localhost.example.com",
+            "http://[::2]",
+        ] {
             assert!(!is_loopback_url(url), "{url}");
         }
     }
@@ -343,14 +379,26 @@ mod tests {
             ("http_proxy", "http://plain:2"),
             ("NO_PROXY", "internal.corp, .skip.example,10.1.2.3"),
         ]);
-        assert_eq!(proxy_for(&env, "https://api.fluxloop.ai").unwrap(), Some(("http://secure:1".into(), "HTTPS_PROXY")));
-        assert_eq!(proxy_for(&env, "http://127.0.0.1:9").unwrap(), Some(("http://plain:2".into(), "http_proxy")));
+        assert_eq!(
+            proxy_for(&env, "https://api.fluxloop.ai").unwrap(),
+            Some(("http://secure:1".into(), "HTTPS_PROXY"))
+        );
+        assert_eq!(
+            proxy_for(&env, "http://127.0.0.1:9").unwrap(),
+            Some(("http://plain:2".into(), "http_proxy"))
+        );
         assert_eq!(proxy_for(&env, "https://internal.corp").unwrap(), None);
-        assert_eq!(proxy_for(&env, "https://a.internal.corp:443").unwrap(), None);
+        assert_eq!(
+            proxy_for(&env, "https://a.internal.corp:443").unwrap(),
+            None
+        );
         assert_eq!(proxy_for(&env, "https://x.skip.example").unwrap(), None);
         assert_eq!(proxy_for(&env, "http://10.1.2.3:80").unwrap(), None);
         let all = Env::from_pairs(&[("ALL_PROXY", "http://all:3")]);
-        assert_eq!(proxy_for(&all, "https://x").unwrap(), Some(("http://all:3".into(), "ALL_PROXY")));
+        assert_eq!(
+            proxy_for(&all, "https://x").unwrap(),
+            Some(("http://all:3".into(), "ALL_PROXY"))
+        );
         let star = Env::from_pairs(&[("ALL_PROXY", "http://all:3"), ("no_proxy", "*")]);
         assert_eq!(proxy_for(&star, "https://x").unwrap(), None);
     }

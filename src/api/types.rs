@@ -159,7 +159,10 @@ mod tests {
             (Some("forbidden".into()), "needs write".into())
         );
         assert_eq!(parse_error_body(b"<html>"), (None, String::new()));
-        assert_eq!(parse_error_body(br#"{"detail":"x"}"#), (None, String::new()));
+        assert_eq!(
+            parse_error_body(br#"{"detail":"x"}"#),
+            (None, String::new())
+        );
     }
 
     #[test]

@@ -108,7 +108,11 @@ pub(crate) fn parse_api_key(raw: &str, input: KeyInput) -> Result<Secret, KeyPro
 
 /// [`parse_api_key`] for a value from `origin` (named in the error), as the
 /// CLI's `Invalid API key` error.
-pub(crate) fn api_key_from(raw: &str, input: KeyInput, origin: &str) -> crate::error::Result<Secret> {
+pub(crate) fn api_key_from(
+    raw: &str,
+    input: KeyInput,
+    origin: &str,
+) -> crate::error::Result<Secret> {
     parse_api_key(raw, input).map_err(|p| crate::error::Error::InvalidApiKey {
         origin: origin.to_string(),
         problem: p.problem,
@@ -160,20 +164,62 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("", "the value is empty"),
             ("nope", "it does not start with flx_api_ or flx_sa_"),
-            ("flx_xyz_abcdefghijklmnopqrst", "it does not start with flx_api_ or flx_sa_"),
-            ("FLX_API_abcdefghijklmnopqrst", "it does not start with flx_api_ or flx_sa_"),
-            ("flx_at_abcdefghijklmnopqrst", "this is a login token, not an API key"),
-            ("flx_api_short", "it is too short: 5 characters after the prefix, expected at least 20"),
-            ("flx_sa_", "it is too short: 0 characters after the prefix, expected at least 20"),
-            ("\"flx_api_abcdefghijklmnopqrst\"", "the value is wrapped in quotes"),
-            ("'flx_api_abcdefghijklmnopqrst'", "the value is wrapped in quotes"),
-            ("flx_api_abcdefghijklmnopqrst\n", "the value has a trailing newline"),
-            ("flx_api_abcdefghijklmnopqrst ", "the value has trailing whitespace"),
-            (" flx_api_abcdefghijklmnopqrst", "the value has leading whitespace"),
-            ("flx_api_abcdefghij klmnopqrst", "it contains a space at position 19"),
-            ("flx_api_abcdefghij\nklmnopqrst", "it contains a line break at position 19"),
-            ("flx_api_abcdefghij.klmnopqrst", "it contains '.' at position 19"),
-            ("flx_api_abcdéfghijklmnopqrst", "it contains U+00E9 at position 13"),
+            (
+                "flx_xyz_abcdefghijklmnopqrst",
+                "it does not start with flx_api_ or flx_sa_",
+            ),
+            (
+                "FLX_API_abcdefghijklmnopqrst",
+                "it does not start with flx_api_ or flx_sa_",
+            ),
+            (
+                "flx_at_abcdefghijklmnopqrst",
+                "this is a login token, not an API key",
+            ),
+            (
+                "flx_api_short",
+                "it is too short: 5 characters after the prefix, expected at least 20",
+            ),
+            (
+                "flx_sa_",
+                "it is too short: 0 characters after the prefix, expected at least 20",
+            ),
+            (
+                "\"flx_api_abcdefghijklmnopqrst\"",
+                "the value is wrapped in quotes",
+            ),
+            (
+                "'flx_api_abcdefghijklmnopqrst'",
+                "the value is wrapped in quotes",
+            ),
+            (
+                "flx_api_abcdefghijklmnopqrst\n",
+                "the value has a trailing newline",
+            ),
+            (
+                "flx_api_abcdefghijklmnopqrst ",
+                "the value has trailing whitespace",
+            ),
+            (
+                " flx_api_abcdefghijklmnopqrst",
+                "the value has leading whitespace",
+            ),
+            (
+                "flx_api_abcdefghij klmnopqrst",
+                "it contains a space at position 19",
+            ),
+            (
+                "flx_api_abcdefghij\nklmnopqrst",
+                "it contains a line break at position 19",
+            ),
+            (
+                "flx_api_abcdefghij.klmnopqrst",
+                "it contains '.' at position 19",
+            ),
+            (
+                "flx_api_abcdéfghijklmnopqrst",
+                "it contains U+00E9 at position 13",
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(problem(raw, KeyInput::Typed), *want, "{raw:?}");

@@ -32,7 +32,10 @@ pub(crate) struct Session {
 pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     let mut resolved = ctx.credential()?;
     let endpoint = ctx.endpoint()?;
-    ctx.mask_for_ci(&resolved.credential.origin, resolved.credential.val.secret.expose());
+    ctx.mask_for_ci(
+        &resolved.credential.origin,
+        resolved.credential.val.secret.expose(),
+    );
     let mut refreshed = false;
     if let CredentialKind::Login {
         profile,
@@ -46,7 +49,9 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
         if expiring {
             let Some(refresh_token) = refresh_token.clone() else {
                 return Err(Error::TokenExpired {
-                    detail: format!("the login of profile {profile} has expired and holds no refresh token"),
+                    detail: format!(
+                        "the login of profile {profile} has expired and holds no refresh token"
+                    ),
                     refreshable: false,
                 });
             };
@@ -89,7 +94,12 @@ pub(crate) fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
 /// Trades `refresh_token` for new tokens and saves them in `profile`
 /// atomically (the old refresh token stops working on the platform, so the
 /// new one must not be lost).
-pub(crate) fn refresh(ctx: &Ctx, endpoint: &str, profile: &str, refresh_token: &Secret) -> Result<(Secret, StoredProfile)> {
+pub(crate) fn refresh(
+    ctx: &Ctx,
+    endpoint: &str,
+    profile: &str,
+    refresh_token: &Secret,
+) -> Result<(Secret, StoredProfile)> {
     let client = ctx.anonymous_client(endpoint)?;
     let body = serde_json::json!({ "refresh_token": refresh_token.expose() });
     let resp: RefreshResponse = match client.post("/api/cli-connect/refresh", &body, Retry::Once) {
@@ -103,11 +113,19 @@ pub(crate) fn refresh(ctx: &Ctx, endpoint: &str, profile: &str, refresh_token: &
         Err(e) => return Err(e),
     };
     let stored = store_login(ctx, profile, endpoint, resp.credential)?;
-    Ok((Secret::new(stored.access_token.clone().unwrap_or_default()), stored))
+    Ok((
+        Secret::new(stored.access_token.clone().unwrap_or_default()),
+        stored,
+    ))
 }
 
 /// Writes a login into `profile` of a freshly read credentials file.
-pub(crate) fn store_login(ctx: &Ctx, profile: &str, endpoint: &str, cred: LoginCredential) -> Result<StoredProfile> {
+pub(crate) fn store_login(
+    ctx: &Ctx,
+    profile: &str,
+    endpoint: &str,
+    cred: LoginCredential,
+) -> Result<StoredProfile> {
     ctx.out.add_mask(&cred.access_token);
     if let Some(r) = &cred.refresh_token {
         ctx.out.add_mask(r);
@@ -119,7 +137,9 @@ pub(crate) fn store_login(ctx: &Ctx, profile: &str, endpoint: &str, cred: LoginC
         p.refresh_token = cred.refresh_token;
     }
     p.expires_at = cred.expires_at.or_else(|| {
-        (OffsetDateTime::now_utc() + Duration::from_secs(3600)).format(&Rfc3339).ok()
+        (OffsetDateTime::now_utc() + Duration::from_secs(3600))
+            .format(&Rfc3339)
+            .ok()
     });
     if cred.user_email.is_some() {
         p.user_email = cred.user_email;

@@ -55,7 +55,11 @@ pub(crate) fn require(ctx: &Ctx, client: &Client, needs: &[Need]) -> Result<Opti
         if !covers(&scope, *need) {
             return Err(Error::PermissionDenied {
                 have: Some(scope),
-                need: needs.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" and "),
+                need: needs
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
                 detail: String::new(),
             });
         }

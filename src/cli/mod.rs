@@ -87,7 +87,9 @@ impl FromStr for Scope {
             "write" => Ok(Scope::Write),
             "read-write" | "readwrite" | "rw" => Ok(Scope::ReadWrite),
             "admin" => Ok(Scope::Admin),
-            _ => Err(format!("invalid scope '{s}' (choose from: read, write, read-write, admin)")),
+            _ => Err(format!(
+                "invalid scope '{s}' (choose from: read, write, read-write, admin)"
+            )),
         }
     }
 }
@@ -114,7 +116,9 @@ impl FromStr for KeyType {
         match s {
             "user" => Ok(KeyType::User),
             "service-account" | "service_account" | "sa" => Ok(KeyType::ServiceAccount),
-            _ => Err(format!("invalid key type '{s}' (choose from: user, service-account)")),
+            _ => Err(format!(
+                "invalid key type '{s}' (choose from: user, service-account)"
+            )),
         }
     }
 }
@@ -128,10 +132,16 @@ pub(crate) enum ApikeysCommand {
         project_id: Option<String>,
         expires_in_days: Option<u32>,
     },
-    List { project_id: Option<String> },
+    List {
+        project_id: Option<String>,
+    },
     /// `None`: the key in effect.
-    Info { key: Option<String> },
-    Revoke { target: String },
+    Info {
+        key: Option<String>,
+    },
+    Revoke {
+        target: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -228,7 +238,13 @@ where
                     "test" => parse_test(p, g),
                     "help" => Ok(Parsed::Help(help_for(p))),
                     "version" => Ok(Parsed::Version),
-                    other => Err(unknown_command(ctx, other, &["auth", "apikeys", "config", "sync", "test", "whoami", "help"])),
+                    other => Err(unknown_command(
+                        ctx,
+                        other,
+                        &[
+                            "auth", "apikeys", "config", "sync", "test", "whoami", "help",
+                        ],
+                    )),
                 };
             }
             _ => return Err(ctx.lexopt(arg.unexpected())),
@@ -293,7 +309,9 @@ where
     let v = string(p, ctx, flag)?;
     match v.parse::<T>() {
         Ok(n) if n >= min => Ok(n),
-        _ => Err(ctx.usage_error(format!("invalid value '{v}' for {flag}: expected a number of at least {min}"))),
+        _ => Err(ctx.usage_error(format!(
+            "invalid value '{v}' for {flag}: expected a number of at least {min}"
+        ))),
     }
 }
 
@@ -342,7 +360,12 @@ fn finish(p: &mut Parser, mut g: GlobalArgs, help: &'static str, cmd: Command) -
 
 /// Reads global flags and up to `max` positional arguments to the end;
 /// `None` when `--help` was asked for.
-fn positionals(p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx, max: usize) -> Result<Option<Vec<String>>> {
+fn positionals(
+    p: &mut Parser,
+    g: &mut GlobalArgs,
+    ctx: Ctx,
+    max: usize,
+) -> Result<Option<Vec<String>>> {
     let mut values = Vec::new();
     while let Some(owned) = next(p, ctx)? {
         let arg = owned.arg();
@@ -363,7 +386,11 @@ fn positionals(p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx, max: usize) -> Resu
 
 /// The name and usage line are the first line of each help text.
 fn ctx_of(help: &'static str) -> Ctx {
-    let usage = help.lines().next().unwrap_or("").trim_start_matches("usage: ");
+    let usage = help
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("usage: ");
     let name = usage.split(" [").next().unwrap_or(usage);
     let name = name.split(" <").next().unwrap_or(name);
     let name = name.split(" --").next().unwrap_or(name);
@@ -381,7 +408,7 @@ fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             let ctx = ctx_of(help::AUTH_LOGIN);
             let (mut no_browser, mut force) = (false, false);
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
@@ -392,14 +419,22 @@ fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }
             }
-            Ok(Parsed::Run(g, Command::Auth(AuthCommand::Login { no_browser, force })))
+            Ok(Parsed::Run(
+                g,
+                Command::Auth(AuthCommand::Login { no_browser, force }),
+            ))
         }
-        "refresh" => finish(p, g, help::AUTH_REFRESH, Command::Auth(AuthCommand::Refresh)),
+        "refresh" => finish(
+            p,
+            g,
+            help::AUTH_REFRESH,
+            Command::Auth(AuthCommand::Refresh),
+        ),
         "logout" => {
             let ctx = ctx_of(help::AUTH_LOGOUT);
             let mut all = false;
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
@@ -412,7 +447,11 @@ fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             Ok(Parsed::Run(g, Command::Auth(AuthCommand::Logout { all })))
         }
         "status" | "whoami" => finish(p, g, help::AUTH_STATUS, Command::Auth(AuthCommand::Status)),
-        other => Err(unknown_command(ctx, other, &["login", "refresh", "logout", "status", "whoami"])),
+        other => Err(unknown_command(
+            ctx,
+            other,
+            &["login", "refresh", "logout", "status", "whoami"],
+        )),
     }
 }
 
@@ -430,7 +469,7 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             let mut project_id = None;
             let mut expires_in_days = None;
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
@@ -439,7 +478,9 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                     Long("type") | Short('t') => key_type = choice(p, ctx, "--type")?,
                     Long("scope") | Short('s') => scope = choice(p, ctx, "--scope")?,
                     Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
-                    Long("expires-in-days") => expires_in_days = Some(number(p, ctx, "--expires-in-days", 1u32)?),
+                    Long("expires-in-days") => {
+                        expires_in_days = Some(number(p, ctx, "--expires-in-days", 1u32)?)
+                    }
                     Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_CREATE)),
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }
@@ -462,7 +503,7 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             let ctx = ctx_of(help::APIKEYS_LIST);
             let mut project_id = None;
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
@@ -472,24 +513,39 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }
             }
-            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::List { project_id })))
+            Ok(Parsed::Run(
+                g,
+                Command::Apikeys(ApikeysCommand::List { project_id }),
+            ))
         }
         "info" => {
             let ctx = ctx_of(help::APIKEYS_INFO);
             let Some(mut values) = positionals(p, &mut g, ctx, 1)? else {
                 return Ok(Parsed::Help(help::APIKEYS_INFO));
             };
-            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Info { key: values.pop() })))
+            Ok(Parsed::Run(
+                g,
+                Command::Apikeys(ApikeysCommand::Info { key: values.pop() }),
+            ))
         }
         "revoke" => {
             let ctx = ctx_of(help::APIKEYS_REVOKE);
             let Some(mut values) = positionals(p, &mut g, ctx, 1)? else {
                 return Ok(Parsed::Help(help::APIKEYS_REVOKE));
             };
-            let target = values.pop().ok_or_else(|| ctx.usage_error("missing argument KEY_OR_ID"))?;
-            Ok(Parsed::Run(g, Command::Apikeys(ApikeysCommand::Revoke { target })))
+            let target = values
+                .pop()
+                .ok_or_else(|| ctx.usage_error("missing argument KEY_OR_ID"))?;
+            Ok(Parsed::Run(
+                g,
+                Command::Apikeys(ApikeysCommand::Revoke { target }),
+            ))
         }
-        other => Err(unknown_command(ctx, other, &["create", "list", "info", "revoke"])),
+        other => Err(unknown_command(
+            ctx,
+            other,
+            &["create", "list", "info", "revoke"],
+        )),
     }
 }
 
@@ -511,12 +567,18 @@ fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
     let mut values = values.into_iter();
     let cmd = match sub.as_str() {
         "set" => {
-            let key = values.next().ok_or_else(|| ctx.usage_error("missing argument KEY"))?;
-            let value = values.next().ok_or_else(|| ctx.usage_error("missing argument VALUE"))?;
+            let key = values
+                .next()
+                .ok_or_else(|| ctx.usage_error("missing argument KEY"))?;
+            let value = values
+                .next()
+                .ok_or_else(|| ctx.usage_error("missing argument VALUE"))?;
             ConfigCommand::Set { key, value }
         }
         "get" => ConfigCommand::Get {
-            key: values.next().ok_or_else(|| ctx.usage_error("missing argument KEY"))?,
+            key: values
+                .next()
+                .ok_or_else(|| ctx.usage_error("missing argument KEY"))?,
         },
         _ => ConfigCommand::List,
     };
@@ -533,13 +595,17 @@ fn parse_sync(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             let ctx = ctx_of(help::SYNC_PULL);
             let mut a = PullArgs::default();
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
                 match arg {
-                    Long("scenario") | Short('s') => a.scenario = Some(string(p, ctx, "--scenario")?),
-                    Long("bundle-version-id") => a.bundle_version_id = Some(string(p, ctx, "--bundle-version-id")?),
+                    Long("scenario") | Short('s') => {
+                        a.scenario = Some(string(p, ctx, "--scenario")?)
+                    }
+                    Long("bundle-version-id") => {
+                        a.bundle_version_id = Some(string(p, ctx, "--bundle-version-id")?)
+                    }
                     Long("project-id") => a.project_id = Some(string(p, ctx, "--project-id")?),
                     Long("keep-local") => a.keep_local = true,
                     Short('h') | Long("help") => return Ok(Parsed::Help(help::SYNC_PULL)),
@@ -552,13 +618,17 @@ fn parse_sync(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             let ctx = ctx_of(help::SYNC_UPLOAD);
             let mut a = UploadArgs::default();
             while let Some(owned) = next(p, ctx)? {
-        let arg = owned.arg();
+                let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
                     continue;
                 }
                 match arg {
-                    Long("scenario") | Short('s') => a.scenario = Some(string(p, ctx, "--scenario")?),
-                    Long("result-dir") => a.result_dir = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
+                    Long("scenario") | Short('s') => {
+                        a.scenario = Some(string(p, ctx, "--scenario")?)
+                    }
+                    Long("result-dir") => {
+                        a.result_dir = Some(p.value().map_err(|e| ctx.lexopt(e))?.into())
+                    }
                     Short('h') | Long("help") => return Ok(Parsed::Help(help::SYNC_UPLOAD)),
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }

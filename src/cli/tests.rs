@@ -32,7 +32,21 @@ fn globals_before_or_after_the_command() {
 
 #[test]
 fn global_flags_all_forms() {
-    let (g, _) = run(&["-y", "-q", "-vv", "--no-color", "--api-key", "k", "--api-url", "https://x", "--config", "c.yaml", "--ca-cert", "ca.pem", "whoami"]);
+    let (g, _) = run(&[
+        "-y",
+        "-q",
+        "-vv",
+        "--no-color",
+        "--api-key",
+        "k",
+        "--api-url",
+        "https://x",
+        "--config",
+        "c.yaml",
+        "--ca-cert",
+        "ca.pem",
+        "whoami",
+    ]);
     assert!(g.yes && g.quiet && g.no_color);
     assert_eq!(g.verbose, 2);
     assert_eq!(g.api_key.as_deref(), Some("k"));
@@ -53,7 +67,16 @@ fn every_command_parses() {
         &["auth", "status"],
         &["auth", "whoami"],
         &["whoami"],
-        &["apikeys", "create", "--name", "ci-bot", "--type", "service-account", "--scope", "read-write"],
+        &[
+            "apikeys",
+            "create",
+            "--name",
+            "ci-bot",
+            "--type",
+            "service-account",
+            "--scope",
+            "read-write",
+        ],
         &["apikeys", "create", "--scope", "admin"],
         &["apikeys", "list"],
         &["apikeys", "info", "flx_api_x"],
@@ -63,11 +86,35 @@ fn every_command_parses() {
         &["config", "get", "endpoint"],
         &["config", "list"],
         &["sync", "pull", "--yes"],
-        &["sync", "pull", "--scenario", "s", "--bundle-version-id", "b", "--project-id", "p", "--keep-local"],
+        &[
+            "sync",
+            "pull",
+            "--scenario",
+            "s",
+            "--bundle-version-id",
+            "b",
+            "--project-id",
+            "p",
+            "--keep-local",
+        ],
         &["sync", "upload"],
         &["sync", "push", "--result-dir", "d"],
         &["test", "--no-skip-upload", "--yes"],
-        &["test", "--scenario", "s", "--iterations", "2", "--parallel", "4", "--timeout", "1.5", "--skip-pull", "--skip-upload", "--junit", "j.xml"],
+        &[
+            "test",
+            "--scenario",
+            "s",
+            "--iterations",
+            "2",
+            "--parallel",
+            "4",
+            "--timeout",
+            "1.5",
+            "--skip-pull",
+            "--skip-upload",
+            "--junit",
+            "j.xml",
+        ],
     ];
     for args in cases {
         run(args);
@@ -76,9 +123,22 @@ fn every_command_parses() {
 
 #[test]
 fn apikeys_create_values() {
-    let (_, c) = run(&["apikeys", "create", "-n", "a", "--type=service-account", "--scope", "read"]);
+    let (_, c) = run(&[
+        "apikeys",
+        "create",
+        "-n",
+        "a",
+        "--type=service-account",
+        "--scope",
+        "read",
+    ]);
     match c {
-        Command::Apikeys(ApikeysCommand::Create { name, key_type, scope, .. }) => {
+        Command::Apikeys(ApikeysCommand::Create {
+            name,
+            key_type,
+            scope,
+            ..
+        }) => {
             assert_eq!(name.as_deref(), Some("a"));
             assert_eq!(key_type, KeyType::ServiceAccount);
             assert_eq!(scope, Scope::Read);
@@ -86,12 +146,25 @@ fn apikeys_create_values() {
         c => panic!("{c:?}"),
     }
     let (msg, _) = usage_err(&["apikeys", "create", "--scope", "root"]);
-    assert_eq!(msg, "invalid scope 'root' (choose from: read, write, read-write, admin) for --scope");
+    assert_eq!(
+        msg,
+        "invalid scope 'root' (choose from: read, write, read-write, admin) for --scope"
+    );
 }
 
 #[test]
 fn test_flags_last_wins_and_agent_after_dashes() {
-    let (_, c) = run(&["test", "--skip-upload", "--no-skip-upload", "-j", "3", "--", "python3", "agent.py", "--fast"]);
+    let (_, c) = run(&[
+        "test",
+        "--skip-upload",
+        "--no-skip-upload",
+        "-j",
+        "3",
+        "--",
+        "python3",
+        "agent.py",
+        "--fast",
+    ]);
     let Command::Test(a) = c else { panic!() };
     assert_eq!(a.upload, Some(true));
     assert_eq!(a.parallel, Some(3));
@@ -110,7 +183,10 @@ fn errors_carry_the_usage_line() {
     assert_eq!(msg, "missing argument for option '--scenario'");
     assert!(usage.starts_with("fluxloop sync pull"));
     let (msg, _) = usage_err(&["test", "--parallel", "0"]);
-    assert_eq!(msg, "invalid value '0' for --parallel: expected a number of at least 1");
+    assert_eq!(
+        msg,
+        "invalid value '0' for --parallel: expected a number of at least 1"
+    );
     let (msg, _) = usage_err(&["snyc", "pull"]);
     assert_eq!(msg, "unknown command 'snyc' (did you mean 'sync'?)");
     let (msg, _) = usage_err(&["apikeys", "revoke"]);
@@ -128,9 +204,13 @@ fn help_and_version() {
     assert!(matches!(parse(["--version"]), Ok(Parsed::Version)));
     assert!(matches!(parse(["-V"]), Ok(Parsed::Version)));
     assert!(matches!(parse(["--help"]), Ok(Parsed::Help(h)) if h == help::TOP));
-    assert!(matches!(parse(["sync", "pull", "--help"]), Ok(Parsed::Help(h)) if h == help::SYNC_PULL));
+    assert!(
+        matches!(parse(["sync", "pull", "--help"]), Ok(Parsed::Help(h)) if h == help::SYNC_PULL)
+    );
     assert!(matches!(parse(["sync", "--help"]), Ok(Parsed::Help(h)) if h == help::SYNC));
-    assert!(matches!(parse(["help", "apikeys", "create"]), Ok(Parsed::Help(h)) if h == help::APIKEYS_CREATE));
+    assert!(
+        matches!(parse(["help", "apikeys", "create"]), Ok(Parsed::Help(h)) if h == help::APIKEYS_CREATE)
+    );
     assert!(matches!(parse(["auth"]), Ok(Parsed::Help(h)) if h == help::AUTH));
 }
 

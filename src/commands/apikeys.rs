@@ -37,14 +37,21 @@ pub(crate) fn run(ctx: &Ctx, cmd: ApikeysCommand) -> Result<Outcome> {
 
 /// The project a key command acts on: flag, `fluxloop.yaml`, project.json,
 /// else the credential's own project (the platform decides).
-fn project_id(ctx: &Ctx, flag: Option<String>, record: Option<&ApiKeyRecord>) -> Result<Option<String>> {
+fn project_id(
+    ctx: &Ctx,
+    flag: Option<String>,
+    record: Option<&ApiKeyRecord>,
+) -> Result<Option<String>> {
     if flag.is_some() {
         return Ok(flag);
     }
     if let Some(p) = ctx.config()?.and_then(|c| c.config.project_id.clone()) {
         return Ok(Some(p));
     }
-    if let Some(p) = ctx.project_json()?.and_then(|(_, pj)| pj.project_id.clone()) {
+    if let Some(p) = ctx
+        .project_json()?
+        .and_then(|(_, pj)| pj.project_id.clone())
+    {
         return Ok(Some(p));
     }
     Ok(record.and_then(|r| r.project_id.clone()))
@@ -77,10 +84,19 @@ fn create(
     let project = project_id(ctx, project, record.as_ref())?;
     let name = name.unwrap_or_else(|| {
         let now = OffsetDateTime::now_utc();
-        format!("cli-key-{:04}{:02}{:02}-{:02}{:02}{:02}", now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second())
+        format!(
+            "cli-key-{:04}{:02}{:02}-{:02}{:02}{:02}",
+            now.year(),
+            now.month() as u8,
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        )
     });
     if scope == Scope::Admin && ctx.in_ci() {
-        ctx.out.warn("creating an admin key in CI; CI jobs need only read-write");
+        ctx.out
+            .warn("creating an admin key in CI; CI jobs need only read-write");
     }
     let body = CreateKeyRequest {
         project_id: project.as_deref(),
@@ -93,7 +109,11 @@ fn create(
     ctx.out.add_mask_stderr(&created.key);
     ctx.out.info(&format!(
         "Created {} key {} (id {}, scope {})",
-        created.record.key_type.as_deref().unwrap_or(key_type.as_str()),
+        created
+            .record
+            .key_type
+            .as_deref()
+            .unwrap_or(key_type.as_str()),
         created.record.name.as_deref().unwrap_or(&name),
         created.record.id.as_deref().unwrap_or("?"),
         created.record.scope.as_deref().unwrap_or(scope.as_str()),
@@ -166,8 +186,24 @@ impl Human for ListReport {
                 ]
             })
             .collect();
-        let mut out = table(&["ID", "NAME", "TYPE", "SCOPE", "AGE", "LAST USED", "USES", "STATUS"], &rows);
-        let due = self.keys.iter().filter(|k| k.rotation.is_some() && k.record.revoked_at.is_none()).count();
+        let mut out = table(
+            &[
+                "ID",
+                "NAME",
+                "TYPE",
+                "SCOPE",
+                "AGE",
+                "LAST USED",
+                "USES",
+                "STATUS",
+            ],
+            &rows,
+        );
+        let due = self
+            .keys
+            .iter()
+            .filter(|k| k.rotation.is_some() && k.record.revoked_at.is_none())
+            .count();
         if due > 0 {
             out.push_str(&format!(
                 "\n{due} key(s) due for rotation: create a new key, update your CI secret, then `fluxloop apikeys revoke ID`\n"
@@ -213,7 +249,9 @@ fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -262,8 +300,14 @@ impl Human for InfoReport {
         if let Some(c) = &r.created_at {
             line("Created", c.clone());
         }
-        line("Last used", r.last_used_at.clone().unwrap_or_else(|| "never".into()));
-        line("Usage count", format!("{} requests", thousands(r.usage_count.unwrap_or(0))));
+        line(
+            "Last used",
+            r.last_used_at.clone().unwrap_or_else(|| "never".into()),
+        );
+        line(
+            "Usage count",
+            format!("{} requests", thousands(r.usage_count.unwrap_or(0))),
+        );
         if let Some(e) = &r.expires_at {
             line("Expires", e.clone());
         }
@@ -304,8 +348,16 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
     };
     match client.get::<ApiKeyRecord>("/api/api-keys/self") {
         Ok(record) => {
-            let status = if record.revoked_at.is_some() { "revoked" } else { "active" };
-            Ok(Outcome::ok(InfoReport { key: shown, status, record }))
+            let status = if record.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            };
+            Ok(Outcome::ok(InfoReport {
+                key: shown,
+                status,
+                record,
+            }))
         }
         Err(Error::KeyRevoked { .. }) => Ok(Outcome {
             report: Box::new(InfoReport {
@@ -315,10 +367,15 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
             }),
             code: code::AUTH,
         }),
-        Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => Err(Error::Unsupported {
-            what: format!("the platform at {} does not support `apikeys info` (no /api/api-keys/self)", client.base()),
-            hint: Some("check the key on the platform's settings/api-keys page".into()),
-        }),
+        Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {
+            Err(Error::Unsupported {
+                what: format!(
+                    "the platform at {} does not support `apikeys info` (no /api/api-keys/self)",
+                    client.base()
+                ),
+                hint: Some("check the key on the platform's settings/api-keys page".into()),
+            })
+        }
         Err(e) => Err(e),
     }
 }
@@ -352,10 +409,16 @@ fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
     let (body, shown) = if is_key {
         let secret = key::api_key_from(target, KeyInput::Typed, "the KEY_OR_ID argument")?;
         ctx.out.add_mask_stderr(secret.expose());
-        (serde_json::json!({ "key": secret.expose() }), secret.masked())
+        (
+            serde_json::json!({ "key": secret.expose() }),
+            secret.masked(),
+        )
     } else {
         if target.trim().is_empty() {
-            return Err(Error::config("KEY_OR_ID is empty", Some("pass the key or its id from `fluxloop apikeys list`".into())));
+            return Err(Error::config(
+                "KEY_OR_ID is empty",
+                Some("pass the key or its id from `fluxloop apikeys list`".into()),
+            ));
         }
         (serde_json::json!({ "id": target }), target.to_string())
     };
@@ -364,12 +427,21 @@ fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
     if !ctx.confirm(&format!("Revoke key {shown}? It stops working at once"))? {
         return Err(Error::Interrupted);
     }
-    let record: ApiKeyRecord = session.client.post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
+    let record: ApiKeyRecord =
+        session
+            .client
+            .post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
     let in_use = session.resolved.credential.val.secret.expose();
     let was_in_use = (is_key && in_use == target.trim())
-        || own.and_then(|o| o.id).is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
+        || own
+            .and_then(|o| o.id)
+            .is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
     Ok(Outcome::ok(RevokeReport {
-        target: if is_key { mask(target) } else { target.to_string() },
+        target: if is_key {
+            mask(target)
+        } else {
+            target.to_string()
+        },
         record,
         was_in_use,
     }))

@@ -86,17 +86,26 @@ impl LoginObserver for Progress<'_> {
                 remaining.as_secs() % 60
             ));
         } else if elapsed.as_secs().is_multiple_of(30) && elapsed.as_secs() > 0 {
-            self.out.info(&format!("Still waiting for authorization ({} s left)…", remaining.as_secs()));
+            self.out.info(&format!(
+                "Still waiting for authorization ({} s left)…",
+                remaining.as_secs()
+            ));
         }
     }
 }
 
 fn has_display(ctx: &Ctx) -> bool {
-    cfg!(target_os = "macos") || ctx.env.get_os("DISPLAY").is_some() || ctx.env.get_os("WAYLAND_DISPLAY").is_some()
+    cfg!(target_os = "macos")
+        || ctx.env.get_os("DISPLAY").is_some()
+        || ctx.env.get_os("WAYLAND_DISPLAY").is_some()
 }
 
 fn open_browser(out: &Output, url: &str) {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     let spawned = std::process::Command::new(opener)
         .arg(url)
         .stdin(std::process::Stdio::null())
@@ -105,7 +114,9 @@ fn open_browser(out: &Output, url: &str) {
         .spawn();
     match spawned {
         Ok(_) => out.info("Opened the browser. If it did not appear, open the URL above yourself."),
-        Err(_) => out.info(&format!("Could not start {opener}; open the URL above yourself.")),
+        Err(_) => out.info(&format!(
+            "Could not start {opener}; open the URL above yourself."
+        )),
     }
 }
 
@@ -118,7 +129,10 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
     let file = ctx.credentials()?;
     if !force {
         if let Some(p) = file.profile(&profile.val).filter(|p| p.has_token()) {
-            let stored_endpoint = p.api_endpoint.clone().unwrap_or_else(|| endpoint.val.clone());
+            let stored_endpoint = p
+                .api_endpoint
+                .clone()
+                .unwrap_or_else(|| endpoint.val.clone());
             let fresh = login::parse_time(p.expires_at.as_deref())
                 .is_none_or(|e| e > OffsetDateTime::now_utc() + login::REFRESH_WINDOW);
             if fresh && stored_endpoint == endpoint.val {
@@ -130,7 +144,10 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
                 };
                 let client = ctx.client_with(&endpoint.val, auth)?;
                 if verdict(&client).0 == Verdict::Valid {
-                    let who = p.user_email.clone().unwrap_or_else(|| "unknown user".into());
+                    let who = p
+                        .user_email
+                        .clone()
+                        .unwrap_or_else(|| "unknown user".into());
                     return Ok(message(
                         format!(
                             "Already logged in as {who} (profile {}, {}).\nRun `fluxloop auth login --force` to log in again.\n",
@@ -170,7 +187,10 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
         other => other?,
     };
     let stored = login::store_login(ctx, &profile.val, &endpoint.val, credential)?;
-    let email = stored.user_email.clone().unwrap_or_else(|| "unknown user".into());
+    let email = stored
+        .user_email
+        .clone()
+        .unwrap_or_else(|| "unknown user".into());
     let path = ctx.home()?.join("credentials");
     let mut text = format!(
         "✅ Successfully authenticated as {email}\nProfile {} ({}) stored in {}\n",
@@ -203,7 +223,10 @@ fn refresh(ctx: &Ctx) -> Result<Outcome> {
     let profile = ctx.profile()?;
     let file = ctx.credentials()?;
     let stored = file.profile(&profile.val);
-    let Some(refresh_token) = stored.and_then(|p| p.refresh_token.clone()).filter(|t| !t.is_empty()) else {
+    let Some(refresh_token) = stored
+        .and_then(|p| p.refresh_token.clone())
+        .filter(|t| !t.is_empty())
+    else {
         return Err(Error::AuthenticationFailed {
             reason: format!("profile {} has no stored login to refresh", profile.val),
             hint: format!("run `fluxloop auth login --profile {}`", profile.val),
@@ -247,13 +270,33 @@ fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
         ctx.save_credentials(&file)?;
     }
     let mut text = if removed.is_empty() {
-        format!("Not logged in ({}); nothing to remove\n", if all { "no profile holds a login".to_string() } else { format!("profile {}", profile.val) })
+        format!(
+            "Not logged in ({}); nothing to remove\n",
+            if all {
+                "no profile holds a login".to_string()
+            } else {
+                format!("profile {}", profile.val)
+            }
+        )
     } else {
-        format!("Logged out of {}\n", removed.iter().map(|n| format!("profile {n}")).collect::<Vec<_>>().join(", "))
+        format!(
+            "Logged out of {}\n",
+            removed
+                .iter()
+                .map(|n| format!("profile {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    for var in ["FLUXLOOP_API_KEY", "FLUXLOOP_SYNC_API_KEY", "FLUXLOOP_TOKEN"] {
+    for var in [
+        "FLUXLOOP_API_KEY",
+        "FLUXLOOP_SYNC_API_KEY",
+        "FLUXLOOP_TOKEN",
+    ] {
         if ctx.env.get_os(var).is_some() {
-            text.push_str(&format!("note: {var} is still set and still authenticates\n"));
+            text.push_str(&format!(
+                "note: {var} is still set and still authenticates\n"
+            ));
         }
     }
     Ok(message(text, serde_json::json!({"logged_out": removed})))
@@ -320,14 +363,31 @@ impl Human for StatusReport {
         for sh in &self.shadowed {
             line("Shadows", s.dim(sh));
         }
-        line("Endpoint", format!("{} {}", self.endpoint, s.dim(&format!("(from {})", self.endpoint_origin))));
-        line("Profile", format!("{} {}", self.profile, s.dim(&format!("(from {})", self.profile_origin))));
+        line(
+            "Endpoint",
+            format!(
+                "{} {}",
+                self.endpoint,
+                s.dim(&format!("(from {})", self.endpoint_origin))
+            ),
+        );
+        line(
+            "Profile",
+            format!(
+                "{} {}",
+                self.profile,
+                s.dim(&format!("(from {})", self.profile_origin))
+            ),
+        );
         if let Some(email) = &self.user_email {
             line("User", email.clone());
         }
         if let Some(k) = &self.key {
             if let Some(name) = &k.name {
-                line("Key name", format!("{name} (id {})", k.id.as_deref().unwrap_or("?")));
+                line(
+                    "Key name",
+                    format!("{name} (id {})", k.id.as_deref().unwrap_or("?")),
+                );
             }
             if let Some(t) = &k.key_type {
                 line("Type", t.clone());
@@ -346,7 +406,10 @@ impl Human for StatusReport {
             line("Expires", format!("{e}{}", remaining(e)));
         }
         if self.refreshed {
-            line("Refreshed", "yes (the stored token was about to expire)".into());
+            line(
+                "Refreshed",
+                "yes (the stored token was about to expire)".into(),
+            );
         }
         let verdict = match self.verdict {
             Verdict::Valid => s.green("✓ valid"),
@@ -398,7 +461,11 @@ fn status(ctx: &Ctx) -> Result<Outcome> {
     let (kind, user_email, expires_at) = match &resolved.val.kind {
         CredentialKind::ApiKey => ("API key", None, None),
         CredentialKind::Token => ("access token", None, None),
-        CredentialKind::Login { user_email, expires_at, .. } => (
+        CredentialKind::Login {
+            user_email,
+            expires_at,
+            ..
+        } => (
             "login",
             user_email.clone(),
             expires_at.and_then(|e| e.format(&Rfc3339).ok()),

@@ -19,7 +19,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<Outcome> {
 }
 
 const SETTABLE: &str = "profile, endpoint";
-const GETTABLE: &str = "profile, endpoint, credential, scenario, project_id, config_file, credentials_file, workspace";
+const GETTABLE: &str =
+    "profile, endpoint, credential, scenario, project_id, config_file, credentials_file, workspace";
 
 /// The result of `config set`.
 #[derive(Serialize)]
@@ -47,7 +48,8 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
     let mut note = None;
     let key_name = match key {
         "profile" | "default_profile" => {
-            if value.trim().is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if value.trim().is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(Error::config(
                     format!("invalid profile name {value:?}"),
                     Some("a profile name is one word, e.g. production or staging".into()),
@@ -165,7 +167,10 @@ fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
             };
             Setting::new(
                 "credential",
-                Value::new(format!("{} ({kind})", c.val.secret.masked()), c.origin.clone()),
+                Value::new(
+                    format!("{} ({kind})", c.val.secret.masked()),
+                    c.origin.clone(),
+                ),
             )
         }
         Err(Error::NoCredential) => Setting::missing("credential", "none found".into()),
@@ -175,29 +180,59 @@ fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
     match config.and_then(|c| c.config.scenario.clone().map(|s| (c, s))) {
         Some((c, s)) => out.push(Setting::new(
             "scenario",
-            Value::new(s, Origin::ProjectConfig { path: c.path.clone(), key: "scenario" }),
+            Value::new(
+                s,
+                Origin::ProjectConfig {
+                    path: c.path.clone(),
+                    key: "scenario",
+                },
+            ),
         )),
-        None => out.push(Setting::missing("scenario", "not set (pass --scenario)".into())),
+        None => out.push(Setting::missing(
+            "scenario",
+            "not set (pass --scenario)".into(),
+        )),
     }
     let project = config
         .and_then(|c| {
             c.config.project_id.clone().map(|p| {
-                Value::new(p, Origin::ProjectConfig { path: c.path.clone(), key: "project_id" })
+                Value::new(
+                    p,
+                    Origin::ProjectConfig {
+                        path: c.path.clone(),
+                        key: "project_id",
+                    },
+                )
             })
         })
-        .or(ctx
-            .project_json()?
-            .and_then(|(path, pj)| pj.project_id.clone().map(|p| Value::new(p, Origin::ProjectJson(path.clone())))));
+        .or(ctx.project_json()?.and_then(|(path, pj)| {
+            pj.project_id
+                .clone()
+                .map(|p| Value::new(p, Origin::ProjectJson(path.clone())))
+        }));
     match project {
         Some(v) => out.push(Setting::new("project_id", v)),
-        None => out.push(Setting::missing("project_id", "not set (the platform picks)".into())),
+        None => out.push(Setting::missing(
+            "project_id",
+            "not set (the platform picks)".into(),
+        )),
     }
     match config {
         Some(c) => out.push(Setting::new(
             "config_file",
-            Value::new(c.path.display().to_string(), if ctx.globals.config.is_some() { Origin::Flag("--config") } else { Origin::Default }),
+            Value::new(
+                c.path.display().to_string(),
+                if ctx.globals.config.is_some() {
+                    Origin::Flag("--config")
+                } else {
+                    Origin::Default
+                },
+            ),
         )),
-        None => out.push(Setting::missing("config_file", "no fluxloop.yaml found".into())),
+        None => out.push(Setting::missing(
+            "config_file",
+            "no fluxloop.yaml found".into(),
+        )),
     }
     let creds_path = ctx.home()?.join("credentials");
     let home_origin = if ctx.env.get_os("FLUXLOOP_HOME").is_some() {

@@ -167,14 +167,21 @@ fn read_limited(path: &Path) -> Result<Option<String>> {
         return Err(corrupt(
             path,
             None,
-            format!("the file is larger than {} KiB; this is not a credentials file", MAX_FILE_SIZE / 1024),
+            format!(
+                "the file is larger than {} KiB; this is not a credentials file",
+                MAX_FILE_SIZE / 1024
+            ),
         ));
     }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Some(text)),
         Err(e) => {
             let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+            let line = e.as_bytes()[..offset]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
             Err(corrupt(
                 path,
                 Some((line as u64, None)),
@@ -198,7 +205,11 @@ fn parse(path: &Path, text: &str) -> Result<CredentialsDoc> {
     }
     let value: serde_json::Value = parse_json(path, text)?;
     let Some(object) = value.as_object() else {
-        return Err(corrupt(path, Some((1, None)), "expected a JSON object".into()));
+        return Err(corrupt(
+            path,
+            Some((1, None)),
+            "expected a JSON object".into(),
+        ));
     };
     if object.contains_key("profiles") {
         return parse_json(path, text);
@@ -213,7 +224,11 @@ fn parse(path: &Path, text: &str) -> Result<CredentialsDoc> {
 fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| {
         let message = strip_position(&e.to_string());
-        corrupt(path, Some((e.line() as u64, Some(e.column() as u64))), message)
+        corrupt(
+            path,
+            Some((e.line() as u64, Some(e.column() as u64))),
+            message,
+        )
     })
 }
 
@@ -258,13 +273,23 @@ pub(crate) fn write_atomic(
     mode: u32,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     remove_stale_temps(dir, name);
-    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -292,13 +317,19 @@ pub(crate) fn write_atomic(
 /// they may hold secrets. Files of a live process are left alone.
 fn remove_stale_temps(dir: &Path, name: &str) {
     let prefix = format!(".{name}.tmp.");
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
-        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<libc::pid_t>().ok()) else {
+        let Some(pid) = rest
+            .split('.')
+            .next()
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
             continue;
         };
         // SAFETY: signal 0 only checks whether the process exists.
@@ -320,12 +351,17 @@ mod tests {
     fn stale_temp_files_of_dead_writers_are_removed() {
         let home = home();
         let dead = home.path().join(".credentials.tmp.999999999.abc");
-        let live = home.path().join(format!(".credentials.tmp.{}.def", std::process::id()));
+        let live = home
+            .path()
+            .join(format!(".credentials.tmp.{}.def", std::process::id()));
         let other = home.path().join(".other.tmp.999999999.abc");
         for p in [&dead, &live, &other] {
             fs::write(p, "{}").unwrap();
         }
-        write_atomic(&home.path().join("credentials"), 0o600, |f| f.write_all(b"{}\n")).unwrap();
+        write_atomic(&home.path().join("credentials"), 0o600, |f| {
+            f.write_all(b"{}\n")
+        })
+        .unwrap();
         assert!(!dead.exists());
         assert!(live.exists());
         assert!(other.exists());
@@ -362,7 +398,10 @@ mod tests {
         let mut file = CredentialsFile::load(home.path()).unwrap();
         assert_eq!(file.layout, Layout::Profiles);
         assert_eq!(file.doc.default_profile.as_deref(), Some("production"));
-        assert_eq!(file.profile("staging").unwrap().access_token.as_deref(), Some("flx_at_s"));
+        assert_eq!(
+            file.profile("staging").unwrap().access_token.as_deref(),
+            Some("flx_at_s")
+        );
         file.doc.default_profile = Some("staging".into());
         file.save().unwrap();
         let again = CredentialsFile::load(home.path()).unwrap();
@@ -374,7 +413,11 @@ mod tests {
     #[test]
     fn flat_layout_is_rewritten_as_profiles() {
         let home = home();
-        fs::write(home.path().join("credentials"), r#"{"access_token": "flx_at_1", "custom": true}"#).unwrap();
+        fs::write(
+            home.path().join("credentials"),
+            r#"{"access_token": "flx_at_1", "custom": true}"#,
+        )
+        .unwrap();
         let file = CredentialsFile::load(home.path()).unwrap();
         file.save().unwrap();
         let text = fs::read_to_string(home.path().join("credentials")).unwrap();
@@ -399,15 +442,25 @@ mod tests {
     fn corrupt_files_name_file_and_line() {
         let home = home();
         let path = home.path().join("credentials");
-        fs::write(&path, "{\n  \"profiles\": {\n    \"a\": {\"access_token\": 5}\n  }\n}").unwrap();
+        fs::write(
+            &path,
+            "{\n  \"profiles\": {\n    \"a\": {\"access_token\": 5}\n  }\n}",
+        )
+        .unwrap();
         let err = CredentialsFile::load(home.path()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with(&format!("{}:3:", path.display())), "{msg}");
-        assert!(msg.contains("invalid type: integer `5`, expected a string"), "{msg}");
+        assert!(
+            msg.contains("invalid type: integer `5`, expected a string"),
+            "{msg}"
+        );
 
         fs::write(&path, "{\"profiles\": {").unwrap();
         let msg = CredentialsFile::load(home.path()).unwrap_err().to_string();
-        assert!(msg.contains(":1:14: corrupt credentials file: EOF while parsing"), "{msg}");
+        assert!(
+            msg.contains(":1:14: corrupt credentials file: EOF while parsing"),
+            "{msg}"
+        );
 
         fs::write(&path, b"\x00\xff\xfe").unwrap();
         let msg = CredentialsFile::load(home.path()).unwrap_err().to_string();
@@ -433,7 +486,10 @@ mod tests {
         assert!(file.warnings[0].contains("mode 0644"));
         assert!(file.warnings[0].contains("chmod 600"));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(CredentialsFile::load(home.path()).unwrap().warnings.is_empty());
+        assert!(CredentialsFile::load(home.path())
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 
     #[test]
@@ -462,7 +518,10 @@ mod tests {
         .unwrap();
         let file = CredentialsFile::load(home.path()).unwrap();
         assert_eq!(file.layout, Layout::LegacyAuthJson);
-        assert_eq!(file.profile("default").unwrap().user_id.as_deref(), Some("u1"));
+        assert_eq!(
+            file.profile("default").unwrap().user_id.as_deref(),
+            Some("u1")
+        );
         assert_eq!(file.path, home.path().join("credentials"));
     }
 }

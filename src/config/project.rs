@@ -127,7 +127,11 @@ pub(crate) fn find_config(explicit: Option<&Path>, cwd: &Path) -> Result<Option<
 pub(crate) fn load_config(path: &Path) -> Result<LoadedConfig> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     if bytes.len() > MAX_CONFIG_SIZE {
-        return Err(parse_error(path, None, format!("the file is larger than {} KiB", MAX_CONFIG_SIZE / 1024)));
+        return Err(parse_error(
+            path,
+            None,
+            format!("the file is larger than {} KiB", MAX_CONFIG_SIZE / 1024),
+        ));
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| parse_error(path, None, "the file is not valid UTF-8".into()))?;
@@ -140,7 +144,9 @@ pub(crate) fn load_config(path: &Path) -> Result<LoadedConfig> {
 
 /// Parses the text of a `fluxloop.yaml`; errors carry the position and a
 /// one-line message with the key path.
-pub(crate) fn parse_config(text: &str) -> std::result::Result<ProjectConfig, (Option<(u64, u64)>, String)> {
+pub(crate) fn parse_config(
+    text: &str,
+) -> std::result::Result<ProjectConfig, (Option<(u64, u64)>, String)> {
     if text.trim().is_empty() {
         return Ok(ProjectConfig::default());
     }
@@ -189,7 +195,10 @@ fn describe_yaml_error(path: &str, err: &serde_saphyr::Error) -> String {
             .min();
         return match best {
             Some((_, c)) => format!("{full}: unknown field, did you mean {c}?"),
-            None => format!("{full}: unknown field (expected one of: {})", expected.join(", ")),
+            None => format!(
+                "{full}: unknown field (expected one of: {})",
+                expected.join(", ")
+            ),
         };
     }
     if path.is_empty() || path == "." {
@@ -325,7 +334,10 @@ test:
         let (_, msg) = err("test:\n  paralel: 2\n");
         assert_eq!(msg, "test.paralel: unknown field, did you mean parallel?");
         let (_, msg) = err("zzz: 1\n");
-        assert!(msg.starts_with("zzz: unknown field (expected one of: "), "{msg}");
+        assert!(
+            msg.starts_with("zzz: unknown field (expected one of: "),
+            "{msg}"
+        );
     }
 
     #[test]

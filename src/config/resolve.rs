@@ -71,7 +71,12 @@ pub(crate) fn resolve_profile(s: &Sources<'_>) -> Result<Value<String>> {
         return Ok(Value::new(p.to_string(), Origin::Env("FLUXLOOP_PROFILE")));
     }
     let creds = (s.credentials)()?;
-    if let Some(p) = creds.doc.default_profile.as_deref().filter(|p| !p.is_empty()) {
+    if let Some(p) = creds
+        .doc
+        .default_profile
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
         return Ok(Value::new(
             p.to_string(),
             Origin::CredentialsFile(creds.path.clone()),
@@ -173,8 +178,8 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
     let mut first_error: Option<Error> = None;
     // Gather every source in order; the first is used, the others are reported
     // as shadowed. Only the first one's errors matter.
-    let mut push = |r: Result<Option<Value<Credential>>>, found: &mut Vec<Value<Credential>>| {
-        match r {
+    let mut push =
+        |r: Result<Option<Value<Credential>>>, found: &mut Vec<Value<Credential>>| match r {
             Ok(Some(v)) => found.push(v),
             Ok(None) => {}
             Err(e) => {
@@ -182,8 +187,7 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
                     first_error = Some(e);
                 }
             }
-        }
-    };
+        };
     let typed_key = |raw: &str, origin: Origin| -> Result<Option<Value<Credential>>> {
         let secret = key::api_key_from(raw, KeyInput::Typed, &origin.to_string())?;
         Ok(Some(api_key_value(secret, origin)))
@@ -249,7 +253,8 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
                 }
                 if let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) {
                     let expires_at = p.expires_at.as_deref().and_then(|e| {
-                        OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
+                        OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
+                            .ok()
                     });
                     found.push(Value::new(
                         Credential {
@@ -305,9 +310,7 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
 /// Why a bearer token cannot be sent in an HTTP header, if it cannot: it
 /// must be one line of visible ASCII. The message never contains the value.
 fn token_problem(token: &str) -> Option<String> {
-    let (pos, c) = token
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_graphic())?;
+    let (pos, c) = token.char_indices().find(|(_, c)| !c.is_ascii_graphic())?;
     let shown = match c {
         ' ' => "a space".to_string(),
         '\n' | '\r' => "a line break".to_string(),
@@ -320,7 +323,11 @@ fn token_problem(token: &str) -> Option<String> {
     ))
 }
 
-fn read_key_file(env: &Env, config: &LoadedConfig, raw_path: &str) -> Result<Option<Value<Credential>>> {
+fn read_key_file(
+    env: &Env,
+    config: &LoadedConfig,
+    raw_path: &str,
+) -> Result<Option<Value<Credential>>> {
     let path = config.dir().join(env.expand_tilde(raw_path));
     let origin = Origin::KeyFile(path.clone());
     let text = match std::fs::read(&path) {
@@ -472,15 +479,61 @@ mod tests {
     fn credential_sources_in_order_every_pair() {
         // Each source alone, in priority order.
         let sources: Vec<(Case, &str, &str)> = vec![
-            (Case { flag_key: Some(KEY_A), ..Default::default() }, KEY_A, "--api-key"),
-            (Case { env: vec![("FLUXLOOP_API_KEY", KEY_B)], ..Default::default() }, KEY_B, "environment variable FLUXLOOP_API_KEY"),
-            (Case { env: vec![("FLUXLOOP_SYNC_API_KEY", KEY_F)], ..Default::default() }, KEY_F, "environment variable FLUXLOOP_SYNC_API_KEY"),
-            (Case { env: vec![("FLUXLOOP_TOKEN", "flx_at_raw")], ..Default::default() }, "flx_at_raw", "environment variable FLUXLOOP_TOKEN"),
-            (Case { key_file: Some(KEY_F), ..Default::default() }, KEY_F, "key_file"),
-            (Case { profile_token: true, ..Default::default() }, "flx_at_default", "profile default"),
+            (
+                Case {
+                    flag_key: Some(KEY_A),
+                    ..Default::default()
+                },
+                KEY_A,
+                "--api-key",
+            ),
+            (
+                Case {
+                    env: vec![("FLUXLOOP_API_KEY", KEY_B)],
+                    ..Default::default()
+                },
+                KEY_B,
+                "environment variable FLUXLOOP_API_KEY",
+            ),
+            (
+                Case {
+                    env: vec![("FLUXLOOP_SYNC_API_KEY", KEY_F)],
+                    ..Default::default()
+                },
+                KEY_F,
+                "environment variable FLUXLOOP_SYNC_API_KEY",
+            ),
+            (
+                Case {
+                    env: vec![("FLUXLOOP_TOKEN", "flx_at_raw")],
+                    ..Default::default()
+                },
+                "flx_at_raw",
+                "environment variable FLUXLOOP_TOKEN",
+            ),
+            (
+                Case {
+                    key_file: Some(KEY_F),
+                    ..Default::default()
+                },
+                KEY_F,
+                "key_file",
+            ),
+            (
+                Case {
+                    profile_token: true,
+                    ..Default::default()
+                },
+                "flx_at_default",
+                "profile default",
+            ),
         ];
         for (i, (alone, value, origin)) in sources.iter().enumerate() {
-            assert_eq!(cred(alone), (value.to_string(), origin.to_string()), "source {i} alone");
+            assert_eq!(
+                cred(alone),
+                (value.to_string(), origin.to_string()),
+                "source {i} alone"
+            );
             // Against every lower source, in both orders of construction.
             for (lower, _, _) in &sources[i + 1..] {
                 let mut both = lower.clone();
@@ -488,7 +541,11 @@ mod tests {
                 both.env = alone.env.iter().chain(lower.env.iter()).cloned().collect();
                 both.key_file = alone.key_file.or(lower.key_file);
                 both.profile_token = alone.profile_token || lower.profile_token;
-                assert_eq!(cred(&both).1, origin.to_string(), "source {i} must beat a lower one");
+                assert_eq!(
+                    cred(&both).1,
+                    origin.to_string(),
+                    "source {i} must beat a lower one"
+                );
             }
         }
     }
@@ -507,13 +564,20 @@ mod tests {
             ..Default::default()
         });
         let e = r.unwrap_err();
-        assert!(e.to_string().starts_with("Invalid API key (from environment variable FLUXLOOP_API_KEY)"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("Invalid API key (from environment variable FLUXLOOP_API_KEY)"),
+            "{e}"
+        );
         assert_eq!(e.exit_code(), 3);
     }
 
     #[test]
     fn shadowed_sources_are_reported() {
-        let f = fixture(&Case { profile_token: true, ..Default::default() });
+        let f = fixture(&Case {
+            profile_token: true,
+            ..Default::default()
+        });
         let env = Env::from_pairs(&[("FLUXLOOP_API_KEY", KEY_A), ("FLUXLOOP_TOKEN", "flx_at_x")]);
         let creds = &f.creds;
         let load = || -> Result<&CredentialsFile> { Ok(creds) };
@@ -533,7 +597,11 @@ mod tests {
 
     #[test]
     fn credentials_file_is_not_read_when_a_higher_source_wins() {
-        let env = Env::from_pairs(&[("FLUXLOOP_API_KEY", KEY_A), ("FLUXLOOP_PROFILE", "x"), ("FLUXLOOP_API_ENDPOINT", "https://e.example")]);
+        let env = Env::from_pairs(&[
+            ("FLUXLOOP_API_KEY", KEY_A),
+            ("FLUXLOOP_PROFILE", "x"),
+            ("FLUXLOOP_API_ENDPOINT", "https://e.example"),
+        ]);
         let load = || -> Result<&CredentialsFile> { panic!("credentials file read") };
         let s = Sources {
             env: &env,
@@ -553,13 +621,27 @@ mod tests {
     fn profile_sources_in_order() {
         let p = |c: Case| resolve(&c).2;
         assert_eq!(p(Case::default()), "default");
-        assert_eq!(p(Case { default_profile: Some("production"), ..Default::default() }), "production");
         assert_eq!(
-            p(Case { default_profile: Some("production"), env: vec![("FLUXLOOP_PROFILE", "staging")], ..Default::default() }),
+            p(Case {
+                default_profile: Some("production"),
+                ..Default::default()
+            }),
+            "production"
+        );
+        assert_eq!(
+            p(Case {
+                default_profile: Some("production"),
+                env: vec![("FLUXLOOP_PROFILE", "staging")],
+                ..Default::default()
+            }),
             "staging"
         );
         assert_eq!(
-            p(Case { flag_profile: Some("production"), env: vec![("FLUXLOOP_PROFILE", "staging")], ..Default::default() }),
+            p(Case {
+                flag_profile: Some("production"),
+                env: vec![("FLUXLOOP_PROFILE", "staging")],
+                ..Default::default()
+            }),
             "production"
         );
     }
@@ -567,12 +649,48 @@ mod tests {
     #[test]
     fn endpoint_sources_in_order_every_pair() {
         let levels: Vec<(Case, &str)> = vec![
-            (Case { flag_endpoint: Some("https://flag.example/"), ..Default::default() }, "https://flag.example"),
-            (Case { env: vec![("FLUXLOOP_API_ENDPOINT", "https://env.example")], ..Default::default() }, "https://env.example"),
-            (Case { env: vec![("FLUXLOOP_API_URL", "https://url.example")], ..Default::default() }, "https://url.example"),
-            (Case { yaml_endpoint: Some("https://yaml.example"), ..Default::default() }, "https://yaml.example"),
-            (Case { project_json_url: Some("https://pj.example"), ..Default::default() }, "https://pj.example"),
-            (Case { profile_endpoint: Some("https://profile.example"), ..Default::default() }, "https://profile.example/default"),
+            (
+                Case {
+                    flag_endpoint: Some("https://flag.example/"),
+                    ..Default::default()
+                },
+                "https://flag.example",
+            ),
+            (
+                Case {
+                    env: vec![("FLUXLOOP_API_ENDPOINT", "https://env.example")],
+                    ..Default::default()
+                },
+                "https://env.example",
+            ),
+            (
+                Case {
+                    env: vec![("FLUXLOOP_API_URL", "https://url.example")],
+                    ..Default::default()
+                },
+                "https://url.example",
+            ),
+            (
+                Case {
+                    yaml_endpoint: Some("https://yaml.example"),
+                    ..Default::default()
+                },
+                "https://yaml.example",
+            ),
+            (
+                Case {
+                    project_json_url: Some("https://pj.example"),
+                    ..Default::default()
+                },
+                "https://pj.example",
+            ),
+            (
+                Case {
+                    profile_endpoint: Some("https://profile.example"),
+                    ..Default::default()
+                },
+                "https://profile.example/default",
+            ),
             (Case::default(), DEFAULT_ENDPOINT),
         ];
         for (i, (alone, want)) in levels.iter().enumerate() {

@@ -6,7 +6,9 @@
 
 /// Escapes a workflow command's data part.
 pub(crate) fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a workflow command's property value (`title=`, `file=`).
@@ -29,7 +31,10 @@ mod tests {
 /// `$GITHUB_OUTPUT`); the runner reads them after the step.
 pub(crate) fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }
 
@@ -50,7 +55,11 @@ pub(crate) fn outputs(pairs: &[(&str, String)]) -> String {
 
 /// An `::error title=…::message` annotation line.
 pub(crate) fn error_annotation(title: &str, message: &str) -> String {
-    format!("::error title={}::{}", escape_property(title), escape_data(message))
+    format!(
+        "::error title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    )
 }
 
 /// A Markdown table cell: no line breaks, no column separators, no HTML.
@@ -75,7 +84,13 @@ mod more_tests {
             "total=3\nfailed=1\n"
         );
         let multi = outputs(&[("x", "a\nb".into())]);
-        let delim = multi.lines().next().unwrap().strip_prefix("x<<").unwrap().to_string();
+        let delim = multi
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("x<<")
+            .unwrap()
+            .to_string();
         assert_eq!(multi, format!("x<<{delim}\na\nb\n{delim}\n"));
         assert_eq!(
             error_annotation("run 1: a, b", "exit 3\nstderr: 100%"),

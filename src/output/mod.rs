@@ -96,7 +96,14 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    pub(crate) fn new(json: bool, quiet: bool, verbose: u8, no_color: bool, env_no_color: bool, github: bool) -> Self {
+    pub(crate) fn new(
+        json: bool,
+        quiet: bool,
+        verbose: u8,
+        no_color: bool,
+        env_no_color: bool,
+        github: bool,
+    ) -> Self {
         let color_ok = !no_color && !env_no_color;
         let stdout_tty = io::stdout().is_terminal();
         let stderr_tty = io::stderr().is_terminal();
@@ -316,7 +323,10 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let t = table(&["ID", "NAME"], &[vec!["1".into(), "a".into()], vec!["22".into(), "bb".into()]]);
+        let t = table(
+            &["ID", "NAME"],
+            &[vec!["1".into(), "a".into()], vec!["22".into(), "bb".into()]],
+        );
         assert_eq!(t, "ID  NAME\n1   a\n22  bb\n");
     }
 }

@@ -119,7 +119,10 @@ impl Reply {
         let token_usage = o.get("token_usage").and_then(Value::as_object).map(|t| {
             let get = |k: &str| t.get(k).and_then(num).unwrap_or(0);
             let (i, out) = (get("input_tokens"), get("output_tokens"));
-            let total = t.get("total_tokens").and_then(num).unwrap_or(i.saturating_add(out));
+            let total = t
+                .get("total_tokens")
+                .and_then(num)
+                .unwrap_or(i.saturating_add(out));
             TokenUsage {
                 input_tokens: i,
                 output_tokens: out,

@@ -12,7 +12,11 @@ fn login(sb: &Sandbox, p: &Platform, extra: &[&str], approve: bool) -> Run {
     let mut args = vec!["auth", "login", "--no-browser"];
     args.extend_from_slice(extra);
     let pending = PendingLogin::start(sb.cmd(&args));
-    assert!(pending.url.contains("/device?user_code="), "{}", pending.seen);
+    assert!(
+        pending.url.contains("/device?user_code="),
+        "{}",
+        pending.seen
+    );
     if approve {
         p.approve_device(&pending.code).unwrap();
     } else {
@@ -26,7 +30,10 @@ fn creds(sb: &Sandbox) -> serde_json::Value {
 }
 
 fn token(sb: &Sandbox, profile: &str, field: &str) -> String {
-    creds(sb)["profiles"][profile][field].as_str().unwrap_or_default().to_string()
+    creds(sb)["profiles"][profile][field]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -34,7 +41,8 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
     let p = platform();
     let sb = Sandbox::new();
     let r = login(&sb, &p, &["--endpoint", &p.url()], true);
-    r.ok().stdout_has("Successfully authenticated as demo@fluxloop.local");
+    r.ok()
+        .stdout_has("Successfully authenticated as demo@fluxloop.local");
     let access = token(&sb, "default", "access_token");
     let refresh = token(&sb, "default", "refresh_token");
     assert!(access.starts_with("flx_at_"), "{access}");
@@ -42,7 +50,11 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
     assert_eq!(creds(&sb)["profiles"]["default"]["api_endpoint"], p.url());
     r.no_secret(&access).no_secret(&refresh);
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(sb.credentials_path()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(sb.credentials_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     let s = sb.cmd(&["auth", "status"]).run();
@@ -60,7 +72,10 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
     assert_eq!(v["user_email"], "demo@fluxloop.local");
 
     // Already logged in: nothing happens without --force.
-    sb.cmd(&["auth", "login", "--no-browser"]).run().ok().stdout_has("Already logged in as demo@fluxloop.local");
+    sb.cmd(&["auth", "login", "--no-browser"])
+        .run()
+        .ok()
+        .stdout_has("Already logged in as demo@fluxloop.local");
     let again = login(&sb, &p, &["--force"], true);
     again.ok();
     assert_ne!(token(&sb, "default", "access_token"), access);
@@ -71,7 +86,8 @@ fn denied_login_fails_with_authentication_failed() {
     let p = platform();
     let sb = Sandbox::new();
     let r = login(&sb, &p, &["--endpoint", &p.url()], false);
-    r.code(3).stderr_has("error: Authentication failed: the login was denied in the browser");
+    r.code(3)
+        .stderr_has("error: Authentication failed: the login was denied in the browser");
     assert!(!sb.credentials_path().exists());
 }
 
@@ -81,8 +97,13 @@ fn unreachable_platform_is_authentication_failed_with_the_checklist() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let r = sb.cmd(&["auth", "login", "--no-browser", "--endpoint", &url]).env("FLUXLOOP_HTTP_RETRIES", "0").run();
-    r.code(3).stderr_has("error: Authentication failed").stderr_has("browser opened?");
+    let r = sb
+        .cmd(&["auth", "login", "--no-browser", "--endpoint", &url])
+        .env("FLUXLOOP_HTTP_RETRIES", "0")
+        .run();
+    r.code(3)
+        .stderr_has("error: Authentication failed")
+        .stderr_has("browser opened?");
 }
 
 #[test]
@@ -90,12 +111,28 @@ fn two_profiles_on_two_platforms() {
     let production = platform();
     let staging = platform();
     let sb = Sandbox::new();
-    login(&sb, &production, &["--profile", "production", "--endpoint", &production.url()], true).ok();
-    login(&sb, &staging, &["--profile", "staging", "--endpoint", &staging.url()], true).ok();
+    login(
+        &sb,
+        &production,
+        &["--profile", "production", "--endpoint", &production.url()],
+        true,
+    )
+    .ok();
+    login(
+        &sb,
+        &staging,
+        &["--profile", "staging", "--endpoint", &staging.url()],
+        true,
+    )
+    .ok();
 
     let endpoint = |args: &[&str]| sb.cmd(args).run();
-    endpoint(&["config", "get", "endpoint", "--profile", "staging"]).ok().stdout_has(&staging.url());
-    endpoint(&["config", "get", "endpoint", "--profile", "production"]).ok().stdout_has(&production.url());
+    endpoint(&["config", "get", "endpoint", "--profile", "staging"])
+        .ok()
+        .stdout_has(&staging.url());
+    endpoint(&["config", "get", "endpoint", "--profile", "production"])
+        .ok()
+        .stdout_has(&production.url());
     sb.cmd(&["config", "get", "endpoint"])
         .env("FLUXLOOP_PROFILE", "staging")
         .run()
@@ -104,16 +141,33 @@ fn two_profiles_on_two_platforms() {
 
     sb.cmd(&["config", "set", "profile", "staging"]).run().ok();
     let s = sb.cmd(&["auth", "status"]).run();
-    s.ok().stdout_has(&staging.url()).stdout_has("Profile:     staging");
-    sb.cmd(&["auth", "status", "--profile", "production"]).run().ok().stdout_has(&production.url());
+    s.ok()
+        .stdout_has(&staging.url())
+        .stdout_has("Profile:     staging");
+    sb.cmd(&["auth", "status", "--profile", "production"])
+        .run()
+        .ok()
+        .stdout_has(&production.url());
 
     // Logging out of one profile keeps the other.
-    sb.cmd(&["auth", "logout"]).run().ok().stdout_has("Logged out of profile staging");
+    sb.cmd(&["auth", "logout"])
+        .run()
+        .ok()
+        .stdout_has("Logged out of profile staging");
     assert_eq!(token(&sb, "staging", "access_token"), "");
     assert!(!token(&sb, "production", "access_token").is_empty());
-    sb.cmd(&["auth", "logout"]).run().ok().stdout_has("Not logged in");
-    sb.cmd(&["auth", "logout", "--all"]).run().ok().stdout_has("Logged out of profile production");
-    sb.cmd(&["auth", "status"]).run().code(3).stderr_has("no credential found");
+    sb.cmd(&["auth", "logout"])
+        .run()
+        .ok()
+        .stdout_has("Not logged in");
+    sb.cmd(&["auth", "logout", "--all"])
+        .run()
+        .ok()
+        .stdout_has("Logged out of profile production");
+    sb.cmd(&["auth", "status"])
+        .run()
+        .code(3)
+        .stderr_has("no credential found");
 }
 
 #[test]
@@ -132,16 +186,24 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
     let old_refresh = token(&sb, "default", "refresh_token");
 
     let s = sb.cmd(&["auth", "status"]).run();
-    s.ok().stdout_has("Refreshed:").no_secret(&old_access).no_secret(&old_refresh);
+    s.ok()
+        .stdout_has("Refreshed:")
+        .no_secret(&old_access)
+        .no_secret(&old_refresh);
     let new_refresh = token(&sb, "default", "refresh_token");
     assert_ne!(new_refresh, old_refresh, "refresh tokens rotate");
 
-    sb.cmd(&["auth", "refresh"]).run().ok().stdout_has("Refreshed the login of profile default");
+    sb.cmd(&["auth", "refresh"])
+        .run()
+        .ok()
+        .stdout_has("Refreshed the login of profile default");
 
     // The old refresh token was rotated away: put the old file back.
     std::fs::write(sb.credentials_path(), before).unwrap();
     let r = sb.cmd(&["auth", "refresh"]).run();
-    r.code(3).stderr_has("error: Token expired").stderr_has("fluxloop auth login");
+    r.code(3)
+        .stderr_has("error: Token expired")
+        .stderr_has("fluxloop auth login");
     let r = sb.cmd(&["auth", "status"]).run();
     r.code(3).stdout_has("✗ expired");
 }
@@ -150,7 +212,10 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
 fn key_rotation_create_switch_revoke() {
     let p = platform();
     let demo = p.seed_demo().unwrap();
-    let admin = p.create_key(&demo.project_id, "admin", "service-account", "admin").unwrap().key;
+    let admin = p
+        .create_key(&demo.project_id, "admin", "service-account", "admin")
+        .unwrap()
+        .key;
     let sb = Sandbox::new();
     let with = |key: &str, args: &[&str]| {
         sb.cmd(args)
@@ -159,28 +224,61 @@ fn key_rotation_create_switch_revoke() {
             .run()
     };
 
-    let created = with(&admin, &["apikeys", "create", "--name", "ci-bot", "--type", "service-account", "--scope", "read-write"]);
-    created.ok().stderr_has("Created service-account key ci-bot").no_secret(&admin);
+    let created = with(
+        &admin,
+        &[
+            "apikeys",
+            "create",
+            "--name",
+            "ci-bot",
+            "--type",
+            "service-account",
+            "--scope",
+            "read-write",
+        ],
+    );
+    created
+        .ok()
+        .stderr_has("Created service-account key ci-bot")
+        .no_secret(&admin);
     let new_key = created.stdout.trim().to_string();
-    assert!(new_key.starts_with("flx_sa_"), "stdout is the key alone: {:?}", created.stdout);
+    assert!(
+        new_key.starts_with("flx_sa_"),
+        "stdout is the key alone: {:?}",
+        created.stdout
+    );
     assert_eq!(created.stdout.lines().count(), 1);
 
-    with(&new_key, &["auth", "status"]).ok().stdout_has("✓ valid").stdout_has("Scope:       read-write").no_secret(&new_key);
+    with(&new_key, &["auth", "status"])
+        .ok()
+        .stdout_has("✓ valid")
+        .stdout_has("Scope:       read-write")
+        .no_secret(&new_key);
 
     let old = demo.key.clone();
     let list = with(&admin, &["apikeys", "list"]);
-    list.ok().stdout_has("ci-bot").stdout_has("LAST USED").no_secret(&old).no_secret(&new_key);
+    list.ok()
+        .stdout_has("ci-bot")
+        .stdout_has("LAST USED")
+        .no_secret(&old)
+        .no_secret(&new_key);
 
-    with(&admin, &["apikeys", "revoke", &old]).code(2).stderr_has("--yes");
+    with(&admin, &["apikeys", "revoke", &old])
+        .code(2)
+        .stderr_has("--yes");
     let revoked = with(&admin, &["apikeys", "revoke", &old, "--yes"]);
     revoked.ok().stdout_has("Revoked key").no_secret(&old);
 
     let info = with(&admin, &["apikeys", "info", &old]);
-    info.code(3).stdout_has("Status:       revoked").no_secret(&old);
+    info.code(3)
+        .stdout_has("Status:       revoked")
+        .no_secret(&old);
     let status = with(&old, &["auth", "status"]);
     status.code(3).stdout_has("✗ revoked");
     let r = with(&old, &["apikeys", "list"]);
-    r.code(3).stderr_has("error: Invalid API key (from environment variable FLUXLOOP_API_KEY): key revoked");
+    r.code(3).stderr_has(
+        "error: Invalid API key (from environment variable FLUXLOOP_API_KEY): key revoked",
+    );
 }
 
 #[test]
@@ -189,9 +287,16 @@ fn info_shows_usage_and_scope() {
     let demo = p.seed_demo().unwrap();
     let sb = Sandbox::new();
     for _ in 0..3 {
-        sb.cmd(&["auth", "status"]).env("FLUXLOOP_API_KEY", &demo.key).env("FLUXLOOP_API_ENDPOINT", p.url()).run().ok();
+        sb.cmd(&["auth", "status"])
+            .env("FLUXLOOP_API_KEY", &demo.key)
+            .env("FLUXLOOP_API_ENDPOINT", p.url())
+            .run()
+            .ok();
     }
-    let r = sb.cmd(&["apikeys", "info", &demo.key]).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let r = sb
+        .cmd(&["apikeys", "info", &demo.key])
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     r.ok()
         .stdout_has("Scope:        read-write")
         .stdout_has("Type:         service-account")
@@ -199,7 +304,11 @@ fn info_shows_usage_and_scope() {
         .stdout_has("Status:       active")
         .no_secret(&demo.key);
     assert!(!r.stdout.contains("Last used:    never"), "{}", r.stdout);
-    let j = sb.cmd(&["apikeys", "info", "--json"]).env("FLUXLOOP_API_KEY", &demo.key).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let j = sb
+        .cmd(&["apikeys", "info", "--json"])
+        .env("FLUXLOOP_API_KEY", &demo.key)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     j.ok().no_secret(&demo.key);
     assert_eq!(j.json()["usage_count"], 5);
 }
@@ -229,7 +338,10 @@ fn admin_operations_need_an_admin_key_and_fail_before_acting() {
 fn admin_key_in_ci_gets_a_warning() {
     let p = platform();
     let demo = p.seed_demo().unwrap();
-    let admin = p.create_key(&demo.project_id, "admin", "user", "admin").unwrap().key;
+    let admin = p
+        .create_key(&demo.project_id, "admin", "user", "admin")
+        .unwrap()
+        .key;
     let sb = Sandbox::new();
     let r = sb
         .cmd(&["apikeys", "list"])
@@ -237,7 +349,9 @@ fn admin_key_in_ci_gets_a_warning() {
         .env("FLUXLOOP_API_KEY", &admin)
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
-    r.ok().stderr_has("a read-write key is enough").no_secret(&admin);
+    r.ok()
+        .stderr_has("a read-write key is enough")
+        .no_secret(&admin);
 }
 
 #[test]
@@ -249,7 +363,9 @@ fn invalid_key_format_is_rejected_before_any_request() {
         .env("FLUXLOOP_API_KEY", "flx_old_key")
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
-    r.code(3).stderr_has("error: Invalid API key").stderr_has("flx_api_");
+    r.code(3)
+        .stderr_has("error: Invalid API key")
+        .stderr_has("flx_api_");
     assert!(p.requests().is_empty());
 }
 
@@ -259,7 +375,10 @@ fn github_actions_masks_profile_tokens_first() {
     let sb = Sandbox::new();
     login(&sb, &p, &["--endpoint", &p.url()], true).ok();
     let access = token(&sb, "default", "access_token");
-    let r = sb.cmd(&["auth", "status"]).env("GITHUB_ACTIONS", "true").run();
+    let r = sb
+        .cmd(&["auth", "status"])
+        .env("GITHUB_ACTIONS", "true")
+        .run();
     r.ok();
     assert!(
         r.stdout.starts_with(&format!("::add-mask::{access}\n")),

@@ -51,7 +51,10 @@ fn webdriver(agent: &ureq::Agent, method: &str, url: &str, body: Option<Value>) 
 fn chromium_authorizes_a_waiting_login() {
     if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
         // .ci/run installs both; on a developer machine without them, say why.
-        assert!(std::env::var_os("CI").is_none(), "CI must have chromium and chromium-driver (see .ci/run)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium and chromium-driver (see .ci/run)"
+        );
         eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} not installed (apt-get install chromium chromium-driver)");
         return;
     }
@@ -78,7 +81,8 @@ fn chromium_authorizes_a_waiting_login() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let login = PendingLogin::start(sb.cmd(&["auth", "login", "--no-browser", "--endpoint", &p.url()]));
+    let login =
+        PendingLogin::start(sb.cmd(&["auth", "login", "--no-browser", "--endpoint", &p.url()]));
     let url = login.url.clone();
 
     let profile_dir = tempfile::tempdir().unwrap();
@@ -95,12 +99,23 @@ fn chromium_authorizes_a_waiting_login() {
         }
     }}});
     let session = webdriver(&http, "POST", &format!("{base}/session"), Some(caps));
-    let sid = session["sessionId"].as_str().expect("session id").to_string();
+    let sid = session["sessionId"]
+        .as_str()
+        .expect("session id")
+        .to_string();
     let s = format!("{base}/session/{sid}");
-    webdriver(&http, "POST", &format!("{s}/url"), Some(json!({ "url": url })));
+    webdriver(
+        &http,
+        "POST",
+        &format!("{s}/url"),
+        Some(json!({ "url": url })),
+    );
     let title = webdriver(&http, "GET", &format!("{s}/source"), None);
     let code = url.split("user_code=").nth(1).unwrap();
-    assert!(title.as_str().unwrap_or("").contains(code), "the page shows the code");
+    assert!(
+        title.as_str().unwrap_or("").contains(code),
+        "the page shows the code"
+    );
     let button = webdriver(
         &http,
         "POST",
@@ -113,10 +128,16 @@ fn chromium_authorizes_a_waiting_login() {
         .and_then(Value::as_str)
         .expect("Authorize button")
         .to_string();
-    webdriver(&http, "POST", &format!("{s}/element/{id}/click"), Some(json!({})));
+    webdriver(
+        &http,
+        "POST",
+        &format!("{s}/element/{id}/click"),
+        Some(json!({})),
+    );
 
     let r = login.finish();
     webdriver(&http, "DELETE", &s, None);
-    r.ok().stdout_has("Successfully authenticated as demo@fluxloop.local");
+    r.ok()
+        .stdout_has("Successfully authenticated as demo@fluxloop.local");
     sb.cmd(&["auth", "status"]).run().ok().stdout_has("✓ valid");
 }

@@ -1060,7 +1060,12 @@ fn the_credentials_file_lives_in_fluxloop_home_else_under_home() {
 fn a_closed_stdout_is_not_a_failure() {
     use std::os::fd::FromRawFd;
     let sb = Sandbox::new();
-    for args in [&["--help"][..], &["test", "--help"], &["--version"], &["config", "list"]] {
+    for args in [
+        &["--help"][..],
+        &["test", "--help"],
+        &["--version"],
+        &["config", "list"],
+    ] {
         // A pipe whose reading end is already closed: every write fails with EPIPE,
         // as with `fluxloop … | head -1` once head has exited.
         let mut fds = [0; 2];

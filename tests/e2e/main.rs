@@ -10,10 +10,10 @@ mod snapshots;
 mod sync;
 
 // Hardening: faults, kills, bad input, secret hygiene, load.
-mod fixtures;
-mod proxy;
+mod bad_input;
 mod faults;
+mod fixtures;
 mod kill;
 mod load;
+mod proxy;
 mod secrets;
-mod bad_input;

@@ -12,7 +12,11 @@ fn normalize(text: &str, server: &str, sb: &Sandbox) -> String {
     for word in split_keep(&s) {
         out.push_str(&classify(&word));
     }
-    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// Splits into runs of word characters and the rest, keeping both.
@@ -54,8 +58,16 @@ fn classify(word: &str) -> String {
 fn snapshot(run: &Run, server: &str, sb: &Sandbox, stdout: &str, stderr: &str) {
     let got_out = normalize(&run.stdout, server, sb);
     let got_err = normalize(&run.stderr, server, sb);
-    assert_eq!(got_out.trim_end(), stdout.trim_end(), "stdout snapshot\n--- got\n{got_out}");
-    assert_eq!(got_err.trim_end(), stderr.trim_end(), "stderr snapshot\n--- got\n{got_err}");
+    assert_eq!(
+        got_out.trim_end(),
+        stdout.trim_end(),
+        "stdout snapshot\n--- got\n{got_out}"
+    );
+    assert_eq!(
+        got_err.trim_end(),
+        stderr.trim_end(),
+        "stderr snapshot\n--- got\n{got_err}"
+    );
 }
 
 #[test]
@@ -63,7 +75,11 @@ fn auth_status_with_a_key() {
     let p = platform();
     let demo = p.seed_demo().unwrap();
     let sb = Sandbox::new();
-    let r = sb.cmd(&["auth", "status"]).env("FLUXLOOP_API_KEY", &demo.key).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let r = sb
+        .cmd(&["auth", "status"])
+        .env("FLUXLOOP_API_KEY", &demo.key)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     r.ok().no_secret(&demo.key);
     snapshot(
         &r,
@@ -87,18 +103,46 @@ Status:      ✓ valid",
 fn apikeys_list_and_info() {
     let p = platform();
     let demo = p.seed_demo().unwrap();
-    let admin = p.create_key(&demo.project_id, "rotation-admin", "user", "admin").unwrap().key;
+    let admin = p
+        .create_key(&demo.project_id, "rotation-admin", "user", "admin")
+        .unwrap()
+        .key;
     let sb = Sandbox::new();
-    let r = sb.cmd(&["apikeys", "list"]).env("FLUXLOOP_API_KEY", &admin).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let r = sb
+        .cmd(&["apikeys", "list"])
+        .env("FLUXLOOP_API_KEY", &admin)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     r.ok().no_secret(&admin).no_secret(&demo.key);
     let got = normalize(&r.stdout, &p.url(), &sb);
-    assert_eq!(lines_header(&got), "ID NAME TYPE SCOPE AGE LAST USED USES STATUS");
+    assert_eq!(
+        lines_header(&got),
+        "ID NAME TYPE SCOPE AGE LAST USED USES STATUS"
+    );
     let body: Vec<&str> = got.lines().skip(1).collect();
     assert_eq!(body.len(), 2, "{got}");
-    assert!(body.iter().any(|l| l.starts_with("[ID]") && l.contains("demo key") && l.contains("service-account") && l.contains("read-write") && l.contains("0d") && l.contains("never") && l.ends_with("active")), "{got}");
-    assert!(body.iter().any(|l| l.contains("rotation-admin") && l.contains("admin") && l.contains("today") && l.ends_with("active")), "{got}");
+    assert!(
+        body.iter().any(|l| l.starts_with("[ID]")
+            && l.contains("demo key")
+            && l.contains("service-account")
+            && l.contains("read-write")
+            && l.contains("0d")
+            && l.contains("never")
+            && l.ends_with("active")),
+        "{got}"
+    );
+    assert!(
+        body.iter().any(|l| l.contains("rotation-admin")
+            && l.contains("admin")
+            && l.contains("today")
+            && l.ends_with("active")),
+        "{got}"
+    );
 
-    let r = sb.cmd(&["apikeys", "info", &demo.key]).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let r = sb
+        .cmd(&["apikeys", "info", &demo.key])
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     r.ok().no_secret(&demo.key);
     snapshot(
         &r,
@@ -121,18 +165,29 @@ Status:       active",
 
 /// The header line of a table, columns separated by single spaces.
 fn lines_header(text: &str) -> String {
-    text.lines().next().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ")
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
 fn the_seeds_troubleshooting_errors() {
     let p = platform();
     let demo = p.seed_demo().unwrap();
-    let read = p.create_key(&demo.project_id, "reader", "user", "read").unwrap().key;
+    let read = p
+        .create_key(&demo.project_id, "reader", "user", "read")
+        .unwrap()
+        .key;
     let sb = Sandbox::new();
 
     // Invalid API key (format).
-    let r = sb.cmd(&["auth", "status"]).env("FLUXLOOP_API_KEY", "flx_old_key").run();
+    let r = sb
+        .cmd(&["auth", "status"])
+        .env("FLUXLOOP_API_KEY", "flx_old_key")
+        .run();
     r.code(3);
     snapshot(
         &r,
@@ -145,7 +200,11 @@ error: Invalid API key (from environment variable FLUXLOOP_API_KEY): it does not
     );
 
     // Permission denied.
-    let r = sb.cmd(&["apikeys", "list"]).env("FLUXLOOP_API_KEY", &read).env("FLUXLOOP_API_ENDPOINT", p.url()).run();
+    let r = sb
+        .cmd(&["apikeys", "list"])
+        .env("FLUXLOOP_API_KEY", &read)
+        .env("FLUXLOOP_API_ENDPOINT", p.url())
+        .run();
     r.code(3).no_secret(&read);
     snapshot(
         &r,
@@ -184,7 +243,11 @@ error: no credential found
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(sb.credentials_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        sb.credentials_path(),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let r = sb.cmd(&["auth", "refresh"]).run();
     r.code(3).no_secret("flx_refresh_dead");
     snapshot(

@@ -53,7 +53,10 @@ impl Sandbox {
     pub fn cmd(&self, args: &[&str]) -> Cmd {
         let mut env = BTreeMap::new();
         env.insert("HOME".into(), self.home().into_os_string());
-        env.insert("FLUXLOOP_HOME".into(), self.fluxloop_home().into_os_string());
+        env.insert(
+            "FLUXLOOP_HOME".into(),
+            self.fluxloop_home().into_os_string(),
+        );
         if let Some(path) = std::env::var_os("PATH") {
             env.insert("PATH".into(), path);
         }
@@ -112,14 +115,19 @@ impl Cmd {
     /// The configured `std::process::Command`, for tests that need to manage the child.
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fluxloop"));
-        c.args(&self.args).env_clear().envs(&self.env).current_dir(&self.cwd);
+        c.args(&self.args)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(&self.cwd);
         c
     }
 
     #[track_caller]
     pub fn run(self) -> Run {
         let mut c = self.command();
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn fluxloop");
         if let Some(mut stdin) = child.stdin.take() {
             if let Some(data) = &self.stdin {
@@ -128,7 +136,11 @@ impl Cmd {
         }
         let out = child.wait_with_output().expect("wait fluxloop");
         Run {
-            args: self.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            args: self
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -167,13 +179,23 @@ impl Run {
 
     #[track_caller]
     pub fn stdout_has(&self, s: &str) -> &Self {
-        assert!(self.stdout.contains(s), "stdout lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn stderr_has(&self, s: &str) -> &Self {
-        assert!(self.stderr.contains(s), "stderr lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -181,13 +203,22 @@ impl Run {
     #[track_caller]
     pub fn no_secret(&self, secret: &str) -> &Self {
         assert!(!secret.is_empty());
-        assert!(!self.stdout.contains(secret), "secret on stdout:\n{}", self.stdout);
-        assert!(!self.stderr.contains(secret), "secret on stderr:\n{}", self.stderr);
+        assert!(
+            !self.stdout.contains(secret),
+            "secret on stdout:\n{}",
+            self.stdout
+        );
+        assert!(
+            !self.stderr.contains(secret),
+            "secret on stderr:\n{}",
+            self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -212,7 +243,11 @@ impl PendingLogin {
     #[track_caller]
     pub fn start(cmd: Cmd) -> PendingLogin {
         use std::io::BufRead;
-        let args = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args = cmd
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let mut child = cmd
             .command()
             .stdin(Stdio::null())
@@ -236,7 +271,14 @@ impl PendingLogin {
             }
             if let Some(i) = line.find("shows the code ") {
                 let code = line[i + "shows the code ".len()..].trim().to_string();
-                return PendingLogin { child, reader, args, seen, url, code };
+                return PendingLogin {
+                    child,
+                    reader,
+                    args,
+                    seen,
+                    url,
+                    code,
+                };
             }
         }
     }
