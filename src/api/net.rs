@@ -203,6 +203,7 @@ pub(super) fn build_agent(
     let roots = root_certs(opts)?;
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .root_certs(roots)
         .build();
     let proxy = match &opts.proxy {
@@ -254,9 +255,6 @@ pub(super) fn root_certs(opts: &NetOptions) -> Result<RootCerts> {
                 let _ = read_pem_certs(&entry.path(), &mut extra);
             }
         }
-    }
-    if extra.is_empty() {
-        return Ok(RootCerts::WebPki);
     }
     let mut all: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
