@@ -277,6 +277,17 @@ impl Human for TestReport {
 pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let settings = resolve(ctx, &args)?;
     let root = ctx.workspace_root()?;
+    // Forked now, while the process is single-threaded (HTTP below may start
+    // resolver threads); it exits when we do.
+    let reaper = match runner::reaper::Reaper::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ctx.out.warn(&format!(
+                "cannot start the agent reaper ({e}): agents may outlive fluxloop if it is killed with SIGKILL"
+            ));
+            None
+        }
+    };
 
     // Credential and scope first: never find out after a long run.
     let session = if settings.pull || settings.upload {
@@ -334,6 +345,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         inputs: &inputs,
         iterations: settings.iterations,
         parallel: settings.parallel as usize,
+        reaper: reaper.as_ref(),
     };
     let total = plan.total();
     ctx.out.info(&format!(
@@ -389,6 +401,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         }
         Ok(())
     });
+    // No agent is left running: let the reaper go.
+    drop(reaper);
     if tty {
         ctx.out.progress_done();
     }

@@ -99,7 +99,7 @@ mod tests {
             BTreeMap::new(),
             Duration::from_secs(20),
         );
-        let d = process::run_one(&a, req);
+        let d = process::run_one(&a, req, None);
         assert_eq!(d.outcome, Outcome::Exited(0));
         assert_eq!(d.reply.unwrap().output, "echo: hi");
         let a = agent(
@@ -109,7 +109,7 @@ mod tests {
             BTreeMap::new(),
             Duration::from_secs(20),
         );
-        let d = process::run_one(&a, req);
+        let d = process::run_one(&a, req, None);
         let r = d.reply.unwrap();
         assert!(!r.success);
         assert_eq!(r.error.as_deref(), Some("ValueError: nope"));

@@ -9,6 +9,7 @@
 
 pub(crate) mod function;
 pub(crate) mod process;
+pub(crate) mod reaper;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ pub(crate) struct Plan<'a> {
     pub(crate) inputs: &'a [Input],
     pub(crate) iterations: u32,
     pub(crate) parallel: usize,
+    /// Kills the running agents' groups if `fluxloop` dies (SIGKILL
+    /// included); `None` if it could not be started.
+    pub(crate) reaper: Option<&'a reaper::Reaper>,
 }
 
 impl Plan<'_> {
@@ -347,7 +351,7 @@ pub(crate) fn run(plan: &Plan<'_>, sink: &mut dyn FnMut(Finished) -> Result<()>)
                 let run_id = uuid::Uuid::new_v4().to_string();
                 let line = request_line(&run_id, &plan.inputs[input], iteration, &plan.scenario);
                 let started_at = OffsetDateTime::now_utc();
-                let done = process::run_one(&plan.agent, &line);
+                let done = process::run_one(&plan.agent, &line, plan.reaper);
                 if done.cancelled {
                     return;
                 }

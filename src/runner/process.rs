@@ -13,9 +13,10 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::reaper::Reaper;
 use super::{result_line, stopping, Agent, Outcome, Reply};
 
 /// Kept from stdout to find the result line in.
@@ -161,34 +162,39 @@ fn kill_group(pid: u32) {
     }
 }
 
-/// On Linux the agent gets SIGKILL when the thread that started it ends, so
-/// a `fluxloop` killed with SIGKILL (which cannot be caught) leaves no agent
-/// behind. The starting thread is the worker that waits for this very run,
-/// so the signal never fires early. Processes the agent started itself are
-/// not covered (they are in the agent's group, which `fluxloop` kills on
-/// every other way out, SIGTERM and Ctrl-C included): see docs/security.md.
-fn die_with_parent(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: getpid is async-signal-safe and called before the fork.
-        let parent = unsafe { libc::getpid() };
-        // SAFETY: only async-signal-safe calls (prctl, getppid) between fork
-        // and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent died before the prctl: nobody will read the result.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
+/// Whether the agent has ended. On Linux it is not reaped yet (`WNOWAIT`):
+/// its pid, which is also its process group's id, stays taken until
+/// `child.wait()`, so neither the group kill nor the reaper's unregister
+/// after it can reach a recycled id.
+#[cfg(target_os = "linux")]
+fn ended(child: &mut Child) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid fills it in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall on our own child with a valid siginfo_t.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed:
+            // si_pid 0 means not ended yet).
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ended(child: &mut Child) -> std::io::Result<bool> {
+    child.try_wait().map(|s| s.is_some())
 }
 
 fn spawn_error(program: &str, e: &std::io::Error) -> String {
@@ -203,8 +209,9 @@ fn spawn_error(program: &str, e: &std::io::Error) -> String {
     }
 }
 
-/// Runs the agent once with `request` on stdin.
-pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
+/// Runs the agent once with `request` on stdin; `reaper` (if any) kills its
+/// group should `fluxloop` die meanwhile.
+pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) -> Done {
     let start = Instant::now();
     let mut cmd = Command::new(&agent.program);
     cmd.args(&agent.args)
@@ -214,7 +221,8 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    die_with_parent(&mut cmd);
+    // Nothing that needs code between fork and exec (pre_exec, uid, gid):
+    // std then spawns with posix_spawn (a vfork), much cheaper than a fork.
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -229,6 +237,9 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
         }
     };
     let pid = child.id();
+    if let Some(r) = reaper {
+        r.register(pid);
+    }
     // An empty pipe takes PIPE_BUF bytes without blocking, so a small request
     // is written here; a larger one goes in on its own thread: an agent that
     // never reads stdin must not block us when the request is larger than
@@ -259,15 +270,10 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
     let mut pause = Duration::from_millis(1);
     let mut timed_out = false;
     let mut cancelled = false;
-    let mut status = None;
     loop {
-        match child.try_wait() {
-            Ok(Some(s)) => {
-                status = Some(s);
-                break;
-            }
-            Ok(None) => {}
-            Err(_) => break,
+        match ended(&mut child) {
+            Ok(true) | Err(_) => break,
+            Ok(false) => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -293,10 +299,10 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8]) -> Done {
     // The whole group goes: on timeout the agent and its children, after a
     // normal exit any background process it left behind.
     kill_group(pid);
-    let status = match status {
-        Some(s) => Some(s),
-        None => child.wait().ok(),
-    };
+    if let Some(r) = reaper {
+        r.unregister(pid);
+    }
+    let status = child.wait().ok();
     let elapsed = start.elapsed();
 
     let drain_deadline = Instant::now() + DRAIN_GRACE;
@@ -364,6 +370,7 @@ mod tests {
                 5000,
             ),
             b"{\"x\":1}\n",
+            None,
         );
         assert_eq!(d.outcome, Outcome::Exited(0));
         assert_eq!(d.reply.unwrap().output, "hello 7");
@@ -375,7 +382,7 @@ mod tests {
         let marker = dir.path().join("child.pid");
         let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
         let start = Instant::now();
-        let d = run_one(&sh(&script, 300), b"");
+        let d = run_one(&sh(&script, 300), b"", None);
         assert_eq!(d.outcome, Outcome::TimedOut(Duration::from_millis(300)));
         assert!(start.elapsed() < Duration::from_secs(5));
         let pid: i32 = std::fs::read_to_string(&marker)
@@ -398,6 +405,7 @@ mod tests {
                 10_000,
             ),
             b"",
+            None,
         );
         assert_eq!(d.reply.unwrap().output, "end");
     }
@@ -406,7 +414,7 @@ mod tests {
     fn missing_program() {
         let mut a = sh("", 1000);
         a.program = "definitely-not-a-program-xyz".into();
-        let d = run_one(&a, b"");
+        let d = run_one(&a, b"", None);
         assert!(
             matches!(d.outcome, Outcome::SpawnFailed(ref m) if m.contains("not found")),
             "{:?}",

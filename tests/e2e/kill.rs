@@ -1,6 +1,8 @@
 //! Kill tests: `fluxloop test` killed mid-run (SIGTERM, SIGKILL) leaves the
-//! finished runs on disk as valid JSONL and no agent behind; a later
-//! `sync upload` stores exactly those runs, once. `auth refresh` killed at
+//! finished runs on disk as valid JSONL and no agent behind (after a SIGKILL
+//! its reaper kills each agent's group, the agents' own children included),
+//! and a finished run leaves no reaper; a later `sync upload` stores exactly
+//! those runs, once. `auth refresh` killed at
 //! any moment leaves a credentials file that is either the old one or the
 //! complete new one.
 
@@ -8,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fixtures::{gone_within, jsonl, login, newest_result_dir, setup, signal, Fx};
+use crate::fixtures::{alive, gone_within, jsonl, login, newest_result_dir, setup, signal, Fx};
 
 /// An agent that records its pid, then answers at once for iteration 0 and
 /// sleeps (as itself, via exec, or through a child) for iteration 1.
@@ -92,6 +94,56 @@ fn pids_in(dir: &Path, prefix: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Waits until `n` files `prefix*` in `dir` hold a pid each.
+fn wait_pid_files(dir: &Path, prefix: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().into_string().unwrap();
+                name.starts_with(prefix)
+                    .then(|| std::fs::read_to_string(e.path()).unwrap_or_default())
+            })
+            .filter(|s| s.trim().parse::<i32>().is_ok())
+            .count();
+        if ready >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{ready} of {n} {prefix} files");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reaper `fluxloop test` (pid `parent`) forked: its child named
+/// `fluxloop-reaper`. Returns its pid and process group.
+fn reaper_of(parent: u32) -> Option<(i32, i32)> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        // state ppid pgrp ...
+        let f: Vec<&str> = rest.split(' ').collect();
+        (head.ends_with("(fluxloop-reaper") && f.get(1)? == &parent.to_string())
+            .then(|| Some((pid, f.get(2)?.parse().ok()?)))
+            .flatten()
+    })
+}
+
+fn wait_reaper(parent: u32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((pid, pgrp)) = reaper_of(parent) {
+            // Its own group: a signal to the job's group does not reach it.
+            assert_eq!(pgrp, pid, "the reaper is not in its own process group");
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no reaper under {parent}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -152,6 +204,63 @@ fn sigkill_mid_run_keeps_finished_runs_and_leaves_no_agent() {
     signal(child.id(), libc::SIGKILL);
     wait_exit(&mut child);
     check_after(&fx, &trace, &pids);
+}
+
+#[test]
+fn sigkill_mid_run_kills_each_agent_group_children_included() {
+    let fx = setup(0);
+    let pids = fx.sb.dir.path().join("pids");
+    let mut child = start_test(&fx, &pids, true);
+    let trace = wait_mid_run(&fx, &pids);
+    // The three slow agents have each started a background `sleep` in
+    // their group; fluxloop never sees those.
+    wait_pid_files(&pids, "child.", 3);
+    let reaper = wait_reaper(child.id());
+    signal(child.id(), libc::SIGKILL);
+    wait_exit(&mut child);
+    // check_after: every agent and every agent's child is gone within 5 s.
+    check_after(&fx, &trace, &pids);
+    assert!(
+        gone_within(reaper, Duration::from_secs(5)),
+        "the reaper {reaper} outlived fluxloop"
+    );
+}
+
+#[test]
+fn a_finished_run_leaves_no_reaper() {
+    let fx = setup(0);
+    fx.cmd(&["sync", "pull", "--yes"]).run().ok();
+    let gate = fx.sb.dir.path().join("gate");
+    let mut child = fx
+        .cmd(&[
+            "test",
+            "--skip-pull",
+            "--skip-upload",
+            "--parallel",
+            "2",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            r#"read -r line; while [ ! -e {} ]; do sleep 0.02; done; echo '{{"success":true,"output":"ok"}}'"#,
+            gate.display()
+        ))
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reaper = wait_reaper(child.id());
+    std::fs::write(&gate, "").unwrap();
+    let status = wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("reaper"), "{stderr}");
+    // fluxloop closed the pipe and waited for the reaper before returning.
+    assert!(!alive(reaper), "the reaper {reaper} outlived its run");
 }
 
 #[test]
