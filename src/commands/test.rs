@@ -87,61 +87,53 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
             Some("e.g. `fluxloop test -- python3 agent.py`, or in fluxloop.yaml: runner: {command: [python3, agent.py]}".into()),
         )
     };
-    let (runner_type, agent) = if !args.command.is_empty() {
-        let mut argv = args.command.clone();
-        let program = argv.remove(0);
-        (
-            "process",
-            Agent {
-                program,
-                args: argv,
-                cwd,
-                env,
-                timeout,
-            },
-        )
+    // The agent's command line: after `--`, else runner.command (a list, or
+    // one string for `sh -c`); `type: function` runs the python bootstrap.
+    let argv: Option<Vec<String>> = if !args.command.is_empty() {
+        Some(args.command.clone())
     } else if runner.kind == Some(RunnerType::Function) {
-        let target = runner
-            .target
-            .clone()
-            .filter(|t| t.contains(':'))
-            .ok_or_else(|| {
-                Error::config(
-                    "runner.type is function but runner.target is not set as module:function",
-                    Some("e.g. runner: {type: function, target: \"src.agent:run\"}".into()),
-                )
-            })?;
-        let python = runner.python.clone().unwrap_or_else(|| "python3".into());
-        (
-            "function",
-            runner::function::agent(&python, &target, cwd, env, timeout),
-        )
+        None
     } else {
         match runner.command.clone() {
-            Some(CommandSpec::Argv(mut argv)) if !argv.is_empty() && !argv[0].is_empty() => {
-                let program = argv.remove(0);
-                (
-                    "process",
-                    Agent {
-                        program,
-                        args: argv,
-                        cwd,
-                        env,
-                        timeout,
-                    },
-                )
+            Some(CommandSpec::Argv(argv)) if argv.first().is_some_and(|p| !p.is_empty()) => {
+                Some(argv)
             }
-            Some(CommandSpec::Shell(line)) if !line.trim().is_empty() => (
+            Some(CommandSpec::Shell(line)) if !line.trim().is_empty() => {
+                Some(vec!["sh".into(), "-c".into(), line])
+            }
+            _ => return Err(missing()),
+        }
+    };
+    let (runner_type, agent) = match argv {
+        Some(mut argv) => {
+            let program = argv.remove(0);
+            (
                 "process",
                 Agent {
-                    program: "sh".into(),
-                    args: vec!["-c".into(), line],
+                    program,
+                    args: argv,
                     cwd,
                     env,
                     timeout,
                 },
-            ),
-            _ => return Err(missing()),
+            )
+        }
+        None => {
+            let target = runner
+                .target
+                .clone()
+                .filter(|t| t.contains(':'))
+                .ok_or_else(|| {
+                    Error::config(
+                        "runner.type is function but runner.target is not set as module:function",
+                        Some("e.g. runner: {type: function, target: \"src.agent:run\"}".into()),
+                    )
+                })?;
+            let python = runner.python.clone().unwrap_or_else(|| "python3".into());
+            (
+                "function",
+                runner::function::agent(&python, &target, cwd, env, timeout),
+            )
         }
     };
     let mut agent = agent;
