@@ -5,6 +5,7 @@
 //! of CLI.md §6.
 
 mod api;
+mod atomic_file;
 mod auth;
 mod ci;
 mod cli;
@@ -19,6 +20,7 @@ mod pulled;
 mod results;
 mod runner;
 mod secret;
+mod signals;
 mod upload;
 
 use std::ffi::OsString;

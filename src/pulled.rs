@@ -59,7 +59,11 @@ pub(crate) fn dir_name(scenario: &str) -> String {
 
 /// Hex SHA-256 of bytes.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex, as the hashes in sync_meta.json are written.
+fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -74,30 +78,16 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
             n => h.update(&buf[..n]),
         }
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory,
-/// fsynced, then renamed: readers see the old file or the new one, never half.
+/// Writes `bytes` to `path` atomically (readers see the old file or the new
+/// one, never half), creating its directory as any other directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("write", path, e));
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic_file::write_atomic(path, 0o644, |f| f.write_all(bytes))
+        .map_err(|e| Error::io("write", path, e))
 }
 
 /// What a pull wrote.
@@ -231,12 +221,7 @@ impl ItemsWriter {
         self.put(end)?;
         self.out.flush()?;
         self.out.get_ref().sync_all()?;
-        let sha = self
-            .hash
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha = hex(&self.hash.finalize());
         Ok((sha, self.count))
     }
 }

@@ -428,6 +428,18 @@ impl Client {
     }
 }
 
+/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass).
+pub(crate) fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `Retry-After`: delta-seconds or an HTTP date; capped so a hostile value
 /// cannot park a CI job.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {

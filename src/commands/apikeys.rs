@@ -1,7 +1,6 @@
 //! `apikeys create/list/info/revoke` (PLATFORM-API §3).
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::types::{ApiKeyRecord, CreateKeyRequest, CreatedKey};
@@ -143,8 +142,7 @@ struct ListReport {
 }
 
 fn days_since(ts: Option<&str>, now: OffsetDateTime) -> Option<i64> {
-    ts.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-        .map(|t| (now - t).whole_days())
+    login::parse_time(ts).map(|t| (now - t).whole_days())
 }
 
 fn ago(days: Option<i64>) -> String {
@@ -218,7 +216,7 @@ fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
     let record = scope::require(ctx, &session.client, &[Need::Admin])?;
     let project = project_id(ctx, project, record.as_ref())?;
     let path = match &project {
-        Some(p) => format!("/api/api-keys?project_id={}", url_escape(p)),
+        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
         None => "/api/api-keys".to_string(),
     };
     let records: Vec<ApiKeyRecord> = session.client.get(&path)?;
@@ -243,18 +241,6 @@ fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
         })
         .collect();
     Ok(Outcome::ok(ListReport { keys }))
-}
-
-/// Percent-encodes a query value.
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `apikeys info`.

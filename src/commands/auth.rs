@@ -1,6 +1,5 @@
 //! `auth login/refresh/logout/status`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -44,21 +43,6 @@ impl Human for Message {
 
 fn message(text: String, data: serde_json::Value) -> Outcome {
     Outcome::ok(Message { text, data })
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Turns Ctrl-C into a flag the polling loop checks, so the login ends with
-/// a message (and the terminal line cleared) instead of a dead process.
-fn catch_sigint() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
 }
 
 struct Progress<'a> {
@@ -165,11 +149,11 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
         out: &ctx.out,
         tty: ctx.out.stderr_tty,
     };
-    catch_sigint();
+    crate::signals::catch(&[libc::SIGINT]);
     let result = login::device_login(
         &client,
         &progress,
-        &|| INTERRUPTED.load(Ordering::SeqCst),
+        &crate::signals::stop_requested,
         &|url| {
             if browser {
                 open_browser(&ctx.out, url)
@@ -427,7 +411,7 @@ impl Human for StatusReport {
 }
 
 fn remaining(expires_at: &str) -> String {
-    let Ok(t) = OffsetDateTime::parse(expires_at, &Rfc3339) else {
+    let Some(t) = login::parse_time(Some(expires_at)) else {
         return String::new();
     };
     let left = t - OffsetDateTime::now_utc();

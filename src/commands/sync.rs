@@ -131,7 +131,10 @@ fn resolve_project(ctx: &Ctx, client: &Client, flag: Option<&str>) -> Result<(St
 
 /// Finds a scenario by id or name in `project`.
 fn resolve_scenario(client: &Client, project: &str, wanted: &str) -> Result<Scenario> {
-    let path = format!("/api/scenarios?project_id={}", query_escape(project));
+    let path = format!(
+        "/api/scenarios?project_id={}",
+        crate::api::query_escape(project)
+    );
     let scenarios: Vec<Scenario> = client.get(&path)?;
     let by_id = scenarios.iter().find(|s| s.id == wanted);
     let by_name = || scenarios.iter().find(|s| s.name.as_deref() == Some(wanted));
@@ -154,17 +157,6 @@ fn resolve_scenario(client: &Client, project: &str, wanted: &str) -> Result<Scen
             format!("scenarios in this project: {}", names.join(", "))
         }),
     })
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The scenario setting: `--scenario`, else `scenario:` in `fluxloop.yaml`.

@@ -252,10 +252,7 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
                     });
                 }
                 if let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) {
-                    let expires_at = p.expires_at.as_deref().and_then(|e| {
-                        OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
-                            .ok()
-                    });
+                    let expires_at = crate::auth::login::parse_time(p.expires_at.as_deref());
                     found.push(Value::new(
                         Credential {
                             secret: Secret::new(p.access_token.clone().unwrap_or_default()),

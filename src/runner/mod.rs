@@ -298,24 +298,8 @@ pub(crate) fn request_line(run_id: &str, input: &Input, iteration: u32, scenario
     line
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Ctrl-C / SIGTERM (a cancelled CI job) stop the run: running agents'
-/// process groups are killed, finished runs stay recorded.
-fn catch_stop_signals() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-}
-
 pub(crate) fn stopping() -> bool {
-    STOP.load(Ordering::SeqCst)
+    crate::signals::stop_requested()
 }
 
 /// Runs the plan and hands every finished run to `sink`, in completion
@@ -326,7 +310,9 @@ pub(crate) fn run(plan: &Plan<'_>, sink: &mut dyn FnMut(Finished) -> Result<()>)
     if total == 0 {
         return Ok(());
     }
-    catch_stop_signals();
+    // Ctrl-C / SIGTERM (a cancelled CI job) stop the run: running agents'
+    // process groups are killed, finished runs stay recorded.
+    crate::signals::catch(&[libc::SIGINT, libc::SIGTERM]);
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let workers = plan.parallel.clamp(1, total);
