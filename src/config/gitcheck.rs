@@ -10,6 +10,12 @@ use std::process::{Command, Stdio};
 pub(crate) fn exposure_warning(path: &Path) -> Option<String> {
     let path = std::fs::canonicalize(path).ok()?;
     let dir = path.parent()?;
+    // Most credentials live outside any work tree (~/.fluxloop): spare every
+    // command two git processes when no ancestor holds a `.git` (and git is
+    // not pointed elsewhere by GIT_DIR, which the spawned git would inherit).
+    if std::env::var_os("GIT_DIR").is_none() && !dir.ancestors().any(|d| d.join(".git").exists()) {
+        return None;
+    }
     let root = git(dir, &["rev-parse", "--show-toplevel"])?;
     let root = std::fs::canonicalize(PathBuf::from(root.trim())).ok()?;
     let rel = path.strip_prefix(&root).ok()?;
