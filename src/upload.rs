@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::api::Client;
 use crate::ci::CiInfo;
 use crate::error::{Error, Result};
-use crate::results::{read_trace, write_json, TraceRecord};
+use crate::results::{read_trace, TraceRecord};
 
 /// Most runs per request (the platform's limit).
 pub(crate) const CHUNK: usize = 1000;
@@ -200,9 +200,14 @@ fn load_state(dir: &Path, bundle: &str) -> State {
         })
 }
 
+/// Saved atomically: a torn file would lose the batch id, and a resumed
+/// upload would then store the finished chunks again in a new batch.
 fn save_state(dir: &Path, state: &State) -> Result<()> {
-    let v = serde_json::to_value(state).unwrap_or(Value::Null);
-    write_json(&dir.join(STATE), &v)
+    let path = dir.join(STATE);
+    let mut bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+    bytes.push(b'\n');
+    crate::atomic_file::write_atomic(&path, 0o644, |f| std::io::Write::write_all(f, &bytes))
+        .map_err(|e| Error::io("write", &path, e))
 }
 
 /// Uploads the runs of result directory `dir`; `progress(sent, chunk_runs)`
