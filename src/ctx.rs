@@ -5,9 +5,9 @@ use std::cell::{Cell, OnceCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::{Auth, Client, Event, NetOptions, Observer};
+use crate::api::{Auth, Client, Endpoint, Event, NetOptions, Observer};
 use crate::cli::GlobalArgs;
-use crate::config::credentials::{CredentialsFile, Layout};
+use crate::config::credentials::{CredentialsFile, CredentialsLock, Layout};
 use crate::config::project::{self, LoadedConfig, ProjectJson};
 use crate::config::resolve::{self, Resolved, Sources};
 use crate::config::{Env, Origin, Value};
@@ -72,14 +72,25 @@ impl Ctx {
         Ok(self.credentials.get_or_init(|| file))
     }
 
-    /// Reloads the credentials file for a read-modify-write, so a write never
-    /// works from a stale copy.
-    pub(crate) fn credentials_for_update(&self) -> Result<CredentialsFile> {
-        CredentialsFile::load(&self.home()?)
+    /// A read-modify-write of the credentials file under its lock: `change`
+    /// sees the file as it is now (never a stale copy) and returns its
+    /// result and whether it changed the file, which is then saved.
+    pub(crate) fn update_credentials<T>(
+        &self,
+        change: impl FnOnce(&mut CredentialsFile) -> Result<(T, bool)>,
+    ) -> Result<T> {
+        let home = self.home()?;
+        let _lock = CredentialsLock::acquire(&home)?;
+        let mut file = CredentialsFile::load(&home)?;
+        let (value, changed) = change(&mut file)?;
+        if changed {
+            self.save_credentials(&file)?;
+        }
+        Ok(value)
     }
 
     /// Saves the credentials file, saying so when an older layout was converted.
-    pub(crate) fn save_credentials(&self, file: &CredentialsFile) -> Result<()> {
+    fn save_credentials(&self, file: &CredentialsFile) -> Result<()> {
         file.save()?;
         match file.layout {
             Layout::Flat => self.out.info(&format!(
@@ -153,7 +164,7 @@ impl Ctx {
     }
 
     /// Network options from `fluxloop.yaml`, the environment and `--ca-cert`.
-    pub(crate) fn net_options(&self, base: &str) -> Result<NetOptions> {
+    pub(crate) fn net_options(&self, endpoint: &Endpoint) -> Result<NetOptions> {
         let mut opts = NetOptions::default();
         if let Some(c) = self.config()? {
             let api = &c.config.api;
@@ -170,7 +181,7 @@ impl Ctx {
                 opts.ca_files.push(c.dir().join(self.env.expand_tilde(ca)));
             }
         }
-        opts.apply_env(&self.env, base)?;
+        opts.apply_env(&self.env, endpoint)?;
         if let Some(ca) = &self.globals.ca_cert {
             let path = self.cwd.join(ca);
             if !path.is_file() {
@@ -192,16 +203,22 @@ impl Ctx {
         })
     }
 
-    /// A client without credentials (device login).
+    /// A client without an `Authorization` header (device login, refresh,
+    /// logout: their secrets travel in the body).
     pub(crate) fn anonymous_client(&self, endpoint: &str) -> Result<Client> {
-        let opts = self.net_options(endpoint)?;
-        Client::new(endpoint, None, opts, self.observer())
+        self.client(endpoint, None)
     }
 
     /// A client sending `auth` to `endpoint`.
     pub(crate) fn client_with(&self, endpoint: &str, auth: Auth) -> Result<Client> {
-        let opts = self.net_options(endpoint)?;
-        Client::new(endpoint, Some(auth), opts, self.observer())
+        self.client(endpoint, Some(auth))
+    }
+
+    fn client(&self, endpoint: &str, auth: Option<Auth>) -> Result<Client> {
+        let endpoint = Endpoint::parse(endpoint)
+            .map_err(|why| Error::config(format!("invalid endpoint {endpoint:?}: {why}"), None))?;
+        let opts = self.net_options(&endpoint)?;
+        Client::new(&endpoint, auth, opts, self.observer())
     }
 
     /// Registers a credential that did not come from the CI's own secret store

@@ -87,6 +87,22 @@ pub(crate) enum Error {
     InsecureEndpoint { url: String },
     /// The platform could not be reached (after retries).
     Network { url: String, detail: String },
+    /// The platform answered an API call with a redirect, which is not followed.
+    Redirect {
+        method: &'static str,
+        url: String,
+        status: u16,
+        location: String,
+    },
+    /// A stored login would go to a platform other than the one that issued it.
+    LoginElsewhere {
+        profile: String,
+        /// The platform the login belongs to.
+        issuer: String,
+        /// The endpoint in effect, and where it came from.
+        endpoint: String,
+        endpoint_origin: String,
+    },
     /// The platform answered with an error not covered by a more specific variant.
     Api {
         method: &'static str,
@@ -123,8 +139,9 @@ impl Error {
             | Error::TokenExpired { .. }
             | Error::KeyRevoked { .. }
             | Error::PermissionDenied { .. }
+            | Error::LoginElsewhere { .. }
             | Error::AuthenticationFailed { .. } => code::AUTH,
-            Error::Network { .. } => code::NETWORK,
+            Error::Network { .. } | Error::Redirect { .. } => code::NETWORK,
             Error::NotFound { .. } => code::NOT_FOUND,
             Error::Api { status, .. } => match status {
                 404 => code::NOT_FOUND,
@@ -154,6 +171,8 @@ impl Error {
             Error::AuthenticationFailed { .. } => "authentication_failed",
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
             Error::Network { .. } => "network",
+            Error::Redirect { .. } => "redirect",
+            Error::LoginElsewhere { .. } => "login_elsewhere",
             Error::Api { .. } => "api",
             Error::NotFound { .. } => "not_found",
             Error::SyncConflict { .. } => "sync_conflict",
@@ -205,6 +224,18 @@ impl Error {
             ],
             Error::Network { .. } => vec![
                 "check the endpoint (`fluxloop config get endpoint`), your network and proxy settings (HTTPS_PROXY, NO_PROXY)".into(),
+            ],
+            Error::Redirect { .. } => vec![
+                "API calls never follow redirects; if you trust the new address, pass it with --endpoint".into(),
+            ],
+            Error::LoginElsewhere {
+                profile,
+                issuer,
+                endpoint,
+                ..
+            } => vec![
+                format!("to use this login, pass --endpoint {issuer}"),
+                format!("to use {endpoint}, log in to it: `fluxloop auth login --profile NAME --endpoint {endpoint}` (a profile other than {profile})"),
             ],
             Error::Api { .. } => vec![],
             Error::NotFound { hint, .. } => hint.iter().cloned().collect(),
@@ -305,6 +336,24 @@ impl fmt::Display for Error {
                 write!(f, "refusing to send credentials over plain http to {url}")
             }
             Error::Network { url, detail } => write!(f, "cannot reach {url}: {detail}"),
+            Error::Redirect {
+                method,
+                url,
+                status,
+                location,
+            } => write!(
+                f,
+                "{method} {url} answered HTTP {status}, a redirect to {location}, which is not followed"
+            ),
+            Error::LoginElsewhere {
+                profile,
+                issuer,
+                endpoint,
+                endpoint_origin,
+            } => write!(
+                f,
+                "the login of profile {profile} belongs to {issuer}; it is not sent to {endpoint} (from {endpoint_origin})"
+            ),
             Error::Api {
                 method,
                 url,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use super::{net, Auth, Client, Event, NetOptions, Observer, Retry};
+use super::{net, Auth, Client, Endpoint, Event, NetOptions, Observer, Retry};
 use crate::error::Error;
 use crate::secret::Secret;
 
@@ -281,7 +281,7 @@ fn auth() -> Auth {
 
 fn client(base: &str, opts: NetOptions) -> (Client, Events) {
     let (observer, events) = collector();
-    let client = Client::new(base, Some(auth()), opts, observer).expect("client");
+    let client = Client::new(&ep(base), Some(auth()), opts, observer).expect("client");
     (client, events)
 }
 
@@ -702,7 +702,7 @@ fn requests_carry_the_credential_and_user_agent_and_traces_mask_it() {
 fn anonymous_clients_send_no_authorization() {
     let server = Server::start(vec![reply(200, OK_BODY)]);
     let (observer, _) = collector();
-    let c = Client::new(&server.url(), None, fast(), observer).unwrap();
+    let c = Client::new(&ep(&server.url()), None, fast(), observer).unwrap();
     get(&c).unwrap();
     assert_eq!(server.requests()[0].header("authorization"), None);
 }
@@ -713,10 +713,11 @@ fn plain_http_off_loopback_is_refused_before_connecting() {
     for base in [
         "http://fluxloop.invalid",
         "http://api.fluxloop.invalid:8080/base",
+        "http://api.localhost:9",
         "http://10.0.0.1:8787",
     ] {
         let (observer, events) = collector();
-        match Client::new(base, Some(auth()), fast(), observer) {
+        match Client::new(&ep(base), Some(auth()), fast(), observer) {
             Err(e @ Error::InsecureEndpoint { .. }) => {
                 assert_eq!(e.exit_code(), 2);
                 assert!(
@@ -737,12 +738,21 @@ fn plain_http_off_loopback_is_refused_before_connecting() {
     for base in ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"] {
         let (observer, _) = collector();
         assert!(
-            Client::new(base, Some(auth()), fast(), observer).is_ok(),
+            Client::new(&ep(base), Some(auth()), fast(), observer).is_ok(),
             "{base}"
         );
     }
+    // Nor without an Authorization header: the body of a refresh, logout or
+    // device poll carries a secret too.
     let (observer, _) = collector();
-    assert!(Client::new("http://fluxloop.invalid", None, fast(), observer).is_ok());
+    assert!(matches!(
+        Client::new(&ep("http://fluxloop.invalid"), None, fast(), observer),
+        Err(Error::InsecureEndpoint { .. })
+    ));
+}
+
+fn ep(url: &str) -> Endpoint {
+    Endpoint::parse(url).unwrap()
 }
 
 #[test]
@@ -844,7 +854,7 @@ fn proxy_credentials_are_masked_in_traces() {
         proxy: Some(("http://user:hunter2@127.0.0.1:9".into(), "HTTPS_PROXY")),
         ..fast()
     };
-    Client::new("https://127.0.0.1:9", Some(auth()), opts, observer).unwrap();
+    Client::new(&ep("https://127.0.0.1:9"), Some(auth()), opts, observer).unwrap();
     let events = events.lock().unwrap();
     assert!(
         events.iter().any(|l| l.contains("http://****@127.0.0.1:9")),
@@ -1003,7 +1013,7 @@ fn a_ca_file_without_certificates_is_a_config_error() {
             ca_files: vec![file.clone()],
             ..fast()
         };
-        let err = match Client::new("https://127.0.0.1:9", Some(auth()), opts, observer) {
+        let err = match Client::new(&ep("https://127.0.0.1:9"), Some(auth()), opts, observer) {
             Err(e) => e,
             Ok(_) => panic!("{} accepted", file.display()),
         };

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod client_tests;
+mod endpoint;
 mod net;
 pub(crate) mod types;
 
@@ -20,7 +21,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-pub(crate) use net::{is_loopback_url, NetOptions};
+pub(crate) use endpoint::{Endpoint, Scheme};
+pub(crate) use net::NetOptions;
 
 /// What the client tells the outside world while it works.
 #[derive(Debug)]
@@ -60,11 +62,15 @@ pub(crate) struct Response {
     pub(crate) retry_after: Option<Duration>,
     /// Body bytes received (written to the spool file when one was given).
     pub(crate) spooled: u64,
+    /// The `Location` header of a redirect.
+    pub(crate) location: Option<String>,
 }
 
 /// The platform client.
 pub(crate) struct Client {
     agent: ureq::Agent,
+    endpoint: Endpoint,
+    /// `endpoint` as the prefix of every request URL.
     base: String,
     auth: Option<Auth>,
     opts: NetOptions,
@@ -75,23 +81,27 @@ pub(crate) struct Client {
 const MAX_BODY: u64 = 512 * 1024 * 1024;
 
 impl Client {
-    /// Builds a client for `base` (already validated and trimmed).
-    /// Credentials over plain `http://` are refused unless the host is loopback.
+    /// Builds a client for `endpoint`, refusing plain `http://` off
+    /// loopback. Every request this CLI makes carries a secret, in the
+    /// `Authorization` header or in the body (a refresh token, a device
+    /// code), so the refusal covers anonymous clients too: this is the one
+    /// place that decides whether a secret may go to a URL.
     pub(crate) fn new(
-        base: &str,
+        endpoint: &Endpoint,
         auth: Option<Auth>,
         opts: NetOptions,
         observer: Observer,
     ) -> Result<Client> {
-        if auth.is_some() && base.starts_with("http://") && !is_loopback_url(base) {
+        if !endpoint.may_carry_secrets() {
             return Err(Error::InsecureEndpoint {
-                url: base.to_string(),
+                url: endpoint.to_string(),
             });
         }
-        let agent = net::build_agent(base, &opts, &observer)?;
+        let agent = net::build_agent(endpoint, &opts, &observer)?;
         Ok(Client {
             agent,
-            base: base.to_string(),
+            endpoint: endpoint.clone(),
+            base: endpoint.to_string(),
             auth,
             opts,
             observer,
@@ -100,6 +110,10 @@ impl Client {
 
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub(crate) fn auth(&self) -> Option<&Auth> {
@@ -214,6 +228,18 @@ impl Client {
             let outcome = self.attempt(method, &url, body, idempotency_key, spool);
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
+                Ok(resp) if (300..400).contains(&resp.status) => {
+                    return Err(Error::Redirect {
+                        method,
+                        url,
+                        status: resp.status,
+                        location: resp
+                            .location
+                            .as_deref()
+                            .map(|l| self.scrub(l))
+                            .unwrap_or_else(|| "nowhere (no Location header)".into()),
+                    })
+                }
                 Ok(resp) => {
                     let status = resp.status;
                     let retry_after = resp.retry_after;
@@ -321,6 +347,10 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let read_failed = |detail: String| AttemptError {
             sent: true,
             permanent: false,
@@ -362,6 +392,7 @@ impl Client {
             body,
             retry_after,
             spooled,
+            location,
         })
     }
 
@@ -375,6 +406,8 @@ impl Client {
         body: &[u8],
     ) -> Error {
         let (code, message) = types::parse_error_body(body);
+        let code = code.map(|c| self.scrub(&c));
+        let message = self.scrub(&message);
         let origin = self
             .auth
             .as_ref()
@@ -417,14 +450,23 @@ impl Client {
                 status,
                 code,
                 message: if message.is_empty() {
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                        .trim()
-                        .to_string()
+                    // Not the platform's error shape: a proxy page, or a
+                    // server echoing the request, Authorization header and all.
+                    self.scrub(&String::from_utf8_lossy(body))
                 } else {
                     message
                 },
             },
         }
+    }
+}
+
+impl Client {
+    /// Server text made fit to print: control characters gone, cut short,
+    /// and any credential in it masked (ours, or anything shaped like one).
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let own: Vec<&Secret> = self.auth.iter().map(|a| &a.secret).collect();
+        crate::secret::scrub(text, &own, 300)
     }
 }
 

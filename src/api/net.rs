@@ -1,14 +1,13 @@
 //! Network plumbing under the client: the ureq agent (timeouts, user agent,
 //! proxy, trust roots), and plain-language descriptions of transport errors.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
-use super::{Event, Observer};
+use super::{Endpoint, Event, Observer, Scheme};
 use crate::config::Env;
 use crate::error::{Error, Result};
 
@@ -51,8 +50,8 @@ impl NetOptions {
     /// Reads the environment's part: `FLUXLOOP_HTTP_TIMEOUT`,
     /// `FLUXLOOP_CONNECT_TIMEOUT`, `FLUXLOOP_HTTP_RETRIES`,
     /// `FLUXLOOP_RETRY_BACKOFF_MS`, `SSL_CERT_FILE`,
-    /// `SSL_CERT_DIR` and the proxy variables for `base`.
-    pub(crate) fn apply_env(&mut self, env: &Env, base: &str) -> Result<()> {
+    /// `SSL_CERT_DIR` and the proxy variables for `endpoint`.
+    pub(crate) fn apply_env(&mut self, env: &Env, endpoint: &Endpoint) -> Result<()> {
         if let Some(t) = seconds(env, "FLUXLOOP_HTTP_TIMEOUT")? {
             self.timeout = t;
         }
@@ -83,7 +82,7 @@ impl NetOptions {
             self.ca_files.push(path);
         }
         self.ca_dir = env.path("SSL_CERT_DIR");
-        self.proxy = proxy_for(env, base)?;
+        self.proxy = proxy_for(env, endpoint)?;
         // A request must not outlive the retry budget by much.
         self.retry_budget = self.retry_budget.max(self.timeout * 2);
         Ok(())
@@ -103,18 +102,22 @@ fn seconds(env: &Env, name: &str) -> Result<Option<Duration>> {
     }
 }
 
-/// Picks the proxy for `base` the way curl does: `NO_PROXY` first, then
+/// Picks the proxy for `endpoint` the way curl does: `NO_PROXY` first, then
 /// `HTTPS_PROXY` for https or `HTTP_PROXY` for http, then `ALL_PROXY`.
-fn proxy_for(env: &Env, base: &str) -> Result<Option<(String, &'static str)>> {
-    let host = host_of(base);
+/// Loopback endpoints never go through a proxy, whatever `NO_PROXY` says: a
+/// proxy would see the credential of a request meant for this machine.
+fn proxy_for(env: &Env, endpoint: &Endpoint) -> Result<Option<(String, &'static str)>> {
+    if endpoint.is_loopback() {
+        return Ok(None);
+    }
     let no_proxy = env
         .get_lossy("NO_PROXY")
         .or_else(|| env.get_lossy("no_proxy"))
         .unwrap_or("");
-    if no_proxy_matches(no_proxy, &host) {
+    if no_proxy_matches(no_proxy, endpoint.host()) {
         return Ok(None);
     }
-    let names: &[&'static str] = if base.starts_with("https://") {
+    let names: &[&'static str] = if endpoint.scheme() == Scheme::Https {
         &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
     } else {
         // Lower-case http_proxy only, as curl: HTTP_PROXY can be set by a
@@ -134,20 +137,6 @@ fn proxy_for(env: &Env, base: &str) -> Result<Option<(String, &'static str)>> {
         }
     }
     Ok(None)
-}
-
-fn host_of(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6).to_ascii_lowercase();
-    }
-    authority
-        .split(':')
-        .next()
-        .unwrap_or(authority)
-        .to_ascii_lowercase()
 }
 
 /// `NO_PROXY`: comma-separated hosts, domain suffixes (`.corp` or `corp`),
@@ -186,17 +175,9 @@ pub(crate) fn mask_userinfo(url: &str) -> String {
     }
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `::1`.
-pub(crate) fn is_loopback_url(url: &str) -> bool {
-    let host = host_of(url);
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Builds the agent: timeouts, user agent, statuses as values, proxy, roots.
 pub(super) fn build_agent(
-    base: &str,
+    base: &Endpoint,
     opts: &NetOptions,
     observer: &Observer,
 ) -> Result<ureq::Agent> {
@@ -226,6 +207,9 @@ pub(super) fn build_agent(
     };
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // A redirect is an error the caller reports: followed, a POST would
+        // turn into a GET elsewhere whose 200 looks like success.
+        .max_redirects(0)
         .user_agent(format!("fluxloop/{}", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_global(Some(opts.timeout))
@@ -349,25 +333,8 @@ pub(super) fn was_sent(e: &ureq::Error) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn loopback_hosts() {
-        for url in [
-            "http://localhost:8787",
-            "http://127.0.0.1",
-            "http://127.1.2.3:9/x",
-            "http://[::1]:80",
-            "http://api.localhost",
-        ] {
-            assert!(is_loopback_url(url), "{url}");
-        }
-        for url in [
-            "http://10.0.0.1",
-            "http://example.com",
-            "http://localhost.example.com",
-            "http://[::2]",
-        ] {
-            assert!(!is_loopback_url(url), "{url}");
-        }
+    fn ep(url: &str) -> Endpoint {
+        Endpoint::parse(url).unwrap()
     }
 
     #[test]
@@ -378,33 +345,51 @@ mod tests {
             ("NO_PROXY", "internal.corp, .skip.example,10.1.2.3"),
         ]);
         assert_eq!(
-            proxy_for(&env, "https://api.fluxloop.ai").unwrap(),
+            proxy_for(&env, &ep("https://api.fluxloop.ai")).unwrap(),
             Some(("http://secure:1".into(), "HTTPS_PROXY"))
         );
         assert_eq!(
-            proxy_for(&env, "http://127.0.0.1:9").unwrap(),
+            proxy_for(&env, &ep("http://plain-target.example:9")).unwrap(),
             Some(("http://plain:2".into(), "http_proxy"))
         );
-        assert_eq!(proxy_for(&env, "https://internal.corp").unwrap(), None);
+        assert_eq!(proxy_for(&env, &ep("https://internal.corp")).unwrap(), None);
         assert_eq!(
-            proxy_for(&env, "https://a.internal.corp:443").unwrap(),
+            proxy_for(&env, &ep("https://a.internal.corp:443")).unwrap(),
             None
         );
-        assert_eq!(proxy_for(&env, "https://x.skip.example").unwrap(), None);
-        assert_eq!(proxy_for(&env, "http://10.1.2.3:80").unwrap(), None);
+        assert_eq!(proxy_for(&env, &ep("https://x.skip.example")).unwrap(), None);
+        assert_eq!(proxy_for(&env, &ep("http://10.1.2.3:80")).unwrap(), None);
         let all = Env::from_pairs(&[("ALL_PROXY", "http://all:3")]);
         assert_eq!(
-            proxy_for(&all, "https://x").unwrap(),
+            proxy_for(&all, &ep("https://x")).unwrap(),
             Some(("http://all:3".into(), "ALL_PROXY"))
         );
         let star = Env::from_pairs(&[("ALL_PROXY", "http://all:3"), ("no_proxy", "*")]);
-        assert_eq!(proxy_for(&star, "https://x").unwrap(), None);
+        assert_eq!(proxy_for(&star, &ep("https://x")).unwrap(), None);
+    }
+
+    #[test]
+    fn loopback_never_goes_through_a_proxy() {
+        let env = Env::from_pairs(&[
+            ("http_proxy", "http://plain:2"),
+            ("HTTPS_PROXY", "http://secure:1"),
+            ("ALL_PROXY", "http://all:3"),
+            ("NO_PROXY", "example.com"),
+        ]);
+        for url in [
+            "http://127.0.0.1:9",
+            "http://localhost:9",
+            "https://127.0.0.1:9",
+            "http://[::1]:9",
+        ] {
+            assert_eq!(proxy_for(&env, &ep(url)).unwrap(), None, "{url}");
+        }
     }
 
     #[test]
     fn socks_proxies_are_refused_clearly() {
         let env = Env::from_pairs(&[("ALL_PROXY", "socks5://user:secret@p:1080")]);
-        let e = proxy_for(&env, "https://x").unwrap_err().to_string();
+        let e = proxy_for(&env, &ep("https://x")).unwrap_err().to_string();
         assert!(e.contains("SOCKS proxy"), "{e}");
         assert!(!e.contains("secret"), "{e}");
     }

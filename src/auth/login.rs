@@ -7,10 +7,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::types::{DeviceComplete, DeviceStart, LoginCredential, RefreshResponse};
-use crate::api::{Auth, Client, Retry};
-use crate::config::credentials::StoredProfile;
+use crate::api::{Auth, Client, Endpoint, Retry};
+use crate::config::credentials::{self, CredentialsFile, StoredProfile};
 use crate::config::resolve::{CredentialKind, Resolved};
-use crate::config::Value;
+use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -39,24 +39,16 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     let mut refreshed = false;
     if let CredentialKind::Login {
         profile,
-        refresh_token,
+        issuer,
         expires_at,
         ..
     } = &resolved.credential.val.kind
     {
+        check_issuer(profile, issuer.as_deref(), &endpoint)?;
         let soon = OffsetDateTime::now_utc() + REFRESH_WINDOW;
-        let expiring = expires_at.is_some_and(|e| e <= soon);
-        if expiring {
-            let Some(refresh_token) = refresh_token.clone() else {
-                return Err(Error::TokenExpired {
-                    detail: format!(
-                        "the login of profile {profile} has expired and holds no refresh token"
-                    ),
-                    refreshable: false,
-                });
-            };
+        if expires_at.is_some_and(|e| e <= soon) {
             let profile = profile.clone();
-            let (secret, stored) = refresh(ctx, &endpoint.val, &profile, &refresh_token)?;
+            let (secret, stored) = refresh(ctx, &endpoint.val, &profile, Refresh::IfExpiring)?;
             ctx.mask_for_ci(&resolved.credential.origin, secret.expose());
             resolved.credential.val.secret = secret;
             if let CredentialKind::Login {
@@ -72,6 +64,8 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
             }
             refreshed = true;
         }
+    } else {
+        warn_repository_endpoint(ctx, &resolved.credential.origin, &endpoint);
     }
     let auth = Auth {
         secret: resolved.credential.val.secret.clone(),
@@ -87,50 +81,149 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     })
 }
 
+/// Whether an endpoint was named only by a file in the repository, which
+/// anyone who can open a pull request can change.
+fn from_repository(origin: &Origin) -> bool {
+    matches!(origin, Origin::ProjectConfig { .. } | Origin::ProjectJson(_))
+}
+
+/// A stored login goes only to the platform that issued it (the profile's
+/// `api_endpoint`). A login stored before profiles recorded their platform
+/// goes where the user points it (flag, environment, the default), never
+/// where only a repository file does.
+pub(crate) fn check_issuer(
+    profile: &str,
+    issuer: Option<&str>,
+    endpoint: &Value<String>,
+) -> Result<()> {
+    let elsewhere = |issuer: String| Error::LoginElsewhere {
+        profile: profile.to_string(),
+        issuer,
+        endpoint: endpoint.val.clone(),
+        endpoint_origin: endpoint.origin.to_string(),
+    };
+    match issuer {
+        Some(issuer) => {
+            let issuer = Endpoint::parse(issuer)
+                .map(|e| e.to_string())
+                .unwrap_or_else(|_| issuer.to_string());
+            if issuer == endpoint.val {
+                Ok(())
+            } else {
+                Err(elsewhere(issuer))
+            }
+        }
+        None if from_repository(&endpoint.origin) => Err(elsewhere(
+            "the platform it was made on (not recorded in the profile)".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A key or token the user set, about to go to an endpoint a repository
+/// file chose: legitimate in most CI setups, but worth one line.
+fn warn_repository_endpoint(ctx: &Ctx, credential: &Origin, endpoint: &Value<String>) {
+    if matches!(credential, Origin::Env(_) | Origin::Flag(_)) && from_repository(&endpoint.origin) {
+        ctx.out.warn(&format!(
+            "sending the credential from {credential} to {}, an endpoint named by {}",
+            endpoint.val, endpoint.origin
+        ));
+    }
+}
+
 pub(crate) fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
     s.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
 }
 
-/// Trades `refresh_token` for new tokens and saves them in `profile`
-/// atomically (the old refresh token stops working on the platform, so the
-/// new one must not be lost).
+/// When a refresh calls the platform.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// `auth refresh`: always.
+    Always,
+    /// Before a request: only if the stored token (which another process
+    /// may have refreshed meanwhile) still expires within the window.
+    IfExpiring,
+}
+
+/// Trades the profile's refresh token for new tokens and saves them, all
+/// under the credentials lock: the token sent is the one stored now (a
+/// parallel refresh may have rotated it), and the file is known to be
+/// writable before the platform rotates anything, so the new refresh token
+/// is never lost.
 pub(crate) fn refresh(
     ctx: &Ctx,
     endpoint: &str,
     profile: &str,
-    refresh_token: &Secret,
+    when: Refresh,
 ) -> Result<(Secret, StoredProfile)> {
-    let client = ctx.anonymous_client(endpoint)?;
-    let body = serde_json::json!({ "refresh_token": refresh_token.expose() });
-    let resp: RefreshResponse = match client.post("/api/cli-connect/refresh", &body, Retry::Once) {
-        Ok(r) => r,
-        Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
-            return Err(Error::TokenExpired {
-                detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
-                refreshable: false,
-            })
+    ctx.update_credentials(|file| {
+        let stored = file.profile(profile).cloned().unwrap_or_default();
+        let soon = OffsetDateTime::now_utc() + REFRESH_WINDOW;
+        if when == Refresh::IfExpiring
+            && stored.has_token()
+            && parse_time(stored.expires_at.as_deref()).is_none_or(|e| e > soon)
+        {
+            let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
+            return Ok(((secret, stored), false));
         }
-        Err(e) => return Err(e),
-    };
-    let stored = store_login(ctx, profile, endpoint, resp.credential)?;
-    Ok((
-        Secret::new(stored.access_token.clone().unwrap_or_default()),
-        stored,
-    ))
+        let Some(refresh_token) = stored.refresh_token.clone().filter(|t| !t.is_empty()) else {
+            return Err(Error::TokenExpired {
+                detail: format!(
+                    "the login of profile {profile} has expired and holds no refresh token"
+                ),
+                refreshable: false,
+            });
+        };
+        credentials::check_writable(&file.path)?;
+        let credential = match trade_refresh_token(ctx, endpoint, &refresh_token) {
+            Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
+                return Err(Error::TokenExpired {
+                    detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
+                    refreshable: false,
+                })
+            }
+            other => other?,
+        };
+        let stored = put_login(ctx, file, profile, endpoint, credential);
+        let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
+        Ok(((secret, stored), true))
+    })
 }
 
-/// Writes a login into `profile` of a freshly read credentials file.
+/// `POST /api/cli-connect/refresh`: the refresh token for new tokens (the
+/// old refresh token stops working on the platform).
+pub(crate) fn trade_refresh_token(
+    ctx: &Ctx,
+    endpoint: &str,
+    refresh_token: &str,
+) -> Result<LoginCredential> {
+    let client = ctx.anonymous_client(endpoint)?;
+    let body = serde_json::json!({ "refresh_token": refresh_token });
+    let resp: RefreshResponse = client.post("/api/cli-connect/refresh", &body, Retry::Once)?;
+    Ok(resp.credential)
+}
+
+/// Writes a login into `profile` of the credentials file, under its lock.
 pub(crate) fn store_login(
     ctx: &Ctx,
     profile: &str,
     endpoint: &str,
     cred: LoginCredential,
 ) -> Result<StoredProfile> {
+    ctx.update_credentials(|file| Ok((put_login(ctx, file, profile, endpoint, cred), true)))
+}
+
+fn put_login(
+    ctx: &Ctx,
+    file: &mut CredentialsFile,
+    profile: &str,
+    endpoint: &str,
+    cred: LoginCredential,
+) -> StoredProfile {
     ctx.out.add_mask(&cred.access_token);
     if let Some(r) = &cred.refresh_token {
         ctx.out.add_mask(r);
     }
-    let mut file = ctx.credentials_for_update()?;
     let p = file.profile_mut(profile);
     p.access_token = Some(cred.access_token);
     if cred.refresh_token.is_some() {
@@ -148,9 +241,7 @@ pub(crate) fn store_login(
         p.user_id = cred.user_id;
     }
     p.api_endpoint = Some(endpoint.to_string());
-    let stored = p.clone();
-    ctx.save_credentials(&file)?;
-    Ok(stored)
+    p.clone()
 }
 
 /// What the device flow reports while waiting.

@@ -7,11 +7,12 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::types::{ApiKeyRecord, DeviceStart};
-use crate::api::{is_loopback_url, Client};
+use crate::api::{Client, Endpoint, Retry};
 use crate::auth::login::{self, LoginObserver};
 use crate::cli::AuthCommand;
 use crate::config::resolve::CredentialKind;
-use crate::config::Origin;
+use crate::config::credentials::StoredProfile;
+use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
 use crate::output::{Human, Outcome, Output, Style};
@@ -54,10 +55,13 @@ impl LoginObserver for Progress<'_> {
     fn show_code(&self, start: &DeviceStart) {
         // The code is what the person needs even under --quiet.
         let style = &self.out.err_style;
+        // Server text: no escape sequences reach the terminal.
+        let url = crate::secret::strip_controls(&start.verification_url, false).replace('\n', "");
+        let code = crate::secret::strip_controls(&start.user_code, false).replace('\n', "");
         self.out.notice(&format!(
             "Open this URL in your browser to log in:\n\n    {}\n\nand check that it shows the code {}\n",
-            style.bold(&start.verification_url),
-            style.bold(&start.user_code)
+            style.bold(&url),
+            style.bold(&code)
         ));
     }
 
@@ -84,6 +88,20 @@ fn has_display(ctx: &Ctx) -> bool {
         || ctx.env.get_os("WAYLAND_DISPLAY").is_some()
 }
 
+/// The browser opens only the platform's own page, over https (or plain
+/// http on loopback): a URL chosen by whoever answers on the endpoint could
+/// otherwise open any page, or a local handler.
+fn opens_safely(platform: &Endpoint, url: &str) -> bool {
+    // Judge the page by its origin alone: scheme://authority.
+    let Some(scheme_end) = url.find("://") else {
+        return false;
+    };
+    let rest = &url[scheme_end + 3..];
+    let origin_len = scheme_end + 3 + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Endpoint::parse(&url[..origin_len])
+        .is_ok_and(|page| page.host() == platform.host() && page.may_carry_secrets())
+}
+
 fn open_browser(out: &Output, url: &str) {
     let opener = if cfg!(target_os = "macos") {
         "open"
@@ -107,9 +125,8 @@ fn open_browser(out: &Output, url: &str) {
 fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
     let profile = ctx.profile()?;
     let endpoint = ctx.endpoint()?;
-    if endpoint.val.starts_with("http://") && !is_loopback_url(&endpoint.val) {
-        return Err(Error::InsecureEndpoint { url: endpoint.val });
-    }
+    // Refused before anything else: the device code is a secret too.
+    let client = ctx.anonymous_client(&endpoint.val)?;
     let file = ctx.credentials()?;
     if !force {
         if let Some(p) = file.profile(&profile.val).filter(|p| p.has_token()) {
@@ -143,8 +160,8 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
             }
         }
     }
-    let client = ctx.anonymous_client(&endpoint.val)?;
     let browser = !no_browser && !ctx.in_ci() && has_display(ctx);
+    let platform = client.endpoint().clone();
     let progress = Progress {
         out: &ctx.out,
         tty: ctx.out.stderr_tty,
@@ -155,8 +172,14 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
         &progress,
         &crate::signals::stop_requested,
         &|url| {
-            if browser {
+            if !browser {
+            } else if opens_safely(&platform, url) {
                 open_browser(&ctx.out, url)
+            } else {
+                ctx.out.warn(&format!(
+                    "not opening the browser: the login page is not on {} over https",
+                    platform.host()
+                ));
             }
         },
     );
@@ -207,21 +230,23 @@ fn refresh(ctx: &Ctx) -> Result<Outcome> {
     let profile = ctx.profile()?;
     let file = ctx.credentials()?;
     let stored = file.profile(&profile.val);
-    let Some(refresh_token) = stored
-        .and_then(|p| p.refresh_token.clone())
-        .filter(|t| !t.is_empty())
-    else {
+    if !stored
+        .and_then(|p| p.refresh_token.as_deref())
+        .is_some_and(|t| !t.is_empty())
+    {
         return Err(Error::AuthenticationFailed {
             reason: format!("profile {} has no stored login to refresh", profile.val),
             hint: format!("run `fluxloop auth login --profile {}`", profile.val),
         });
-    };
-    let endpoint = match stored.and_then(|p| p.api_endpoint.clone()) {
-        // A refresh token belongs to the platform that issued it.
-        Some(e) if ctx.globals.endpoint.is_none() => e,
-        _ => ctx.endpoint()?.val,
-    };
-    let (_, p) = login::refresh(ctx, &endpoint, &profile.val, &Secret::new(refresh_token))?;
+    }
+    // A refresh token goes only to the platform that issued it.
+    let endpoint = ctx.endpoint()?;
+    login::check_issuer(
+        &profile.val,
+        stored.and_then(|p| p.api_endpoint.as_deref()),
+        &endpoint,
+    )?;
+    let (_, p) = login::refresh(ctx, &endpoint.val, &profile.val, login::Refresh::Always)?;
     Ok(message(
         format!(
             "Refreshed the login of profile {} ({}); the new token expires at {}\n",
@@ -233,26 +258,47 @@ fn refresh(ctx: &Ctx) -> Result<Outcome> {
     ))
 }
 
+/// What became of one profile's login on the platform at logout.
+#[derive(Serialize)]
+struct LoggedOut {
+    profile: String,
+    /// Whether the platform ended the session (its tokens stop working now).
+    revoked_on_platform: bool,
+    /// Why it did not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_revoked_because: Option<String>,
+}
+
 fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
-    let mut file = ctx.credentials_for_update()?;
     let profile = ctx.profile()?;
-    let names: Vec<String> = if all {
-        file.doc.profiles.keys().cloned().collect()
-    } else {
-        vec![profile.val.clone()]
-    };
-    let mut removed = Vec::new();
-    for name in &names {
-        if let Some(p) = file.doc.profiles.get_mut(name) {
-            if p.has_token() || p.refresh_token.is_some() {
-                p.clear_tokens();
-                removed.push(name.clone());
+    // Where a login without a recorded platform came from: what the user
+    // points at, never what only a repository file names.
+    let fallback = ctx.endpoint().ok();
+    let removed = ctx.update_credentials(|file| {
+        let names: Vec<String> = if all {
+            file.doc.profiles.keys().cloned().collect()
+        } else {
+            vec![profile.val.clone()]
+        };
+        let mut removed = Vec::new();
+        for name in &names {
+            let Some(p) = file.doc.profiles.get_mut(name) else {
+                continue;
+            };
+            if !(p.has_token() || p.refresh_token.is_some()) {
+                continue;
             }
+            let outcome = end_session(ctx, name, p, fallback.as_ref());
+            p.clear_tokens();
+            removed.push(LoggedOut {
+                profile: name.clone(),
+                revoked_on_platform: outcome.is_ok(),
+                not_revoked_because: outcome.err(),
+            });
         }
-    }
-    if !removed.is_empty() {
-        ctx.save_credentials(&file)?;
-    }
+        let changed = !removed.is_empty();
+        Ok((removed, changed))
+    })?;
     let mut text = if removed.is_empty() {
         format!(
             "Not logged in ({}); nothing to remove\n",
@@ -263,14 +309,20 @@ fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
             }
         )
     } else {
-        format!(
-            "Logged out of {}\n",
-            removed
-                .iter()
-                .map(|n| format!("profile {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let mut text = String::new();
+        for r in &removed {
+            match &r.not_revoked_because {
+                None => text.push_str(&format!(
+                    "Logged out of profile {}: the platform ended the session\n",
+                    r.profile
+                )),
+                Some(why) => text.push_str(&format!(
+                    "Logged out of profile {} on this machine; the session was NOT ended on the platform ({why}), so its tokens work until they expire\n",
+                    r.profile
+                )),
+            }
+        }
+        text
     };
     for var in [
         "FLUXLOOP_API_KEY",
@@ -283,7 +335,61 @@ fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
             ));
         }
     }
-    Ok(message(text, serde_json::json!({"logged_out": removed})))
+    let names: Vec<&str> = removed.iter().map(|r| r.profile.as_str()).collect();
+    Ok(message(
+        text,
+        serde_json::json!({"logged_out": names, "profiles": removed}),
+    ))
+}
+
+/// Ends a stored login on the platform that issued it (PLATFORM-API §2,
+/// logout): the access token authenticates, the refresh token goes along.
+/// An expired access token is first traded for a fresh one, or the refresh
+/// token would outlive the logout. The error says why it was not ended.
+fn end_session(
+    ctx: &Ctx,
+    profile: &str,
+    stored: &StoredProfile,
+    fallback: Option<&Value<String>>,
+) -> std::result::Result<(), String> {
+    let issuer = match (stored.api_endpoint.as_deref(), fallback) {
+        (Some(e), _) => e.to_string(),
+        (None, Some(e)) if login::check_issuer(profile, None, e).is_ok() => e.val.clone(),
+        _ => return Err("no platform is recorded for this login".into()),
+    };
+    let mut access = stored.access_token.clone().unwrap_or_default();
+    let mut refresh_token = stored.refresh_token.clone();
+    let send = |access: &str, refresh_token: &Option<String>| -> Result<()> {
+        let auth = crate::api::Auth {
+            secret: Secret::new(access),
+            origin: format!("profile {profile}"),
+            is_api_key: false,
+        };
+        let client = ctx.client_with(&issuer, auth)?;
+        let body = serde_json::json!({ "refresh_token": refresh_token });
+        client
+            .post::<_, serde_json::Value>("/api/cli-connect/logout", &body, Retry::Once)
+            .map(|_| ())
+    };
+    let result = match send(&access, &refresh_token) {
+        Err(Error::TokenExpired { .. }) if refresh_token.is_some() => {
+            match login::trade_refresh_token(ctx, &issuer, refresh_token.as_deref().unwrap_or_default()) {
+                Ok(cred) => {
+                    access = cred.access_token;
+                    refresh_token = cred.refresh_token.or(refresh_token);
+                    send(&access, &refresh_token)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // Already over on the platform: nothing is left to end.
+        Err(Error::InvalidCredential { .. } | Error::TokenExpired { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The platform's opinion of a credential.

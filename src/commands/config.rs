@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::cli::ConfigCommand;
-use crate::config::resolve::{validate_endpoint, CredentialKind};
+use crate::config::credentials::CredentialsFile;
+use crate::config::resolve::{validate_endpoint, CredentialKind, DEFAULT_PROFILE};
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -44,7 +45,23 @@ impl Human for SetReport {
 }
 
 fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
-    let mut file = ctx.credentials_for_update()?;
+    // Resolved before the lock: it may read the credentials file itself.
+    let profile = match key {
+        "endpoint" | "api_endpoint" => Some(ctx.profile()?),
+        _ => None,
+    };
+    ctx.update_credentials(|file| {
+        let report = set_in(file, key, value, profile.as_ref())?;
+        Ok((report, true))
+    })
+}
+
+fn set_in(
+    file: &mut CredentialsFile,
+    key: &str,
+    value: &str,
+    profile: Option<&Value<String>>,
+) -> Result<Outcome> {
     let mut note = None;
     let key_name = match key {
         "profile" | "default_profile" => {
@@ -66,9 +83,9 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
         "endpoint" | "api_endpoint" => {
             let url = value.trim_end_matches('/');
             validate_endpoint(url, &Origin::Flag("config set endpoint"))?;
-            let profile = ctx.profile()?;
-            file.profile_mut(&profile.val).api_endpoint = Some(url.to_string());
-            note = Some(format!("(for profile {})", profile.val));
+            let profile = profile.map(|p| p.val.as_str()).unwrap_or(DEFAULT_PROFILE);
+            file.profile_mut(profile).api_endpoint = Some(url.to_string());
+            note = Some(format!("(for profile {profile})"));
             "endpoint"
         }
         other => {
@@ -78,7 +95,6 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
             ))
         }
     };
-    ctx.save_credentials(&file)?;
     Ok(Outcome::ok(SetReport {
         key: key_name.to_string(),
         value: value.trim_end_matches('/').to_string(),

@@ -529,14 +529,16 @@ fn github_annotations(ctx: &Ctx, tally: &Tally) {
         ));
     }
     ctx.out.workflow_command("::group::fluxloop: failed runs");
+    let mut details = String::new();
     for b in &tally.failed {
-        ctx.out.workflow_command(&format!(
-            "{} {}\n    {}",
+        details.push_str(&format!(
+            "{} {}\n    {}\n",
             b.run_id,
             b.label,
             b.error.as_deref().unwrap_or("")
         ));
     }
+    ctx.out.workflow_text(&details);
     ctx.out.workflow_command("::endgroup::");
 }
 
@@ -573,10 +575,11 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             }
         }
         if let Some(u) = &r.upload {
-            md.push_str(&format!(
-                "\nUploaded as run batch `{}`: [view the results]({})\n",
-                u.run_batch_id, u.url
-            ));
+            md.push_str(&format!("\nUploaded as run batch {}", github::md_cell(&u.run_batch_id)));
+            match github::md_url(&u.url) {
+                Some(url) => md.push_str(&format!(": [view the results]({url})\n")),
+                None => md.push('\n'),
+            }
         } else if let Some(e) = &r.upload_error {
             md.push_str(&format!("\n⚠️ Upload failed: {}\n", github::md_cell(e)));
         }

@@ -94,6 +94,12 @@ impl CredentialsFile {
     /// Loads `home/credentials`, falling back to `home/auth.json`; a missing
     /// file is an empty document, a corrupt one an error naming file and line.
     pub(crate) fn load(home: &Path) -> Result<CredentialsFile> {
+        let mut file = Self::load_file(home)?;
+        file.warnings.extend(home_permission_warning(home));
+        Ok(file)
+    }
+
+    fn load_file(home: &Path) -> Result<CredentialsFile> {
         let path = home.join("credentials");
         match read_limited(&path)? {
             Some(text) => {
@@ -153,8 +159,103 @@ impl CredentialsFile {
     }
 }
 
+/// An exclusive lock on `credentials.lock` beside the credentials file, held
+/// for a whole read-modify-write so that parallel `config set`, `auth
+/// refresh` and `auth login` runs never lose each other's updates. Released
+/// when dropped (and by the kernel if the process dies).
+pub(crate) struct CredentialsLock {
+    _file: File,
+}
+
+impl CredentialsLock {
+    /// Waits for the lock, creating `home` (0700) and the lock file as needed.
+    pub(crate) fn acquire(home: &Path) -> Result<CredentialsLock> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !home.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(home)
+                .map_err(|e| Error::io("create", home, e))?;
+        }
+        let path = home.join("credentials.lock");
+        ensure_regular(&path)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(CredentialsLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::io("lock", &path, e));
+            }
+        }
+    }
+}
+
+/// Fails unless a new file can be created beside `path`: a refresh checks
+/// this before the platform rotates the tokens, so a read-only home never
+/// costs the login.
+pub(crate) fn check_writable(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let probe = dir.join(format!(
+        ".credentials.probe.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::io("write", path, e)),
+    }
+}
+
+/// A FIFO, socket or device where a file belongs would block or mislead a
+/// read: refuse it by name instead.
+fn ensure_regular(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::config(
+            format!("{} is not a regular file", path.display()),
+            Some(format!(
+                "remove it (rm {}) or point FLUXLOOP_HOME at another directory",
+                path.display()
+            )),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A warning when group or others may write the directory holding logins:
+/// they could replace the credentials file.
+fn home_permission_warning(home: &Path) -> Option<String> {
+    let mode = fs::metadata(home).ok()?.mode() & 0o777;
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "{} is writable by other users (mode {mode:04o}); fix with: chmod 700 {}",
+            home.display(),
+            home.display()
+        )
+    })
+}
+
 /// Reads a file of at most [`MAX_FILE_SIZE`] bytes; `None` when it does not exist.
 fn read_limited(path: &Path) -> Result<Option<String>> {
+    ensure_regular(path)?;
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

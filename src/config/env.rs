@@ -7,6 +7,21 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// Variables that hold a credential the CLI reads, or could mint one (the
+/// GitHub Actions OIDC request pair). The agent never inherits them: it is
+/// code under test, and a prompt-injected agent would print them. A value
+/// the agent does need is passed on purpose with `runner.env`.
+pub(crate) const CREDENTIAL_VARS: &[&str] = &[
+    "FLUXLOOP_API_KEY",
+    "FLUXLOOP_SYNC_API_KEY",
+    "FLUXLOOP_TOKEN",
+    "FLUXLOOP_ID_TOKEN",
+    "FLUXLOOP_OIDC_TOKEN",
+    "FLUXLOOP_OIDC_TOKEN_FILE",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+];
+
 /// The environment variables the CLI was started with.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Env {

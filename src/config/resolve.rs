@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
+use crate::api::Endpoint;
 use crate::auth::key::{self, KeyInput};
 use crate::config::credentials::CredentialsFile;
 use crate::config::project::{LoadedConfig, ProjectJson};
@@ -27,6 +28,8 @@ pub(crate) enum CredentialKind {
     /// A login stored in a profile, refreshable.
     Login {
         profile: String,
+        /// The platform that issued it (the profile's `api_endpoint`).
+        issuer: Option<String>,
         refresh_token: Option<Secret>,
         expires_at: Option<OffsetDateTime>,
         user_email: Option<String>,
@@ -90,9 +93,8 @@ pub(crate) fn resolve_profile(s: &Sources<'_>) -> Result<Value<String>> {
 /// hosted platform. A trailing `/` is dropped.
 pub(crate) fn resolve_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
     let found = find_endpoint(s, profile)?;
-    let trimmed = found.val.trim_end_matches('/').to_string();
-    validate_endpoint(&trimmed, &found.origin)?;
-    Ok(Value::new(trimmed, found.origin))
+    let parsed = parse_endpoint(&found.val, &found.origin)?;
+    Ok(Value::new(parsed.to_string(), found.origin))
 }
 
 fn find_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
@@ -137,30 +139,20 @@ fn find_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
     Ok(Value::new(DEFAULT_ENDPOINT.to_string(), Origin::Default))
 }
 
-/// Checks that an endpoint is an `http(s)://host` URL.
-pub(crate) fn validate_endpoint(url: &str, origin: &Origin) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::config(
+/// Parses an endpoint (the one parser: [`Endpoint::parse`]); an error names
+/// the value and where it came from.
+pub(crate) fn parse_endpoint(url: &str, origin: &Origin) -> Result<Endpoint> {
+    Endpoint::parse(url).map_err(|why| {
+        Error::config(
             format!("invalid endpoint {url:?} (from {origin}): {why}"),
             Some("an endpoint looks like https://api.fluxloop.ai".into()),
-        ))
-    };
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        return bad("it must start with https:// or http://");
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return bad("it has no host");
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("it contains whitespace");
-    }
-    match url.parse::<ureq::http::Uri>() {
-        Ok(uri) if uri.host().is_some() => Ok(()),
-        _ => bad("it is not a valid URL"),
-    }
+        )
+    })
+}
+
+/// Checks that an endpoint is an `http(s)://host[:port][/path]` URL.
+pub(crate) fn validate_endpoint(url: &str, origin: &Origin) -> Result<()> {
+    parse_endpoint(url, origin).map(|_| ())
 }
 
 /// The credential in effect and the sources it shadows.
@@ -258,6 +250,7 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
                             secret: Secret::new(p.access_token.clone().unwrap_or_default()),
                             kind: CredentialKind::Login {
                                 profile: profile.val.clone(),
+                                issuer: p.api_endpoint.clone().filter(|e| !e.is_empty()),
                                 refresh_token: p.refresh_token.clone().map(Secret::new),
                                 expires_at,
                                 user_email: p.user_email.clone(),

@@ -62,15 +62,69 @@ pub(crate) fn error_annotation(title: &str, message: &str) -> String {
     )
 }
 
-/// A Markdown table cell: no line breaks, no column separators, no HTML.
+/// A Markdown table cell: no line breaks, no column separators, no HTML,
+/// and no Markdown of its own (links, images, emphasis), since the text is
+/// an agent's or a server's.
 pub(crate) fn md_cell(s: &str) -> String {
     let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line
-        .replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('`', "'")
+    let mut out = String::with_capacity(one_line.len());
+    for c in one_line.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '`' => out.push('\''),
+            '\\' | '|' | '[' | ']' | '(' | ')' | '*' | '_' | '!' | '#' | '~' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link target for Markdown: only http(s), with the characters that
+/// could end the link or start markup percent-encoded.
+pub(crate) fn md_url(url: &str) -> Option<String> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return None;
+    }
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        match c {
+            '(' | ')' | '<' | '>' | '"' | '\'' | ' ' | '`' | '[' | ']' | '\\' => {
+                out.push_str(&format!("%{:02X}", c as u32))
+            }
+            c if c.is_control() || !c.is_ascii() => {}
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Whether the runner would read `line` as a workflow command: it trims
+/// leading white space, then looks for `::name` or the older `##[name`.
+fn starts_command(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("::") || t.starts_with("##[")
+}
+
+/// Text that is not ours (an agent's output, a server's message) made
+/// unable to issue workflow commands: when any line would be read as one,
+/// the whole text is fenced by `::stop-commands::` with a token nobody
+/// can guess, which is the runner's own way to print such text verbatim.
+pub(crate) fn fence(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.lines().any(starts_command) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let nl = if text.ends_with('\n') { "" } else { "\n" };
+    std::borrow::Cow::Owned(format!(
+        "::stop-commands::{token}\n{text}{nl}::{token}::\n"
+    ))
 }
 
 #[cfg(test)]
@@ -97,5 +151,20 @@ mod more_tests {
             "::error title=run 1%3A a%2C b::exit 3%0Astderr: 100%25"
         );
         assert_eq!(md_cell("a|b\n<c>"), "a\\|b &lt;c&gt;");
+        assert_eq!(
+            md_cell("[click](https://evil.example) ![x](y) **b**"),
+            "\\[click\\]\\(https://evil.example\\) \\!\\[x\\]\\(y\\) \\*\\*b\\*\\*"
+        );
+        assert_eq!(
+            md_url("https://h/x) [y](z").as_deref(),
+            Some("https://h/x%29%20%5By%5D%28z")
+        );
+        assert_eq!(md_url("javascript:alert(1)"), None);
+        assert_eq!(fence("plain\nlines\n"), "plain\nlines\n");
+        let fenced = fence("ok\n  ::error::forged\n");
+        let lines: Vec<&str> = fenced.lines().collect();
+        let token = lines[0].strip_prefix("::stop-commands::").unwrap();
+        assert_eq!(token.len(), 32);
+        assert_eq!(&lines[1..], &["ok", "  ::error::forged", &format!("::{token}::")]);
     }
 }

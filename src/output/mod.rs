@@ -124,9 +124,29 @@ impl Output {
         }
     }
 
+    /// A line of text for a person on stderr, made safe first (see [`Output::printable`]).
     fn stderr_line(&self, line: &str) {
+        let line = self.printable(line, self.err_style.color);
+        self.stderr_raw(line.trim_end_matches('\n'));
+    }
+
+    /// A line exactly as given: our own workflow commands only.
+    fn stderr_raw(&self, line: &str) {
         let _guard = self.lock.lock();
         let _ = writeln!(io::stderr().lock(), "{line}");
+    }
+
+    /// Every text printed for a person may carry words that are not ours
+    /// (an agent's error, a server's message, a scenario name): escape and
+    /// control sequences go, but for our own colours, and under GitHub
+    /// Actions no line of it can act as a workflow command.
+    fn printable(&self, text: &str, colour: bool) -> String {
+        let clean = crate::secret::strip_controls(text, colour);
+        if self.github {
+            github::fence(&clean).into_owned()
+        } else {
+            clean
+        }
     }
 
     /// A warning on stderr (not with `--quiet`).
@@ -152,7 +172,7 @@ impl Output {
     /// value a script captures (`apikeys create`).
     pub(crate) fn add_mask_stderr(&self, secret: &str) {
         if self.github && !secret.is_empty() {
-            self.stderr_line(&format!("::add-mask::{}", github::escape_data(secret)));
+            self.stderr_raw(&format!("::add-mask::{}", github::escape_data(secret)));
         }
     }
 
@@ -202,17 +222,31 @@ impl Output {
         }
         let line = format!("::add-mask::{}", github::escape_data(secret));
         if self.json {
-            self.stderr_line(&line);
+            self.stderr_raw(&line);
         } else {
             let _ = writeln!(io::stdout().lock(), "{line}");
         }
     }
 
-    /// A GitHub workflow command on stdout (never with `--json`).
+    /// A GitHub workflow command on stdout (never with `--json`); any
+    /// untrusted part of it must already be escaped.
     pub(crate) fn workflow_command(&self, line: &str) {
         if self.github && !self.json {
             let _guard = self.lock.lock();
             let _ = writeln!(io::stdout().lock(), "{line}");
+        }
+    }
+
+    /// Untrusted text in the GitHub log (inside a group), fenced so that
+    /// none of its lines acts as a workflow command.
+    pub(crate) fn workflow_text(&self, text: &str) {
+        if self.github && !self.json {
+            let text = self.printable(text, false);
+            let _guard = self.lock.lock();
+            let _ = write!(io::stdout().lock(), "{}", text);
+            if !text.ends_with('\n') {
+                let _ = writeln!(io::stdout().lock());
+            }
         }
     }
 
@@ -223,7 +257,7 @@ impl Output {
             serde_json::to_writer_pretty(&mut out, &report.to_json())?;
             writeln!(out)?;
         } else {
-            let text = report.human(&self.style);
+            let text = self.printable(&report.human(&self.style), self.style.color);
             if !text.trim().is_empty() {
                 write!(out, "{text}")?;
                 if !text.ends_with('\n') {

@@ -214,6 +214,9 @@ fn spawn_error(program: &str, e: &std::io::Error) -> String {
 pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) -> Done {
     let start = Instant::now();
     let mut cmd = Command::new(&agent.program);
+    for name in crate::config::env::CREDENTIAL_VARS {
+        cmd.env_remove(name);
+    }
     cmd.args(&agent.args)
         .current_dir(&agent.cwd)
         .envs(&agent.env)

@@ -496,12 +496,13 @@ fn config_set_profile_keeps_logins_and_unknown_fields() {
         PROFILE_REFRESH
     );
     assert_eq!(mode(&sb.credentials_path()), 0o600);
-    // No temp file left beside it.
-    let names: Vec<String> = std::fs::read_dir(sb.fluxloop_home())
+    // No temp file left beside it; the lock file stays, as cargo's does.
+    let mut names: Vec<String> = std::fs::read_dir(sb.fluxloop_home())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["credentials".to_string()]);
+    names.sort();
+    assert_eq!(names, ["credentials", "credentials.lock"]);
 }
 
 #[test]
