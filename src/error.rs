@@ -193,6 +193,14 @@ impl Error {
                 hint.iter().cloned().collect()
             }
             Error::MissingFile { .. } => vec![],
+            Error::Io {
+                action: "write",
+                path,
+                ..
+            } => vec![format!(
+                "nothing was changed; check that {} is writable (not a read-only file system)",
+                path.parent().unwrap_or(path).display()
+            )],
             Error::Io { .. } => vec![],
             Error::NoCredential => vec![
                 "pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN".into(),

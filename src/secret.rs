@@ -77,7 +77,10 @@ pub(crate) fn scrub(text: &str, known: &[&Secret], max_chars: usize) -> String {
 /// and, with `keep_colour`, SGR colour sequences (`ESC [ … m`), which can
 /// only change how text looks, never move the cursor or retitle a window.
 pub(crate) fn strip_controls(text: &str, keep_colour: bool) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len());
@@ -170,7 +173,8 @@ fn mask_token_shapes(text: &str) -> String {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// `"refresh_token": "VALUE"` at the start of `s`: the offset where VALUE

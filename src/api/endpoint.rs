@@ -48,16 +48,18 @@ impl Endpoint {
         }
         // Parsers disagree about these; an endpoint never needs them.
         for (c, what) in [
-            ('@', "user information (user@host)"),
             ('?', "a query string (?…)"),
             ('#', "a fragment (#…)"),
             ('\\', "a backslash"),
+            ('@', "user information (user@host)"),
         ] {
             if rest.contains(c) {
                 return Err(format!("an endpoint must not contain {what}"));
             }
         }
-        let uri: ureq::http::Uri = raw.parse().map_err(|_| "it is not a valid URL".to_string())?;
+        let uri: ureq::http::Uri = raw
+            .parse()
+            .map_err(|_| "it is not a valid URL".to_string())?;
         let authority = uri.authority().ok_or("it has no host")?;
         let host = authority.host();
         let host = host
@@ -89,11 +91,7 @@ impl Endpoint {
     /// `localhost`, `127.0.0.0/8` or `::1`. Names under `.localhost` are not
     /// trusted: nothing guarantees the resolver keeps them on this machine.
     pub(crate) fn is_loopback(&self) -> bool {
-        self.host == "localhost"
-            || self
-                .host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        self.host == "localhost" || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The one rule for every request that carries a secret (a key, a
@@ -137,7 +135,10 @@ mod tests {
         for (raw, shown) in [
             ("https://api.fluxloop.ai", "https://api.fluxloop.ai"),
             ("https://api.fluxloop.ai/", "https://api.fluxloop.ai"),
-            ("HTTPS://API.Fluxloop.AI:8443/v1/", "https://api.fluxloop.ai:8443/v1"),
+            (
+                "HTTPS://API.Fluxloop.AI:8443/v1/",
+                "https://api.fluxloop.ai:8443/v1",
+            ),
             ("http://127.0.0.1:8787", "http://127.0.0.1:8787"),
             ("http://[::1]:9", "http://[::1]:9"),
         ] {
@@ -159,7 +160,13 @@ mod tests {
             let e = Endpoint::parse(raw).unwrap_err();
             assert!(e.starts_with("an endpoint must not contain"), "{raw}: {e}");
         }
-        for raw in ["ftp://x", "api.fluxloop.ai", "https://", "https:///x", "https://a b"] {
+        for raw in [
+            "ftp://x",
+            "api.fluxloop.ai",
+            "https://",
+            "https:///x",
+            "https://a b",
+        ] {
             assert!(Endpoint::parse(raw).is_err(), "{raw}");
         }
     }

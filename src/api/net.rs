@@ -357,7 +357,10 @@ mod tests {
             proxy_for(&env, &ep("https://a.internal.corp:443")).unwrap(),
             None
         );
-        assert_eq!(proxy_for(&env, &ep("https://x.skip.example")).unwrap(), None);
+        assert_eq!(
+            proxy_for(&env, &ep("https://x.skip.example")).unwrap(),
+            None
+        );
         assert_eq!(proxy_for(&env, &ep("http://10.1.2.3:80")).unwrap(), None);
         let all = Env::from_pairs(&[("ALL_PROXY", "http://all:3")]);
         assert_eq!(

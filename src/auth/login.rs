@@ -84,7 +84,10 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
 /// Whether an endpoint was named only by a file in the repository, which
 /// anyone who can open a pull request can change.
 fn from_repository(origin: &Origin) -> bool {
-    matches!(origin, Origin::ProjectConfig { .. } | Origin::ProjectJson(_))
+    matches!(
+        origin,
+        Origin::ProjectConfig { .. } | Origin::ProjectJson(_)
+    )
 }
 
 /// A stored login goes only to the platform that issued it (the profile's

@@ -10,8 +10,8 @@ use crate::api::types::{ApiKeyRecord, DeviceStart};
 use crate::api::{Client, Endpoint, Retry};
 use crate::auth::login::{self, LoginObserver};
 use crate::cli::AuthCommand;
-use crate::config::resolve::CredentialKind;
 use crate::config::credentials::StoredProfile;
+use crate::config::resolve::CredentialKind;
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
@@ -230,9 +230,9 @@ fn refresh(ctx: &Ctx) -> Result<Outcome> {
     let profile = ctx.profile()?;
     let file = ctx.credentials()?;
     let stored = file.profile(&profile.val);
-    if !stored
+    if stored
         .and_then(|p| p.refresh_token.as_deref())
-        .is_some_and(|t| !t.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(Error::AuthenticationFailed {
             reason: format!("profile {} has no stored login to refresh", profile.val),
@@ -373,7 +373,11 @@ fn end_session(
     };
     let result = match send(&access, &refresh_token) {
         Err(Error::TokenExpired { .. }) if refresh_token.is_some() => {
-            match login::trade_refresh_token(ctx, &issuer, refresh_token.as_deref().unwrap_or_default()) {
+            match login::trade_refresh_token(
+                ctx,
+                &issuer,
+                refresh_token.as_deref().unwrap_or_default(),
+            ) {
                 Ok(cred) => {
                     access = cred.access_token;
                     refresh_token = cred.refresh_token.or(refresh_token);

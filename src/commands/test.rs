@@ -575,7 +575,10 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             }
         }
         if let Some(u) = &r.upload {
-            md.push_str(&format!("\nUploaded as run batch {}", github::md_cell(&u.run_batch_id)));
+            md.push_str(&format!(
+                "\nUploaded as run batch {}",
+                github::md_cell(&u.run_batch_id)
+            ));
             match github::md_url(&u.url) {
                 Some(url) => md.push_str(&format!(": [view the results]({url})\n")),
                 None => md.push('\n'),

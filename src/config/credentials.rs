@@ -181,6 +181,8 @@ impl CredentialsLock {
         }
         let path = home.join("credentials.lock");
         ensure_regular(&path)?;
+        // The lock is taken to write the credentials file; a home where the
+        // lock cannot be created is one where that file cannot be written.
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -188,7 +190,7 @@ impl CredentialsLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+            .map_err(|e| Error::io("write", home.join("credentials"), e))?;
         loop {
             // SAFETY: flock on a descriptor we own; no memory is involved.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {

@@ -122,9 +122,7 @@ pub(crate) fn fence(text: &str) -> std::borrow::Cow<'_, str> {
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     let nl = if text.ends_with('\n') { "" } else { "\n" };
-    std::borrow::Cow::Owned(format!(
-        "::stop-commands::{token}\n{text}{nl}::{token}::\n"
-    ))
+    std::borrow::Cow::Owned(format!("::stop-commands::{token}\n{text}{nl}::{token}::\n"))
 }
 
 #[cfg(test)]
@@ -165,6 +163,9 @@ mod more_tests {
         let lines: Vec<&str> = fenced.lines().collect();
         let token = lines[0].strip_prefix("::stop-commands::").unwrap();
         assert_eq!(token.len(), 32);
-        assert_eq!(&lines[1..], &["ok", "  ::error::forged", &format!("::{token}::")]);
+        assert_eq!(
+            &lines[1..],
+            &["ok", "  ::error::forged", &format!("::{token}::")]
+        );
     }
 }

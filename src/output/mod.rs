@@ -232,6 +232,7 @@ impl Output {
     /// untrusted part of it must already be escaped.
     pub(crate) fn workflow_command(&self, line: &str) {
         if self.github && !self.json {
+            let line = crate::secret::strip_controls(line, false);
             let _guard = self.lock.lock();
             let _ = writeln!(io::stdout().lock(), "{line}");
         }

@@ -14,6 +14,8 @@ mod bad_input;
 mod faults;
 mod fixtures;
 mod kill;
+mod leaks;
 mod load;
 mod proxy;
 mod secrets;
+mod trap;
