@@ -23,7 +23,8 @@ pub(crate) struct Ctx {
     config: OnceCell<Option<LoadedConfig>>,
     credentials: OnceCell<CredentialsFile>,
     project_json: OnceCell<Option<(PathBuf, ProjectJson)>>,
-    /// Whether the git exposure of the credential's file was checked.
+    /// Whether the one-time credential warnings (an empty variable, a key
+    /// file git would commit) were given.
     git_checked: Cell<bool>,
 }
 
@@ -144,14 +145,26 @@ impl Ctx {
     }
 
     pub(crate) fn endpoint(&self) -> Result<Value<String>> {
-        let profile = self.profile()?;
-        self.with_sources(|s| resolve::resolve_endpoint(s, &profile.val))
+        self.with_sources(|s| resolve::resolve_endpoint(s, &|| self.profile()))
     }
 
     pub(crate) fn credential(&self) -> Result<Resolved> {
-        let profile = self.profile()?;
-        let resolved = self.with_sources(|s| resolve::resolve_credential(s, &profile))?;
-        if !self.git_checked.replace(true) {
+        let first = !self.git_checked.replace(true);
+        if first {
+            for name in [
+                "FLUXLOOP_API_KEY",
+                "FLUXLOOP_SYNC_API_KEY",
+                "FLUXLOOP_TOKEN",
+            ] {
+                if self.env.is_set_but_empty(name) {
+                    self.out.warn(&format!(
+                        "{name} is set but empty, so it is ignored (is the CI secret missing or not passed to this job?)"
+                    ));
+                }
+            }
+        }
+        let resolved = self.with_sources(|s| resolve::resolve_credential(s, &|| self.profile()))?;
+        if first {
             if let Origin::KeyFile(path) | Origin::Profile { path, .. } =
                 &resolved.credential.origin
             {

@@ -52,8 +52,9 @@ pub(crate) enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// No credential anywhere.
-    NoCredential,
+    /// No credential anywhere; `profiles` are the stored logins the
+    /// selected profile is not.
+    NoCredential { profiles: Vec<String> },
     /// An API key that cannot be a valid key: rejected before any network use.
     InvalidApiKey {
         /// Where the value came from (`environment variable FLUXLOOP_API_KEY`).
@@ -83,6 +84,8 @@ pub(crate) enum Error {
     },
     /// Device login did not complete.
     AuthenticationFailed { reason: String, hint: String },
+    /// Device login could not reach the platform.
+    LoginUnreachable { url: String, detail: String },
     /// A credential would go over plain HTTP to a host that is not loopback.
     InsecureEndpoint { url: String },
     /// The platform could not be reached (after retries).
@@ -133,7 +136,7 @@ impl Error {
             | Error::MissingFile { .. }
             | Error::InsecureEndpoint { .. }
             | Error::NeedsConfirmation { .. } => code::USAGE,
-            Error::NoCredential
+            Error::NoCredential { .. }
             | Error::InvalidApiKey { .. }
             | Error::InvalidCredential { .. }
             | Error::TokenExpired { .. }
@@ -141,7 +144,9 @@ impl Error {
             | Error::PermissionDenied { .. }
             | Error::LoginElsewhere { .. }
             | Error::AuthenticationFailed { .. } => code::AUTH,
-            Error::Network { .. } | Error::Redirect { .. } => code::NETWORK,
+            Error::Network { .. } | Error::Redirect { .. } | Error::LoginUnreachable { .. } => {
+                code::NETWORK
+            }
             Error::NotFound { .. } => code::NOT_FOUND,
             Error::Api { status, .. } => match status {
                 404 => code::NOT_FOUND,
@@ -162,7 +167,7 @@ impl Error {
             Error::Parse { .. } => "parse",
             Error::MissingFile { .. } => "missing_file",
             Error::Io { .. } => "io",
-            Error::NoCredential => "no_credential",
+            Error::NoCredential { .. } => "no_credential",
             Error::InvalidApiKey { .. } => "invalid_api_key",
             Error::InvalidCredential { .. } => "unauthenticated",
             Error::TokenExpired { .. } => "token_expired",
@@ -172,6 +177,7 @@ impl Error {
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
             Error::Network { .. } => "network",
             Error::Redirect { .. } => "redirect",
+            Error::LoginUnreachable { .. } => "network",
             Error::LoginElsewhere { .. } => "login_elsewhere",
             Error::Api { .. } => "api",
             Error::NotFound { .. } => "not_found",
@@ -202,11 +208,20 @@ impl Error {
                 path.parent().unwrap_or(path).display()
             )],
             Error::Io { .. } => vec![],
-            Error::NoCredential => vec![
-                "pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN".into(),
-                "or set api.key_file in fluxloop.yaml".into(),
-                "or run `fluxloop auth login` to store a login in the credentials file".into(),
-            ],
+            Error::NoCredential { profiles } => {
+                let mut hints = vec![
+                    "pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN".into(),
+                    "or set api.key_file in fluxloop.yaml".into(),
+                    "or run `fluxloop auth login` to store a login in the credentials file".into(),
+                ];
+                if !profiles.is_empty() {
+                    hints.push(format!(
+                        "or use a stored login ({}): --profile NAME, or `fluxloop config set profile NAME`",
+                        profiles.join(", ")
+                    ));
+                }
+                hints
+            }
             Error::InvalidApiKey { hint, .. } => vec![hint.clone()],
             Error::InvalidCredential { is_key: true, .. } => vec![
                 "check the key on the platform (settings/api-keys) or create a new one with `fluxloop apikeys create`".into(),
@@ -221,6 +236,9 @@ impl Error {
             Error::KeyRevoked { .. } => vec![
                 "create a new key with `fluxloop apikeys create --name NAME --scope read-write` and update FLUXLOOP_API_KEY".into(),
             ],
+            Error::PermissionDenied { need, .. } if need.contains("admin") => vec![
+                "managing keys needs a login or an admin key: use your login with --profile NAME (after `fluxloop auth login --profile NAME`), or pass an admin key with --api-key".into(),
+            ],
             Error::PermissionDenied { .. } => vec![
                 "create a key with the needed scope: `fluxloop apikeys create --scope read-write`"
                     .into(),
@@ -232,6 +250,9 @@ impl Error {
             ],
             Error::Network { .. } => vec![
                 "check the endpoint (`fluxloop config get endpoint`), your network and proxy settings (HTTPS_PROXY, NO_PROXY)".into(),
+            ],
+            Error::LoginUnreachable { .. } => vec![
+                "check: 1. browser opened? 2. network connection? 3. ad blockers disabled? (and the endpoint: `fluxloop config get endpoint`)".into(),
             ],
             Error::Redirect { .. } => vec![
                 "API calls never follow redirects; if you trust the new address, pass it with --endpoint".into(),
@@ -308,7 +329,7 @@ impl fmt::Display for Error {
                 path,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
-            Error::NoCredential => f.write_str("no credential found"),
+            Error::NoCredential { .. } => f.write_str("no credential found"),
             Error::InvalidApiKey {
                 origin, problem, ..
             } => write!(f, "Invalid API key (from {origin}): {problem}"),
@@ -344,6 +365,9 @@ impl fmt::Display for Error {
                 write!(f, "refusing to send credentials over plain http to {url}")
             }
             Error::Network { url, detail } => write!(f, "cannot reach {url}: {detail}"),
+            Error::LoginUnreachable { url, detail } => {
+                write!(f, "Authentication failed: cannot reach {url}: {detail}")
+            }
             Error::Redirect {
                 method,
                 url,

@@ -77,7 +77,8 @@ pub(crate) fn parse_api_key(raw: &str, input: KeyInput) -> Result<Secret, KeyPro
         }
         return problem(
             format!("it does not start with {USER_PREFIX} or {SERVICE_ACCOUNT_PREFIX}"),
-            format!("{expected}; check `echo $FLUXLOOP_API_KEY` and the key on the platform (settings/api-keys)"),
+            // Never suggest echoing the key: that prints it into CI logs.
+            format!("{expected}; compare its first characters (`printf %.8s \"$FLUXLOOP_API_KEY\"`) with the key on the platform (settings/api-keys)"),
         );
     };
     if let Some((pos, c)) = value

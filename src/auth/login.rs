@@ -32,6 +32,7 @@ pub(crate) struct Session {
 pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     let mut resolved = ctx.credential()?;
     let endpoint = ctx.endpoint()?;
+    note_profile_override(ctx, &resolved, &endpoint);
     ctx.mask_for_ci(
         &resolved.credential.origin,
         resolved.credential.val.secret.expose(),
@@ -79,6 +80,37 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
         endpoint,
         refreshed,
     })
+}
+
+/// `--profile NAME` beats the environment (CLI.md §2); say what it beat, so
+/// a CI log shows why FLUXLOOP_API_KEY was not used.
+fn note_profile_override(ctx: &Ctx, resolved: &Resolved, endpoint: &Value<String>) {
+    let Some(profile) = ctx.globals.profile.as_deref() else {
+        return;
+    };
+    let mut ignored: Vec<String> = Vec::new();
+    if matches!(resolved.credential.origin, Origin::Profile { .. }) {
+        ignored.extend(
+            resolved
+                .shadowed
+                .iter()
+                .filter(|o| matches!(o, Origin::Env(_)))
+                .map(|o| o.to_string()),
+        );
+    }
+    if matches!(endpoint.origin, Origin::Profile { .. }) {
+        for name in ["FLUXLOOP_API_ENDPOINT", "FLUXLOOP_API_URL"] {
+            if ctx.env.get_os(name).is_some() {
+                ignored.push(format!("environment variable {name}"));
+            }
+        }
+    }
+    if !ignored.is_empty() {
+        ctx.out.info(&format!(
+            "note: --profile {profile} uses its own login and endpoint; ignoring {}",
+            ignored.join(", ")
+        ));
+    }
 }
 
 /// Whether an endpoint was named only by a file in the repository, which
@@ -213,7 +245,13 @@ pub(crate) fn store_login(
     endpoint: &str,
     cred: LoginCredential,
 ) -> Result<StoredProfile> {
-    ctx.update_credentials(|file| Ok((put_login(ctx, file, profile, endpoint, cred), true)))
+    ctx.update_credentials(|file| {
+        // The first login becomes the default, so the next command finds it.
+        if file.doc.default_profile.is_none() {
+            file.doc.default_profile = Some(profile.to_string());
+        }
+        Ok((put_login(ctx, file, profile, endpoint, cred), true))
+    })
 }
 
 fn put_login(
@@ -333,13 +371,13 @@ pub(crate) fn device_login(
 /// Device-flow failures read as the seed's `Authentication failed`, with its checklist.
 fn login_failed(e: Error) -> Error {
     match e {
-        Error::Network { url, detail } => Error::AuthenticationFailed {
-            reason: format!("cannot reach {url}: {detail}"),
-            hint: "check: 1. browser opened? 2. network connection? 3. ad blockers disabled? (and the endpoint: `fluxloop config get endpoint`)".into(),
-        },
-        Error::Api { status, message, .. } => Error::AuthenticationFailed {
+        Error::Network { url, detail } => Error::LoginUnreachable { url, detail },
+        Error::Api {
+            status, message, ..
+        } => Error::AuthenticationFailed {
             reason: format!("the platform answered HTTP {status}: {message}"),
-            hint: "check: 1. browser opened? 2. network connection? 3. ad blockers disabled?".into(),
+            hint: "check: 1. browser opened? 2. network connection? 3. ad blockers disabled?"
+                .into(),
         },
         other => other,
     }

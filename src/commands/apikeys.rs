@@ -12,7 +12,6 @@ use crate::cli::{ApikeysCommand, KeyType, Scope};
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
 use crate::output::{table, thousands, Human, Outcome, Style};
-use crate::secret::mask;
 
 /// Keys older than this are due for rotation (the seed's "monthly rotation").
 const ROTATE_AFTER_DAYS: i64 = 90;
@@ -370,6 +369,8 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
 #[derive(Serialize)]
 struct RevokeReport {
     target: String,
+    /// The key had been revoked before.
+    already: bool,
     #[serde(flatten)]
     record: ApiKeyRecord,
     #[serde(skip)]
@@ -378,6 +379,9 @@ struct RevokeReport {
 
 impl Human for RevokeReport {
     fn human(&self, _: &Style) -> String {
+        if self.already {
+            return format!("Key {} was already revoked; nothing to do.\n", self.target);
+        }
         let mut s = format!(
             "Revoked key {} (id {}); it stops working now.\n",
             self.record.name.as_deref().unwrap_or(&self.target),
@@ -391,44 +395,118 @@ impl Human for RevokeReport {
 }
 
 fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
-    let is_key = key::is_api_key(target.trim());
-    let (body, shown) = if is_key {
-        let secret = key::api_key_from(target, KeyInput::Typed, "the KEY_OR_ID argument")?;
-        ctx.out.add_mask_stderr(secret.expose());
-        (
-            serde_json::json!({ "key": secret.expose() }),
-            secret.masked(),
-        )
-    } else {
-        if target.trim().is_empty() {
-            return Err(Error::config(
-                "KEY_OR_ID is empty",
-                Some("pass the key or its id from `fluxloop apikeys list`".into()),
-            ));
-        }
-        (serde_json::json!({ "id": target }), target.to_string())
-    };
+    if key::is_api_key(target.trim()) {
+        return revoke_by_possession(ctx, target);
+    }
+    if target.trim().is_empty() {
+        return Err(Error::config(
+            "KEY_OR_ID is empty",
+            Some("pass the key, or its id or name from `fluxloop apikeys list`".into()),
+        ));
+    }
     let session = login::session(ctx)?;
     let own = scope::require(ctx, &session.client, &[Need::Admin])?;
-    if !ctx.confirm(&format!("Revoke key {shown}? It stops working at once"))? {
+    let id = resolve_key_id(ctx, &session.client, own.as_ref(), target)?;
+    if !ctx.confirm(&format!("Revoke key {target}? It stops working at once"))? {
         return Err(Error::Interrupted);
     }
+    let body = serde_json::json!({ "id": id });
     let record: ApiKeyRecord =
         session
             .client
             .post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
-    let in_use = session.resolved.credential.val.secret.expose();
-    let was_in_use = (is_key && in_use == target.trim())
-        || own
-            .and_then(|o| o.id)
-            .is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
+    let was_in_use = own
+        .and_then(|o| o.id)
+        .is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
     Ok(Outcome::ok(RevokeReport {
-        target: if is_key {
-            mask(target)
-        } else {
-            target.to_string()
-        },
+        target: target.to_string(),
+        already: false,
         record,
         was_in_use,
     }))
+}
+
+/// Revoking by the full key value is authorised by holding it: the request
+/// is sent with that key itself (GitHub's credential-revocation model), so
+/// the seed's rotation works with a read-write key in the environment.
+fn revoke_by_possession(ctx: &Ctx, target: &str) -> Result<Outcome> {
+    let secret = key::api_key_from(target, KeyInput::Typed, "the KEY_OR_ID argument")?;
+    ctx.out.add_mask_stderr(secret.expose());
+    let shown = secret.masked();
+    if !ctx.confirm(&format!("Revoke key {shown}? It stops working at once"))? {
+        return Err(Error::Interrupted);
+    }
+    let endpoint = ctx.endpoint()?;
+    let in_use = ctx
+        .credential()
+        .is_ok_and(|r| r.credential.val.secret.expose() == secret.expose());
+    let body = serde_json::json!({ "key": secret.expose() });
+    let auth = Auth {
+        secret,
+        origin: "the KEY_OR_ID argument".into(),
+        is_api_key: true,
+    };
+    let client = ctx.client_with(&endpoint.val, auth)?;
+    match client.post::<_, ApiKeyRecord>("/api/api-keys/revoke", &body, Retry::Idempotent) {
+        Ok(record) => Ok(Outcome::ok(RevokeReport {
+            target: shown,
+            already: false,
+            record,
+            was_in_use: in_use,
+        })),
+        Err(Error::KeyRevoked { .. }) => Ok(Outcome::ok(RevokeReport {
+            target: shown,
+            already: true,
+            record: ApiKeyRecord::default(),
+            was_in_use: false,
+        })),
+        Err(e) => Err(e),
+    }
+}
+
+/// The id of the key `target` names: an id as is, or a name that is unique
+/// among the project's keys.
+fn resolve_key_id(
+    ctx: &Ctx,
+    client: &crate::api::Client,
+    own: Option<&ApiKeyRecord>,
+    target: &str,
+) -> Result<String> {
+    let project = project_id(ctx, None, own)?;
+    let path = match &project {
+        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
+        None => "/api/api-keys".to_string(),
+    };
+    let records: Vec<ApiKeyRecord> = match client.get(&path) {
+        Ok(r) => r,
+        // No listing on this platform: the target can only be an id.
+        Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {
+            return Ok(target.to_string())
+        }
+        Err(e) => return Err(e),
+    };
+    if records.iter().any(|r| r.id.as_deref() == Some(target)) {
+        return Ok(target.to_string());
+    }
+    let named: Vec<&ApiKeyRecord> = records
+        .iter()
+        .filter(|r| r.name.as_deref() == Some(target) && r.revoked_at.is_none())
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.id.clone().unwrap_or_default()),
+        [] => Err(Error::NotFound {
+            what: format!("API key {target}"),
+            hint: Some("see the ids and names with `fluxloop apikeys list`".into()),
+        }),
+        many => Err(Error::config(
+            format!("{} active keys are named {target:?}", many.len()),
+            Some(format!(
+                "revoke one by id: {}",
+                many.iter()
+                    .filter_map(|r| r.id.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        )),
+    }
 }

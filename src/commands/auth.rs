@@ -123,6 +123,14 @@ fn open_browser(out: &Output, url: &str) {
 }
 
 fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
+    // Nobody is at a browser in CI: a login would wait ten minutes for
+    // nothing. `--no-browser` says someone will open the URL elsewhere.
+    if ctx.in_ci() && !no_browser && !ctx.out.stderr_tty {
+        return Err(Error::AuthenticationFailed {
+            reason: "`auth login` needs a person at a browser, and this is a CI job without a terminal".into(),
+            hint: "in CI set FLUXLOOP_API_KEY from the CI's secret store (a read-write key); to log in anyway, pass --no-browser and open the printed URL yourself".into(),
+        });
+    }
     let profile = ctx.profile()?;
     let endpoint = ctx.endpoint()?;
     // Refused before anything else: the device code is a secret too.

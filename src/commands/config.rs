@@ -189,7 +189,7 @@ fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
                 ),
             )
         }
-        Err(Error::NoCredential) => Setting::missing("credential", "none found".into()),
+        Err(Error::NoCredential { .. }) => Setting::missing("credential", "none found".into()),
         Err(e) => Setting::missing("credential", format!("error: {e}")),
     });
     let config = ctx.config()?;

@@ -45,6 +45,13 @@ impl Env {
         }
     }
 
+    /// Present with an empty value: CI systems export a missing secret so.
+    pub(crate) fn is_set_but_empty(&self, name: &str) -> bool {
+        self.vars
+            .get(OsStr::new(name))
+            .is_some_and(|v| v.is_empty())
+    }
+
     /// The raw value; empty values count as unset, as CI systems export
     /// missing secrets as empty strings.
     pub(crate) fn get_os(&self, name: &str) -> Option<&OsStr> {

@@ -49,6 +49,11 @@ impl Credential {
     }
 }
 
+/// The profile, resolved only when a source needs it: a CI job with
+/// `FLUXLOOP_API_KEY` and an endpoint never reads the credentials file,
+/// which `default_profile` would need.
+pub(crate) type LazyProfile<'a> = &'a dyn Fn() -> Result<Value<String>>;
+
 /// Everything resolution reads, gathered once.
 pub(crate) struct Sources<'a> {
     pub(crate) env: &'a Env,
@@ -91,15 +96,22 @@ pub(crate) fn resolve_profile(s: &Sources<'_>) -> Result<Value<String>> {
 /// In order: `--endpoint`, `FLUXLOOP_API_ENDPOINT`, `FLUXLOOP_API_URL`,
 /// `api.endpoint`, project.json `api_url`, the profile's `api_endpoint`, the
 /// hosted platform. A trailing `/` is dropped.
-pub(crate) fn resolve_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
+pub(crate) fn resolve_endpoint(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Value<String>> {
     let found = find_endpoint(s, profile)?;
     let parsed = parse_endpoint(&found.val, &found.origin)?;
     Ok(Value::new(parsed.to_string(), found.origin))
 }
 
-fn find_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
+fn find_endpoint(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Value<String>> {
     if let Some(e) = s.flag_endpoint {
         return Ok(Value::new(e.to_string(), Origin::Flag("--endpoint")));
+    }
+    // `--profile NAME` picks that profile's platform over the environment,
+    // as `aws --profile` does.
+    if let Some(name) = s.flag_profile {
+        if let Some(e) = profile_endpoint(s, name)? {
+            return Ok(e);
+        }
     }
     for name in ["FLUXLOOP_API_ENDPOINT", "FLUXLOOP_API_URL"] {
         if let Some(e) = s.env.get(name)? {
@@ -122,21 +134,29 @@ fn find_endpoint(s: &Sources<'_>, profile: &str) -> Result<Value<String>> {
             return Ok(Value::new(e.to_string(), Origin::ProjectJson(path.clone())));
         }
     }
-    let creds = (s.credentials)()?;
-    if let Some(e) = creds
-        .profile(profile)
-        .and_then(|p| p.api_endpoint.as_deref())
-        .filter(|e| !e.is_empty())
-    {
-        return Ok(Value::new(
-            e.to_string(),
-            Origin::Profile {
-                name: profile.to_string(),
-                path: creds.path.clone(),
-            },
-        ));
+    let profile = profile()?;
+    if let Some(e) = profile_endpoint(s, &profile.val)? {
+        return Ok(e);
     }
     Ok(Value::new(DEFAULT_ENDPOINT.to_string(), Origin::Default))
+}
+
+/// The stored `api_endpoint` of profile `name`, if it has one.
+fn profile_endpoint(s: &Sources<'_>, name: &str) -> Result<Option<Value<String>>> {
+    let creds = (s.credentials)()?;
+    Ok(creds
+        .profile(name)
+        .and_then(|p| p.api_endpoint.as_deref())
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            Value::new(
+                e.to_string(),
+                Origin::Profile {
+                    name: name.to_string(),
+                    path: creds.path.clone(),
+                },
+            )
+        }))
 }
 
 /// Parses an endpoint (the one parser: [`Endpoint::parse`]); an error names
@@ -165,7 +185,7 @@ pub(crate) struct Resolved {
 /// In order: `--api-key`, `FLUXLOOP_API_KEY`, `FLUXLOOP_SYNC_API_KEY`,
 /// `FLUXLOOP_TOKEN`, `api.key_file`, the profile's login. API keys are
 /// format-checked here, before any network use.
-pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Result<Resolved> {
+pub(crate) fn resolve_credential(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Resolved> {
     let mut found: Vec<Value<Credential>> = Vec::new();
     let mut first_error: Option<Error> = None;
     // Gather every source in order; the first is used, the others are reported
@@ -187,6 +207,23 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
 
     if let Some(k) = s.flag_api_key {
         push(typed_key(k, Origin::Flag("--api-key")), &mut found);
+    }
+    // An explicit `--profile` means that profile's login, over every
+    // credential in the environment (the caller notes what it ignored).
+    if let Some(name) = s.flag_profile {
+        let flagged = Value::new(name.to_string(), Origin::Flag("--profile"));
+        match profile_login(s, &flagged) {
+            Ok(Some(v)) => push(Ok(Some(v)), &mut found),
+            Ok(None) => {
+                if found.is_empty() {
+                    return Err(Error::NotFound {
+                        what: format!("a login in profile {name} (from --profile)"),
+                        hint: Some(format!("run `fluxloop auth login --profile {name}`, or leave out --profile to use FLUXLOOP_API_KEY")),
+                    });
+                }
+            }
+            Err(e) => push(Err(e), &mut found),
+        }
     }
     for name in ["FLUXLOOP_API_KEY", "FLUXLOOP_SYNC_API_KEY"] {
         match s.env.get(name) {
@@ -229,58 +266,10 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
             push(read_key_file(s.env, c, kf), &mut found);
         }
     }
-    if found.is_empty() && first_error.is_none() {
-        match (s.credentials)() {
-            Ok(creds) => {
-                if let Some(problem) = creds
-                    .profile(&profile.val)
-                    .filter(|p| p.has_token())
-                    .and_then(|p| token_problem(p.access_token.as_deref().unwrap_or_default()))
-                {
-                    return Err(Error::InvalidCredential {
-                        is_key: false,
-                        origin: format!("profile {} in {}", profile.val, creds.path.display()),
-                        detail: problem,
-                    });
-                }
-                if let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) {
-                    let expires_at = crate::auth::login::parse_time(p.expires_at.as_deref());
-                    found.push(Value::new(
-                        Credential {
-                            secret: Secret::new(p.access_token.clone().unwrap_or_default()),
-                            kind: CredentialKind::Login {
-                                profile: profile.val.clone(),
-                                issuer: p.api_endpoint.clone().filter(|e| !e.is_empty()),
-                                refresh_token: p.refresh_token.clone().map(Secret::new),
-                                expires_at,
-                                user_email: p.user_email.clone(),
-                            },
-                        },
-                        Origin::Profile {
-                            name: profile.val.clone(),
-                            path: creds.path.clone(),
-                        },
-                    ));
-                } else if profile.origin != Origin::Default
-                    && creds.profile(&profile.val).is_none()
-                    && !creds.doc.profiles.is_empty()
-                {
-                    let known: Vec<&str> = creds.doc.profiles.keys().map(String::as_str).collect();
-                    return Err(Error::NotFound {
-                        what: format!(
-                            "profile {} (from {}) in {}",
-                            profile.val,
-                            profile.origin,
-                            creds.path.display()
-                        ),
-                        hint: Some(format!(
-                            "known profiles: {}; log in with `fluxloop auth login --profile {}`",
-                            known.join(", "),
-                            profile.val
-                        )),
-                    });
-                }
-            }
+    if found.is_empty() && first_error.is_none() && s.flag_profile.is_none() {
+        match profile().and_then(|p| profile_login(s, &p).map(|l| (l, p))) {
+            Ok((Some(login), _)) => found.push(login),
+            Ok((None, profile)) => return Err(no_login(s, &profile)),
             Err(e) => first_error = Some(e),
         }
     }
@@ -289,12 +278,74 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: &Value<String>) -> Re
     }
     let mut iter = found.into_iter();
     let Some(credential) = iter.next() else {
-        return Err(Error::NoCredential);
+        return Err(Error::NoCredential { profiles: vec![] });
     };
     Ok(Resolved {
         credential,
         shadowed: iter.map(|v| v.origin).collect(),
     })
+}
+
+/// The stored login of `profile`, if it holds one.
+fn profile_login(s: &Sources<'_>, profile: &Value<String>) -> Result<Option<Value<Credential>>> {
+    let creds = (s.credentials)()?;
+    let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) else {
+        return Ok(None);
+    };
+    if let Some(problem) = token_problem(p.access_token.as_deref().unwrap_or_default()) {
+        return Err(Error::InvalidCredential {
+            is_key: false,
+            origin: format!("profile {} in {}", profile.val, creds.path.display()),
+            detail: problem,
+        });
+    }
+    Ok(Some(Value::new(
+        Credential {
+            secret: Secret::new(p.access_token.clone().unwrap_or_default()),
+            kind: CredentialKind::Login {
+                profile: profile.val.clone(),
+                issuer: p.api_endpoint.clone().filter(|e| !e.is_empty()),
+                refresh_token: p.refresh_token.clone().map(Secret::new),
+                expires_at: crate::auth::login::parse_time(p.expires_at.as_deref()),
+                user_email: p.user_email.clone(),
+            },
+        },
+        Origin::Profile {
+            name: profile.val.clone(),
+            path: creds.path.clone(),
+        },
+    )))
+}
+
+/// No credential anywhere: say which profiles exist and how to pick one.
+fn no_login(s: &Sources<'_>, profile: &Value<String>) -> Error {
+    let known: Vec<String> = (s.credentials)()
+        .map(|c| {
+            c.doc
+                .profiles
+                .iter()
+                .filter(|(_, p)| p.has_token())
+                .map(|(n, _)| n.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if known.is_empty() {
+        return Error::NoCredential { profiles: vec![] };
+    }
+    if profile.origin != Origin::Default && !known.contains(&profile.val) {
+        let path = (s.credentials)()
+            .map(|c| c.path.display().to_string())
+            .unwrap_or_default();
+        return Error::NotFound {
+            what: format!("a login in profile {} (from {}) in {path}", profile.val, profile.origin),
+            hint: Some(format!(
+                "known profiles: {}; pick one with --profile NAME or `fluxloop config set profile NAME`, or log in with `fluxloop auth login --profile {}`",
+                known.join(", "),
+                profile.val
+            )),
+        };
+    }
+    Error::NoCredential { profiles: known }
 }
 
 /// Why a bearer token cannot be sent in an HTTP header, if it cannot: it
@@ -449,8 +500,9 @@ mod tests {
             credentials: &load,
         };
         let profile = resolve_profile(&s).unwrap();
-        let endpoint = resolve_endpoint(&s, &profile.val).unwrap();
-        let cred = resolve_credential(&s, &profile).map(|r| {
+        let lazy = || resolve_profile(&s);
+        let endpoint = resolve_endpoint(&s, &lazy).unwrap();
+        let cred = resolve_credential(&s, &lazy).map(|r| {
             let origin = match &r.credential.origin {
                 Origin::KeyFile(_) => "key_file".to_string(),
                 Origin::Profile { name, .. } => format!("profile {name}"),
@@ -543,7 +595,7 @@ mod tests {
     #[test]
     fn nothing_found_is_no_credential() {
         let (r, _, _) = resolve(&Case::default());
-        assert!(matches!(r, Err(Error::NoCredential)));
+        assert!(matches!(r, Err(Error::NoCredential { .. })));
     }
 
     #[test]
@@ -580,16 +632,15 @@ mod tests {
             project_json: None,
             credentials: &load,
         };
-        let profile = resolve_profile(&s).unwrap();
-        let r = resolve_credential(&s, &profile).unwrap();
+        let r = resolve_credential(&s, &|| resolve_profile(&s)).unwrap();
         assert_eq!(r.shadowed, vec![Origin::Env("FLUXLOOP_TOKEN")]);
     }
 
     #[test]
     fn credentials_file_is_not_read_when_a_higher_source_wins() {
+        // No FLUXLOOP_PROFILE either: the profile is never needed.
         let env = Env::from_pairs(&[
             ("FLUXLOOP_API_KEY", KEY_A),
-            ("FLUXLOOP_PROFILE", "x"),
             ("FLUXLOOP_API_ENDPOINT", "https://e.example"),
         ]);
         let load = || -> Result<&CredentialsFile> { panic!("credentials file read") };
@@ -602,9 +653,9 @@ mod tests {
             project_json: None,
             credentials: &load,
         };
-        let profile = resolve_profile(&s).unwrap();
-        resolve_endpoint(&s, &profile.val).unwrap();
-        resolve_credential(&s, &profile).unwrap();
+        let lazy = || resolve_profile(&s);
+        resolve_endpoint(&s, &lazy).unwrap();
+        resolve_credential(&s, &lazy).unwrap();
     }
 
     #[test]

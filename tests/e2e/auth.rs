@@ -92,7 +92,7 @@ fn denied_login_fails_with_authentication_failed() {
 }
 
 #[test]
-fn unreachable_platform_is_authentication_failed_with_the_checklist() {
+fn unreachable_platform_is_authentication_failed_with_the_checklist_and_exit_4() {
     let sb = Sandbox::new();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
@@ -101,9 +101,12 @@ fn unreachable_platform_is_authentication_failed_with_the_checklist() {
         .cmd(&["auth", "login", "--no-browser", "--endpoint", &url])
         .env("FLUXLOOP_HTTP_RETRIES", "0")
         .run();
-    r.code(3)
-        .stderr_has("error: Authentication failed")
-        .stderr_has("browser opened?");
+    // A network problem (exit 4), worded as the seed's "Authentication failed".
+    r.code(4);
+    assert_eq!(
+        r.stderr,
+        format!("error: Authentication failed: cannot reach {url}/api/cli-connect/start: connection refused\n  hint: check: 1. browser opened? 2. network connection? 3. ad blockers disabled? (and the endpoint: `fluxloop config get endpoint`)\n")
+    );
 }
 
 #[test]
@@ -325,7 +328,7 @@ fn admin_operations_need_an_admin_key_and_fail_before_acting() {
         .run();
     r.code(3)
         .stderr_has("error: Permission denied: this key has scope `read-write`, the operation needs `admin`")
-        .stderr_has("fluxloop apikeys create --scope read-write")
+        .stderr_has("use your login with --profile NAME")
         .no_secret(&demo.key);
     assert!(
         p.requests().iter().all(|q| q.path != "/api/api-keys"),

@@ -384,23 +384,39 @@ fn profile_flag_and_variable_pick_the_endpoint_from_the_credentials_file() {
         ),
         "https://api.fluxloop.example"
     );
-    // FLUXLOOP_API_ENDPOINT beats the profile's endpoint; a trailing / is dropped.
-    let r = sb
-        .cmd(&["config", "list", "--json", "--profile", "staging"])
-        .env(
-            "FLUXLOOP_API_ENDPOINT",
-            "https://override.fluxloop.example/",
-        )
-        .run();
-    r.ok();
+    // FLUXLOOP_API_ENDPOINT beats the profile's endpoint (a trailing / is
+    // dropped), unless --profile names the profile: then its own endpoint
+    // wins, as with `aws --profile`.
+    let override_env = |args: &[&str]| {
+        let r = sb
+            .cmd(args)
+            .env(
+                "FLUXLOOP_API_ENDPOINT",
+                "https://override.fluxloop.example/",
+            )
+            .run();
+        r.ok();
+        setting(&r, "endpoint")
+    };
     assert_eq!(
-        setting(&r, "endpoint"),
+        override_env(&["config", "list", "--json"]),
         (
             Some("https://override.fluxloop.example".into()),
             "environment variable FLUXLOOP_API_ENDPOINT".into(),
             "env".into()
         )
     );
+    assert_eq!(
+        override_env(&["config", "list", "--json", "--profile", "staging"]),
+        (
+            Some("https://api-staging.fluxloop.example".into()),
+            format!("profile staging in {}", sb.credentials_path().display()),
+            "profile".into()
+        )
+    );
+    let r = sb
+        .cmd(&["config", "list", "--json", "--profile", "staging"])
+        .run();
     assert_eq!(
         setting(&r, "profile"),
         (Some("staging".into()), "--profile".into(), "flag".into())

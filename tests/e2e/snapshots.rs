@@ -196,7 +196,7 @@ fn the_seeds_troubleshooting_errors() {
         "",
         "\
 error: Invalid API key (from environment variable FLUXLOOP_API_KEY): it does not start with flx_api_ or flx_sa_
-  hint: an API key looks like flx_api_… or flx_sa_… followed by at least 20 characters of A-Z a-z 0-9 _ -; check `echo $FLUXLOOP_API_KEY` and the key on the platform (settings/api-keys)",
+  hint: an API key looks like flx_api_… or flx_sa_… followed by at least 20 characters of A-Z a-z 0-9 _ -; compare its first characters (`printf %.8s \"$FLUXLOOP_API_KEY\"`) with the key on the platform (settings/api-keys)",
     );
 
     // Permission denied.
@@ -213,7 +213,7 @@ error: Invalid API key (from environment variable FLUXLOOP_API_KEY): it does not
         "",
         "\
 error: Permission denied: this key has scope `read`, the operation needs `admin`
-  hint: create a key with the needed scope: `fluxloop apikeys create --scope read-write`",
+  hint: managing keys needs a login or an admin key: use your login with --profile NAME (after `fluxloop auth login --profile NAME`), or pass an admin key with --api-key",
     );
 
     // No credential at all.
