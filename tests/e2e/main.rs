@@ -18,4 +18,5 @@ mod leaks;
 mod load;
 mod proxy;
 mod secrets;
+mod seed;
 mod trap;
