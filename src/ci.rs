@@ -22,6 +22,23 @@ pub(crate) struct CiInfo {
     pub(crate) pull_request: Option<String>,
 }
 
+/// Which CI system runs us, if any: the one test behind both [`detect`]
+/// and every "are we in CI" question (prompts, browsers, warnings).
+pub(crate) fn provider(env: &Env) -> Option<&'static str> {
+    let set = |name: &str| env.get_lossy(name).is_some_and(|v| !v.trim().is_empty());
+    if env.is_true("GITHUB_ACTIONS") {
+        Some("github_actions")
+    } else if env.is_true("GITLAB_CI") {
+        Some("gitlab_ci")
+    } else if set("JENKINS_URL") || set("JENKINS_HOME") {
+        Some("jenkins")
+    } else if env.is_true("CI") {
+        Some("generic")
+    } else {
+        None
+    }
+}
+
 /// Detects the CI system from the environment. GitHub's event file is read
 /// for the pull request head commit; a missing or broken file is ignored.
 pub(crate) fn detect(env: &Env) -> CiInfo {
@@ -31,7 +48,8 @@ pub(crate) fn detect(env: &Env) -> CiInfo {
             .filter(|v| !v.is_empty())
             .map(String::from)
     };
-    if env.is_true("GITHUB_ACTIONS") {
+    let provider = provider(env);
+    if provider == Some("github_actions") {
         let event = env
             .path("GITHUB_EVENT_PATH")
             .and_then(|p| std::fs::read(p).ok())
@@ -86,7 +104,7 @@ pub(crate) fn detect(env: &Env) -> CiInfo {
             pull_request: pr_number,
         };
     }
-    if env.is_true("GITLAB_CI") {
+    if provider == Some("gitlab_ci") {
         return CiInfo {
             provider: Some("gitlab_ci".into()),
             commit: get("CI_COMMIT_SHA"),
@@ -97,7 +115,7 @@ pub(crate) fn detect(env: &Env) -> CiInfo {
             pull_request: get("CI_MERGE_REQUEST_IID"),
         };
     }
-    if get("JENKINS_URL").is_some() || get("JENKINS_HOME").is_some() {
+    if provider == Some("jenkins") {
         let branch = get("CHANGE_BRANCH")
             .or_else(|| get("BRANCH_NAME"))
             .or_else(|| {
@@ -111,7 +129,7 @@ pub(crate) fn detect(env: &Env) -> CiInfo {
             pull_request: get("CHANGE_ID"),
         };
     }
-    if env.is_true("CI") {
+    if provider == Some("generic") {
         return CiInfo {
             provider: Some("generic".into()),
             commit: get("CI_COMMIT_SHA")
@@ -146,6 +164,22 @@ mod tests {
         ("GITHUB_RUN_ATTEMPT", "1"),
         ("RUNNER_OS", "Linux"),
     ];
+
+    #[test]
+    fn one_answer_to_are_we_in_ci() {
+        for (pairs, want) in [
+            (&[("GITLAB_CI", "false")][..], None),
+            (&[("GITLAB_CI", "true")], Some("gitlab_ci")),
+            (&[("JENKINS_HOME", "/var/jenkins")], Some("jenkins")),
+            (&[("JENKINS_URL", " ")], None),
+            (&[("CI", "1")], Some("generic")),
+            (&[("CI", "false"), ("GITHUB_ACTIONS", "false")], None),
+        ] {
+            let env = Env::from_pairs(pairs);
+            assert_eq!(provider(&env), want, "{pairs:?}");
+            assert_eq!(detect(&env).provider.as_deref(), want, "{pairs:?}");
+        }
+    }
 
     #[test]
     fn github_actions_push() {

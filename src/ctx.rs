@@ -242,12 +242,9 @@ impl Ctx {
         }
     }
 
-    /// True when running in CI (`CI=true` and friends).
+    /// True when running in CI, by the same test as the upload's CI metadata.
     pub(crate) fn in_ci(&self) -> bool {
-        self.env.is_true("CI")
-            || self.env.is_true("GITHUB_ACTIONS")
-            || self.env.get_os("GITLAB_CI").is_some()
-            || self.env.get_os("JENKINS_URL").is_some()
+        crate::ci::provider(&self.env).is_some()
     }
 
     /// Whether a confirmation may be asked on the terminal.

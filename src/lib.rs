@@ -73,14 +73,7 @@ where
         Ok(Parsed::Run(g, c)) => (g, c),
         Err(e) => {
             // --json is not known yet when parsing fails; errors go to stderr.
-            let out = Output::new(
-                false,
-                false,
-                0,
-                false,
-                env.get_os("NO_COLOR").is_some(),
-                false,
-            );
+            let out = Output::new(false, false, 0, output::color_choice(None, &env), false);
             out.error(&e);
             return e.exit_code();
         }
@@ -90,8 +83,7 @@ where
         globals.json,
         globals.quiet,
         globals.verbose,
-        globals.no_color,
-        env.get_os("NO_COLOR").is_some(),
+        output::color_choice(globals.color, &env),
         github,
     ));
     let cwd = match std::env::current_dir() {

@@ -14,7 +14,8 @@ Global options (before or after the command):
       --json               machine-readable output on stdout
   -q, --quiet              only errors
   -v, --verbose            trace requests (secrets masked)
-      --no-color           no colours [env: NO_COLOR]
+      --color WHEN         auto, always or never [env: FORCE_COLOR, NO_COLOR]
+      --no-color           no colours (= --color never)
   -h, --help               this help
   -V, --version            version and target";
 
@@ -47,7 +48,8 @@ Global options (before or after the command):
       --json               machine-readable output on stdout
   -q, --quiet              only errors
   -v, --verbose            trace requests (secrets masked)
-      --no-color           no colours [env: NO_COLOR]
+      --color WHEN         auto, always or never [env: FORCE_COLOR, NO_COLOR]
+      --no-color           no colours (= --color never)
   -h, --help               this help
   -V, --version            version and target
 
@@ -139,10 +141,11 @@ Revokes a key, given as the key itself or its id. It stops working at once.
 Asks for confirmation unless --yes.";
 
 pub(super) const CONFIG: &str = "\
-usage: fluxloop config <set|get|list> [OPTIONS]
+usage: fluxloop config <set|unset|get|list> [OPTIONS]
 
 Commands:
   set KEY VALUE   profile: the default profile; endpoint: the profile's api_endpoint
+  unset KEY       remove profile or endpoint again
   get KEY         the effective value of profile, endpoint, scenario, credential
   list            every effective setting with its origin (secrets masked)";
 
@@ -152,6 +155,13 @@ usage: fluxloop config set KEY VALUE
 Keys:
   profile    the default profile (default_profile in the credentials file)
   endpoint   the api_endpoint of the selected profile";
+
+pub(super) const CONFIG_UNSET: &str = "\
+usage: fluxloop config unset KEY
+
+Keys:
+  profile    removes default_profile from the credentials file
+  endpoint   removes the api_endpoint of the selected profile (its login stays)";
 
 pub(super) const CONFIG_GET: &str = "\
 usage: fluxloop config get KEY
@@ -227,6 +237,7 @@ pub(super) const ALL: &[&str] = &[
     APIKEYS_REVOKE,
     CONFIG,
     CONFIG_SET,
+    CONFIG_UNSET,
     CONFIG_GET,
     CONFIG_LIST,
     SYNC,

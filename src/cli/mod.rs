@@ -27,7 +27,30 @@ pub(crate) struct GlobalArgs {
     pub(crate) json: bool,
     pub(crate) quiet: bool,
     pub(crate) verbose: u8,
-    pub(crate) no_color: bool,
+    /// `--no-color` is `--color never`.
+    pub(crate) color: Option<ColorChoice>,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl FromStr for ColorChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(ColorChoice::Auto),
+            "always" => Ok(ColorChoice::Always),
+            "never" => Ok(ColorChoice::Never),
+            _ => Err(format!(
+                "invalid value '{s}' (choose from: auto, always, never)"
+            )),
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -147,6 +170,7 @@ pub(crate) enum ApikeysCommand {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ConfigCommand {
     Set { key: String, value: String },
+    Unset { key: String },
     Get { key: String },
     List,
 }
@@ -190,6 +214,8 @@ pub(crate) struct TestArgs {
 struct Ctx {
     name: &'static str,
     usage: &'static str,
+    /// The command's help text: its options are the suggestions for a typo.
+    help: &'static str,
 }
 
 impl Ctx {
@@ -202,6 +228,11 @@ impl Ctx {
     }
 
     fn lexopt(self, e: lexopt::Error) -> Error {
+        if let lexopt::Error::UnexpectedOption(opt) = &e {
+            if let Some(best) = closest_option(opt, self.help) {
+                return self.usage_error(format!("{e} (did you mean '{best}'?)"));
+            }
+        }
         self.usage_error(e.to_string())
     }
 }
@@ -217,6 +248,7 @@ where
     let ctx = Ctx {
         name: "fluxloop",
         usage: help::USAGE_TOP,
+        help: help::TOP,
     };
     let p = &mut p;
     while let Some(owned) = next(p, ctx)? {
@@ -236,7 +268,7 @@ where
                     "config" => parse_config(p, g),
                     "sync" => parse_sync(p, g),
                     "test" => parse_test(p, g),
-                    "help" => Ok(Parsed::Help(help_for(p))),
+                    "help" => help_for(p, ctx).map(Parsed::Help),
                     "version" => Ok(Parsed::Version),
                     other => Err(unknown_command(
                         ctx,
@@ -290,7 +322,8 @@ fn global(arg: &lexopt::Arg<'_>, p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx) -
         Long("json") => g.json = true,
         Short('q') | Long("quiet") => g.quiet = true,
         Short('v') | Long("verbose") => g.verbose = g.verbose.saturating_add(1),
-        Long("no-color") => g.no_color = true,
+        Long("no-color") => g.color = Some(ColorChoice::Never),
+        Long("color") | Long("colour") => g.color = Some(choice(p, ctx, "--color")?),
         _ => return Ok(false),
     }
     Ok(true)
@@ -395,7 +428,26 @@ fn ctx_of(help: &'static str) -> Ctx {
     let name = name.split(" <").next().unwrap_or(name);
     let name = name.split(" --").next().unwrap_or(name);
     let name = name.split(" KEY").next().unwrap_or(name);
-    Ctx { name, usage }
+    Ctx { name, usage, help }
+}
+
+/// The option of `help` (or a global one) nearest to a mistyped `got`.
+fn closest_option(got: &str, help: &str) -> Option<String> {
+    let got = got.trim_start_matches('-');
+    if got.len() < 2 {
+        return None;
+    }
+    let options = help
+        .split_whitespace()
+        .chain(help::GLOBAL.split_whitespace());
+    options
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| w.trim_end_matches([',', '.', ')', ']']))
+        .filter(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(|w| (strsim::damerau_levenshtein(got, w), w))
+        .filter(|(d, w)| *d <= 2 && *d < w.len())
+        .min()
+        .map(|(_, w)| format!("--{w}"))
 }
 
 fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
@@ -556,9 +608,16 @@ fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
     };
     let (help_text, wanted): (&'static str, usize) = match sub.as_str() {
         "set" => (help::CONFIG_SET, 2),
+        "unset" => (help::CONFIG_UNSET, 1),
         "get" => (help::CONFIG_GET, 1),
         "list" | "ls" => (help::CONFIG_LIST, 0),
-        other => return Err(unknown_command(ctx, other, &["set", "get", "list"])),
+        other => {
+            return Err(unknown_command(
+                ctx,
+                other,
+                &["set", "unset", "get", "list"],
+            ))
+        }
     };
     let ctx = ctx_of(help_text);
     let Some(values) = positionals(p, &mut g, ctx, wanted)? else {
@@ -575,6 +634,11 @@ fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                 .ok_or_else(|| ctx.usage_error("missing argument VALUE"))?;
             ConfigCommand::Set { key, value }
         }
+        "unset" => ConfigCommand::Unset {
+            key: values
+                .next()
+                .ok_or_else(|| ctx.usage_error("missing argument KEY"))?,
+        },
         "get" => ConfigCommand::Get {
             key: values
                 .next()
@@ -695,13 +759,14 @@ fn parse_test(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
 }
 
 /// `fluxloop help [COMMAND...]`.
-fn help_for(p: &mut Parser) -> &'static str {
+fn help_for(p: &mut Parser, ctx: Ctx) -> Result<&'static str> {
     let mut words = Vec::new();
     while let Ok(Some(Value(v))) = p.next() {
         words.push(v.to_string_lossy().into_owned());
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match words.as_slice() {
+    Ok(match words.as_slice() {
+        [] => help::TOP,
         ["auth"] => help::AUTH,
         ["auth", "login"] => help::AUTH_LOGIN,
         ["auth", "refresh"] => help::AUTH_REFRESH,
@@ -714,14 +779,21 @@ fn help_for(p: &mut Parser) -> &'static str {
         ["apikeys", "revoke"] => help::APIKEYS_REVOKE,
         ["config"] => help::CONFIG,
         ["config", "set"] => help::CONFIG_SET,
+        ["config", "unset"] => help::CONFIG_UNSET,
         ["config", "get"] => help::CONFIG_GET,
         ["config", "list"] => help::CONFIG_LIST,
         ["sync"] => help::SYNC,
         ["sync", "pull"] => help::SYNC_PULL,
         ["sync", "upload"] | ["sync", "push"] => help::SYNC_UPLOAD,
         ["test"] => help::TEST,
-        _ => help::TOP,
-    }
+        [first, ..] => {
+            let known = ["auth", "apikeys", "config", "sync", "test", "whoami"];
+            if known.contains(first) {
+                return Err(ctx.usage_error(format!("no help for '{}'", words.join(" "))));
+            }
+            return Err(unknown_command(ctx, first, &known));
+        }
+    })
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ fn global_flags_all_forms() {
         "ca.pem",
         "whoami",
     ]);
-    assert!(g.yes && g.quiet && g.no_color);
+    assert!(g.yes && g.quiet);
+    assert_eq!(g.color, Some(ColorChoice::Never));
     assert_eq!(g.verbose, 2);
     assert_eq!(g.api_key.as_deref(), Some("k"));
     assert_eq!(g.endpoint.as_deref(), Some("https://x"));
@@ -55,6 +56,59 @@ fn global_flags_all_forms() {
     assert_eq!(g.ca_cert, Some(PathBuf::from("ca.pem")));
     let (g, _) = run(&["whoami", "--endpoint=https://a", "--endpoint", "https://b"]);
     assert_eq!(g.endpoint.as_deref(), Some("https://b"), "last wins");
+}
+
+#[test]
+fn color_flag_forms_and_last_wins() {
+    for (args, want) in [
+        (&["--color", "always", "whoami"][..], ColorChoice::Always),
+        (&["--color=never", "whoami"], ColorChoice::Never),
+        (&["whoami", "--color", "auto"], ColorChoice::Auto),
+        (
+            &["--no-color", "--color", "always", "whoami"],
+            ColorChoice::Always,
+        ),
+        (
+            &["--color", "always", "--no-color", "whoami"],
+            ColorChoice::Never,
+        ),
+    ] {
+        assert_eq!(run(args).0.color, Some(want), "{args:?}");
+    }
+    let e = crate::cli::parse(["--color", "sometimes", "whoami"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid value 'sometimes' (choose from: auto, always, never) for --color"
+    );
+}
+
+#[test]
+fn mistyped_options_and_help_topics_get_suggestions() {
+    let err = |args: &[&str]| {
+        crate::cli::parse(args.iter().copied())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(&["test", "--paralel", "2"]),
+        "invalid option '--paralel' (did you mean '--parallel'?)"
+    );
+    assert_eq!(
+        err(&["--jsn", "whoami"]),
+        "invalid option '--jsn' (did you mean '--json'?)"
+    );
+    assert_eq!(
+        err(&["sync", "pull", "--keep-locl"]),
+        "invalid option '--keep-locl' (did you mean '--keep-local'?)"
+    );
+    assert_eq!(err(&["test", "--zzzzzz"]), "invalid option '--zzzzzz'");
+    assert_eq!(err(&["help", "nothing"]), "unknown command 'nothing'");
+    assert_eq!(
+        err(&["help", "tset"]),
+        "unknown command 'tset' (did you mean 'test'?)"
+    );
+    let e = crate::cli::parse(["help", "nothing"]).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::output::{table, Human, Outcome, Style};
 pub(crate) fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<Outcome> {
     match cmd {
         ConfigCommand::Set { key, value } => set(ctx, &key, &value),
+        ConfigCommand::Unset { key } => unset(ctx, &key),
         ConfigCommand::Get { key } => get(ctx, &key),
         ConfigCommand::List => list(ctx),
     }
@@ -50,10 +51,14 @@ fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
         "endpoint" | "api_endpoint" => Some(ctx.profile()?),
         _ => None,
     };
-    ctx.update_credentials(|file| {
-        let report = set_in(file, key, value, profile.as_ref())?;
-        Ok((report, true))
-    })
+    let (outcome, warning) = ctx.update_credentials(|file| {
+        let done = set_in(file, key, value, profile.as_ref())?;
+        Ok((done, true))
+    })?;
+    if let Some(w) = warning {
+        ctx.out.warn(&w);
+    }
+    Ok(outcome)
 }
 
 fn set_in(
@@ -61,8 +66,9 @@ fn set_in(
     key: &str,
     value: &str,
     profile: Option<&Value<String>>,
-) -> Result<Outcome> {
+) -> Result<(Outcome, Option<String>)> {
     let mut note = None;
+    let mut warning = None;
     let key_name = match key {
         "profile" | "default_profile" => {
             if value.trim().is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -73,8 +79,11 @@ fn set_in(
                 ));
             }
             if !file.doc.profiles.contains_key(value) {
-                note = Some(format!(
-                    "note: profile {value} has no login yet; run `fluxloop auth login --profile {value}`"
+                let known: Vec<&str> = file.doc.profiles.keys().map(String::as_str).collect();
+                warning = Some(format!(
+                    "profile {value} is not in {} (known: {}); log in to it with `fluxloop auth login --profile {value}`",
+                    file.path.display(),
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
                 ));
             }
             file.doc.default_profile = Some(value.to_string());
@@ -95,12 +104,73 @@ fn set_in(
             ))
         }
     };
-    Ok(Outcome::ok(SetReport {
+    let report = SetReport {
         key: key_name.to_string(),
         value: value.trim_end_matches('/').to_string(),
         file: file.path.display().to_string(),
         note,
-    }))
+    };
+    Ok((Outcome::ok(report), warning))
+}
+
+/// The result of `config unset`.
+#[derive(Serialize)]
+struct UnsetReport {
+    key: &'static str,
+    /// The value removed; `None` when it was not set.
+    removed: Option<String>,
+    file: String,
+    #[serde(skip)]
+    scope: String,
+}
+
+impl Human for UnsetReport {
+    fn human(&self, _: &Style) -> String {
+        match &self.removed {
+            Some(v) => format!(
+                "Removed {}{} ({v}) from {}\n",
+                self.key, self.scope, self.file
+            ),
+            None => format!(
+                "{}{} was not set in {}; nothing to do\n",
+                self.key, self.scope, self.file
+            ),
+        }
+    }
+}
+
+fn unset(ctx: &Ctx, key: &str) -> Result<Outcome> {
+    let profile = match key {
+        "endpoint" | "api_endpoint" => Some(ctx.profile()?),
+        "profile" | "default_profile" => None,
+        other => {
+            return Err(Error::config(
+                format!("unknown setting '{other}' for config unset"),
+                Some(format!("keys: {SETTABLE}")),
+            ))
+        }
+    };
+    ctx.update_credentials(|file| {
+        let (key, removed, scope) = match &profile {
+            Some(p) => (
+                "endpoint",
+                file.doc
+                    .profiles
+                    .get_mut(&p.val)
+                    .and_then(|stored| stored.api_endpoint.take()),
+                format!(" of profile {}", p.val),
+            ),
+            None => ("profile", file.doc.default_profile.take(), String::new()),
+        };
+        let changed = removed.is_some();
+        let report = UnsetReport {
+            key,
+            removed,
+            file: file.path.display().to_string(),
+            scope,
+        };
+        Ok((Outcome::ok(report), changed))
+    })
 }
 
 /// One effective setting.

@@ -47,7 +47,30 @@ impl Outcome {
     }
 }
 
-/// ANSI styling, on only for a terminal without `NO_COLOR`.
+/// Whether to colour: `Some` when decided whatever the stream is, `None`
+/// for "on a terminal". `--color`/`--no-color` first, then `FORCE_COLOR` and
+/// `CLICOLOR_FORCE` (set and not `0`), then `NO_COLOR` (set at all).
+pub(crate) fn color_choice(
+    flag: Option<crate::cli::ColorChoice>,
+    env: &crate::config::Env,
+) -> Option<bool> {
+    use crate::cli::ColorChoice;
+    match flag {
+        Some(ColorChoice::Always) => return Some(true),
+        Some(ColorChoice::Never) => return Some(false),
+        Some(ColorChoice::Auto) | None => {}
+    }
+    let forced = |name: &str| env.get_lossy(name).is_some_and(|v| v.trim() != "0");
+    if forced("FORCE_COLOR") || forced("CLICOLOR_FORCE") {
+        Some(true)
+    } else if env.get_os("NO_COLOR").is_some() {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// ANSI styling: on a terminal unless told otherwise (see [`color_choice`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Style {
     pub(crate) color: bool,
@@ -100,11 +123,9 @@ impl Output {
         json: bool,
         quiet: bool,
         verbose: u8,
-        no_color: bool,
-        env_no_color: bool,
+        color: Option<bool>,
         github: bool,
     ) -> Self {
-        let color_ok = !no_color && !env_no_color;
         let stdout_tty = io::stdout().is_terminal();
         let stderr_tty = io::stderr().is_terminal();
         Output {
@@ -112,10 +133,10 @@ impl Output {
             quiet,
             verbose,
             style: Style {
-                color: color_ok && stdout_tty,
+                color: color.unwrap_or(stdout_tty),
             },
             err_style: Style {
-                color: color_ok && stderr_tty,
+                color: color.unwrap_or(stderr_tty),
             },
             stderr_tty,
             stdin_tty: io::stdin().is_terminal(),

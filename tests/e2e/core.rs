@@ -451,10 +451,29 @@ fn profile_flag_and_variable_pick_the_endpoint_from_the_credentials_file() {
 fn config_set_profile_creates_a_private_file_and_list_shows_it() {
     let sb = Sandbox::new();
     let r = sb.cmd(&["config", "set", "profile", "staging"]).run();
-    r.ok()
-        .stdout_has("Set profile to staging in ")
-        .stdout_has("fluxloop auth login --profile staging");
+    r.ok();
     let path = sb.credentials_path();
+    // An unknown profile is set, with a warning on stderr (issue 16).
+    assert_eq!(
+        r.stdout,
+        format!("Set profile to staging in {}\n", path.display())
+    );
+    assert_eq!(
+        r.stderr,
+        format!("warning: profile staging is not in {} (known: none); log in to it with `fluxloop auth login --profile staging`\n", path.display())
+    );
+    let r = sb.cmd(&["config", "unset", "profile"]).run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        format!("Removed profile (staging) from {}\n", path.display())
+    );
+    let r = sb.cmd(&["config", "unset", "profile"]).run();
+    assert_eq!(
+        r.stdout,
+        format!("profile was not set in {}; nothing to do\n", path.display())
+    );
+    sb.cmd(&["config", "set", "profile", "staging"]).run().ok();
     assert_eq!(mode(&path), 0o600, "credentials file mode");
     assert_eq!(
         mode(&sb.fluxloop_home()),

@@ -13,6 +13,7 @@ mod sync;
 mod bad_input;
 mod faults;
 mod fixtures;
+mod flows;
 mod kill;
 mod leaks;
 mod load;

@@ -80,7 +80,7 @@ fn batches(p: &Platform) -> usize {
     p.batch_ids().unwrap().len()
 }
 
-/// 1. Interactive login, 2. API key, 3. service account, and the
+/// The three methods (interactive login, API key, service account), and the
 /// credentials file they leave.
 #[test]
 fn seed_authentication_methods() {

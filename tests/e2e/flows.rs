@@ -1,0 +1,217 @@
+//! Issue 16: the seed's flows with no surprises: profiles, logins in CI,
+//! credentials files that are not needed, key rotation and revocation,
+//! colour and small CLI behaviours. Each compares the output exactly.
+
+use crate::fixtures::{fast, login, setup};
+use crate::util::{platform, Sandbox};
+
+const KEY: &str = "flx_sa_FLOWSFLOWSFLOWSFLOWS0001";
+
+/// Item 5: an explicit --profile uses that profile's login and endpoint
+/// over FLUXLOOP_API_KEY and FLUXLOOP_API_ENDPOINT, and says what it ignored.
+#[test]
+fn regression_16_profile_flag_beats_the_environment_with_a_note() {
+    let fx = setup(0);
+    let other = platform();
+    let sb = &fx.sb;
+    login(sb, &fx.p, &[]).ok();
+    let r = fast(sb.cmd(&["--profile", "default", "apikeys", "list"]))
+        .env("FLUXLOOP_API_KEY", KEY)
+        .env("FLUXLOOP_API_ENDPOINT", other.url())
+        .run();
+    r.ok();
+    assert_eq!(
+        r.stderr,
+        "note: --profile default uses its own login and endpoint; ignoring environment variable FLUXLOOP_API_KEY, environment variable FLUXLOOP_API_ENDPOINT\n"
+    );
+    assert!(other.requests().is_empty());
+    // --api-key still wins over --profile.
+    let r = fast(sb.cmd(&[
+        "--profile",
+        "default",
+        "--api-key",
+        &fx.demo.key,
+        "sync",
+        "pull",
+        "--yes",
+    ]))
+    .run();
+    r.ok();
+}
+
+/// Item 5: the first login becomes the default profile; "no credential
+/// found" lists the stored logins; a default_profile naming a missing
+/// profile lists the known ones.
+#[test]
+fn regression_16_profiles_are_found_and_named() {
+    let p = platform();
+    p.seed_demo().unwrap();
+    let sb = Sandbox::new();
+    login(&sb, &p, &[("FLUXLOOP_PROFILE", "work")]).ok();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.credentials_path()).unwrap()).unwrap();
+    assert_eq!(doc["default_profile"], "work");
+    sb.cmd(&["apikeys", "list"]).run().ok();
+
+    let r = sb.cmd(&["--profile", "nope", "apikeys", "list"]).run();
+    r.code(5);
+    assert_eq!(
+        r.stderr,
+        "error: a login in profile nope (from --profile) not found\n  hint: run `fluxloop auth login --profile nope`, or leave out --profile to use FLUXLOOP_API_KEY\n"
+    );
+    sb.cmd(&["config", "set", "profile", "gone"]).run().ok();
+    let r = sb.cmd(&["apikeys", "list"]).run();
+    r.code(5);
+    let path = sb.credentials_path().display().to_string();
+    assert_eq!(
+        r.stderr,
+        format!("error: a login in profile gone (from default_profile in {path}) in {path} not found\n  hint: known profiles: work; pick one with --profile NAME or `fluxloop config set profile NAME`, or log in with `fluxloop auth login --profile gone`\n")
+    );
+    sb.cmd(&["config", "unset", "profile"]).run().ok();
+    let r = sb.cmd(&["apikeys", "list"]).run();
+    r.code(3);
+    assert_eq!(
+        r.stderr,
+        "error: no credential found\n  hint: pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN\n  hint: or set api.key_file in fluxloop.yaml\n  hint: or run `fluxloop auth login` to store a login in the credentials file\n  hint: or use a stored login (work): --profile NAME, or `fluxloop config set profile NAME`\n"
+    );
+}
+
+/// Item 7: `auth login` in CI without a terminal fails at once, unless
+/// --no-browser says someone will open the URL.
+#[test]
+fn regression_16_login_in_ci_without_a_terminal_fails_at_once() {
+    let p = platform();
+    let sb = Sandbox::new();
+    let started = std::time::Instant::now();
+    let r = sb
+        .cmd(&["auth", "login", "--endpoint", &p.url()])
+        .env("CI", "true")
+        .run();
+    r.code(3);
+    assert_eq!(
+        r.stderr,
+        "error: Authentication failed: `auth login` needs a person at a browser, and this is a CI job without a terminal\n  hint: in CI set FLUXLOOP_API_KEY from the CI's secret store (a read-write key); to log in anyway, pass --no-browser and open the printed URL yourself\n"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(p.requests().is_empty(), "nothing may be sent");
+    login(&sb, &p, &[("CI", "true")]).ok();
+}
+
+/// Item 9: a job with FLUXLOOP_API_KEY and an endpoint never reads the
+/// credentials file, so a corrupt one cannot break it.
+#[test]
+fn regression_16_a_corrupt_credentials_file_does_not_break_a_key_job() {
+    let fx = setup(0);
+    std::fs::create_dir_all(fx.sb.fluxloop_home()).unwrap();
+    std::fs::write(fx.sb.credentials_path(), "{ not json").unwrap();
+    let r = fx.cmd(&["sync", "pull", "--yes"]).run();
+    r.ok();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        (
+            "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n",
+            ""
+        )
+    );
+}
+
+/// Item 16: an empty FLUXLOOP_API_KEY= is unset, with a warning.
+#[test]
+fn regression_16_an_empty_key_variable_is_ignored_with_a_warning() {
+    let sb = Sandbox::new();
+    let r = sb
+        .cmd(&[
+            "sync",
+            "pull",
+            "--yes",
+            "--endpoint",
+            "https://api.fluxloop.invalid",
+        ])
+        .env("FLUXLOOP_API_KEY", "")
+        .run();
+    r.code(3);
+    assert!(
+        r.stderr.starts_with("warning: FLUXLOOP_API_KEY is set but empty, so it is ignored (is the CI secret missing or not passed to this job?)\nerror: no credential found\n"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Item 4: revoking by the full key needs only that key; an id or a name
+/// needs a login or an admin key; a revoked key says so.
+#[test]
+fn regression_16_revoke_by_possession_id_or_name() {
+    let fx = setup(0);
+    let (p, demo) = (&fx.p, &fx.demo);
+    let victim = p
+        .create_key(&demo.project_id, "old-key", "user", "read")
+        .unwrap();
+    let r = fx.cmd(&["apikeys", "revoke", &victim.key, "--yes"]).run();
+    r.ok().no_secret(&victim.key);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Revoked key old-key (id {}); it stops working now.\n",
+            victim.id
+        )
+    );
+    let r = fx.cmd(&["apikeys", "revoke", &victim.key, "--yes"]).run();
+    r.ok();
+    let shown = format!("flx_api_****{}", &victim.key[victim.key.len() - 4..]);
+    assert_eq!(
+        r.stdout,
+        format!("Key {shown} was already revoked; nothing to do.\n")
+    );
+    // By name: a read-write key may not; a login may, when the name is unique.
+    let named = p
+        .create_key(&demo.project_id, "by-name", "user", "read")
+        .unwrap();
+    let r = fx.cmd(&["apikeys", "revoke", "by-name", "--yes"]).run();
+    r.code(3);
+    assert_eq!(
+        r.stderr,
+        "error: Permission denied: this key has scope `read-write`, the operation needs `admin`\n  hint: managing keys needs a login or an admin key: use your login with --profile NAME (after `fluxloop auth login --profile NAME`), or pass an admin key with --api-key\n"
+    );
+    login(&fx.sb, p, &[]).ok();
+    p.create_key(&demo.project_id, "twin", "user", "read")
+        .unwrap();
+    p.create_key(&demo.project_id, "twin", "user", "read")
+        .unwrap();
+    let login_cmd = |args: &[&str]| fast(fx.sb.cmd(args)).env("FLUXLOOP_API_ENDPOINT", p.url());
+    let r = login_cmd(&["apikeys", "revoke", "twin", "--yes"]).run();
+    r.code(2);
+    assert!(
+        r.stderr
+            .starts_with("error: 2 active keys are named \"twin\"\n  hint: revoke one by id: "),
+        "{}",
+        r.stderr
+    );
+    let r = login_cmd(&["apikeys", "revoke", "by-name", "--yes"]).run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Revoked key by-name (id {}); it stops working now.\n",
+            named.id
+        )
+    );
+}
+
+/// Item 16: --color and FORCE_COLOR colour even without a terminal;
+/// --no-color and NO_COLOR do not.
+#[test]
+fn regression_16_color_can_be_forced_and_refused() {
+    let sb = Sandbox::new();
+    let colored = |r: &crate::util::Run| r.stderr.contains("\u{1b}[31merror:\u{1b}[0m");
+    let base = || sb.cmd(&["sync", "pull", "--endpoint", "https://api.fluxloop.invalid"]);
+    assert!(!colored(&base().run()));
+    assert!(colored(&base().arg("--color").arg("always").run()));
+    assert!(colored(&base().env("FORCE_COLOR", "1").run()));
+    assert!(colored(
+        &base().env("CLICOLOR_FORCE", "1").env("NO_COLOR", "1").run()
+    ));
+    assert!(!colored(
+        &base().env("FORCE_COLOR", "1").arg("--no-color").run()
+    ));
+    assert!(!colored(&base().env("FORCE_COLOR", "0").run()));
+}
