@@ -110,7 +110,7 @@ fn regression_16_a_corrupt_credentials_file_does_not_break_a_key_job() {
         (r.stdout.as_str(), r.stderr.as_str()),
         (
             "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n",
-            ""
+            "Wrote .fluxloop/scenarios/support-bot/pulled\n"
         )
     );
 }
