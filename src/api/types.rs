@@ -102,6 +102,9 @@ pub(crate) struct ApiKeyRecord {
     pub(crate) revoked_at: Option<String>,
     #[serde(default)]
     pub(crate) expires_at: Option<String>,
+    /// The key's last 4 characters (the platform keeps no more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key_suffix: Option<String>,
     /// Present when `/self` describes a login token rather than a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) user_email: Option<String>,

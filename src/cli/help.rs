@@ -123,16 +123,18 @@ Scopes: read views scenarios, criteria, results; write uploads results;
 read-write both (enough for CI); admin also manages keys and settings.";
 
 pub(super) const APIKEYS_LIST: &str = "\
-usage: fluxloop apikeys list [--project-id ID]
+usage: fluxloop apikeys list [--project-id ID] [--all]
 
-Lists the project's keys: id, name, type, scope, age, last used, usage count,
-and flags keys due for rotation (older than 90 days or unused for 30).";
+Lists the project's active keys: id, name, the key's masked end, scope, last
+used, usage count, and flags keys due for rotation (older than 90 days or
+unused for 30). --all (-a) includes revoked keys. --json has every field.";
 
 pub(super) const APIKEYS_INFO: &str = "\
-usage: fluxloop apikeys info [KEY]
+usage: fluxloop apikeys info [KEY|ID|NAME]
 
-Shows what the platform knows of KEY (default: the key in effect): type,
-scope, created, last used, usage count, revoked.";
+Shows what the platform knows of a key (default: the key in effect): type,
+scope, created, last used, usage count, revoked. The key itself is enough to
+ask; an id or a name needs a login or an admin key.";
 
 pub(super) const APIKEYS_REVOKE: &str = "\
 usage: fluxloop apikeys revoke KEY_OR_ID

@@ -157,6 +157,8 @@ pub(crate) enum ApikeysCommand {
     },
     List {
         project_id: Option<String>,
+        /// Revoked keys too.
+        all: bool,
     },
     /// `None`: the key in effect.
     Info {
@@ -553,7 +555,7 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
         }
         "list" | "ls" => {
             let ctx = ctx_of(help::APIKEYS_LIST);
-            let mut project_id = None;
+            let (mut project_id, mut all) = (None, false);
             while let Some(owned) = next(p, ctx)? {
                 let arg = owned.arg();
                 if global(&arg, p, &mut g, ctx)? {
@@ -561,13 +563,14 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                 }
                 match arg {
                     Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
+                    Short('a') | Long("all") => all = true,
                     Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_LIST)),
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }
             }
             Ok(Parsed::Run(
                 g,
-                Command::Apikeys(ApikeysCommand::List { project_id }),
+                Command::Apikeys(ApikeysCommand::List { project_id, all }),
             ))
         }
         "info" => {

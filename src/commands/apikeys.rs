@@ -27,7 +27,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ApikeysCommand) -> Result<Outcome> {
             project_id,
             expires_in_days,
         } => create(ctx, name, key_type, scope, project_id, expires_in_days),
-        ApikeysCommand::List { project_id } => list(ctx, project_id),
+        ApikeysCommand::List { project_id, all } => list(ctx, project_id, all),
         ApikeysCommand::Info { key } => info(ctx, key),
         ApikeysCommand::Revoke { target } => revoke(ctx, &target),
     }
@@ -138,6 +138,8 @@ struct ListedKey {
 #[derive(Serialize)]
 struct ListReport {
     keys: Vec<ListedKey>,
+    /// Revoked keys left out (without `--all`).
+    revoked_hidden: usize,
 }
 
 fn days_since(ts: Option<&str>, now: OffsetDateTime) -> Option<i64> {
@@ -159,6 +161,8 @@ impl Human for ListReport {
             return "No API keys in this project. Create one with `fluxloop apikeys create --name NAME`.\n".into();
         }
         let now = OffsetDateTime::now_utc();
+        // Fits 100 columns: an id is shown by its first 8 characters, which
+        // `info` and `revoke` accept when unique; --json has it whole.
         let rows: Vec<Vec<String>> = self
             .keys
             .iter()
@@ -171,12 +175,12 @@ impl Human for ListReport {
                 } else {
                     "active".to_string()
                 };
+                let id = r.id.clone().unwrap_or_default();
                 vec![
-                    r.id.clone().unwrap_or_default(),
+                    id.chars().take(8).collect(),
                     r.name.clone().unwrap_or_default(),
-                    r.key_type.clone().unwrap_or_default(),
+                    shown_suffix(r),
                     r.scope.clone().unwrap_or_default(),
-                    k.age_days.map(|d| format!("{d}d")).unwrap_or_default(),
                     ago(days_since(r.last_used_at.as_deref(), now)),
                     thousands(r.usage_count.unwrap_or(0)),
                     status,
@@ -184,18 +188,15 @@ impl Human for ListReport {
             })
             .collect();
         let mut out = table(
-            &[
-                "ID",
-                "NAME",
-                "TYPE",
-                "SCOPE",
-                "AGE",
-                "LAST USED",
-                "USES",
-                "STATUS",
-            ],
+            &["ID", "NAME", "KEY", "SCOPE", "LAST USED", "USES", "STATUS"],
             &rows,
         );
+        if self.revoked_hidden > 0 {
+            out.push_str(&format!(
+                "\n{} revoked key(s) not shown; see them with --all\n",
+                self.revoked_hidden
+            ));
+        }
         let due = self
             .keys
             .iter()
@@ -210,18 +211,15 @@ impl Human for ListReport {
     }
 }
 
-fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
+fn list(ctx: &Ctx, project: Option<String>, all: bool) -> Result<Outcome> {
     let session = login::session(ctx)?;
     let record = scope::require(ctx, &session.client, &[Need::Admin])?;
-    let project = project_id(ctx, project, record.as_ref())?;
-    let path = match &project {
-        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
-        None => "/api/api-keys".to_string(),
-    };
-    let records: Vec<ApiKeyRecord> = session.client.get(&path)?;
+    let records = project_keys(ctx, &session.client, record.as_ref(), project)?;
     let now = OffsetDateTime::now_utc();
+    let hidden = records.iter().filter(|r| r.revoked_at.is_some()).count();
     let keys = records
         .into_iter()
+        .filter(|r| all || r.revoked_at.is_none())
         .map(|record| {
             let age = days_since(record.created_at.as_deref(), now);
             let idle = days_since(record.last_used_at.as_deref(), now).or(age);
@@ -239,7 +237,38 @@ fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
             }
         })
         .collect();
-    Ok(Outcome::ok(ListReport { keys }))
+    Ok(Outcome::ok(ListReport {
+        keys,
+        revoked_hidden: if all { 0 } else { hidden },
+    }))
+}
+
+/// Every key record of the project a key command acts on.
+fn project_keys(
+    ctx: &Ctx,
+    client: &crate::api::Client,
+    own: Option<&ApiKeyRecord>,
+    flag: Option<String>,
+) -> Result<Vec<ApiKeyRecord>> {
+    let project = project_id(ctx, flag, own)?;
+    let path = match &project {
+        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
+        None => "/api/api-keys".to_string(),
+    };
+    client.get(&path)
+}
+
+/// How a key is shown without the key: its prefix, then its last four.
+fn shown_suffix(r: &ApiKeyRecord) -> String {
+    let prefix = match r.key_type.as_deref() {
+        Some("service-account") => "flx_sa_",
+        Some("user") => "flx_api_",
+        _ => "",
+    };
+    match &r.key_suffix {
+        Some(s) => format!("{prefix}…{s}"),
+        None => "-".into(),
+    }
 }
 
 /// `apikeys info`.
@@ -247,6 +276,8 @@ fn list(ctx: &Ctx, project: Option<String>) -> Result<Outcome> {
 struct InfoReport {
     key: String,
     status: &'static str,
+    /// Whether the platform described the key (a revoked key cannot ask).
+    known: bool,
     #[serde(flatten)]
     record: ApiKeyRecord,
 }
@@ -285,20 +316,26 @@ impl Human for InfoReport {
         if let Some(c) = &r.created_at {
             line("Created", c.clone());
         }
-        line(
-            "Last used",
-            r.last_used_at.clone().unwrap_or_else(|| "never".into()),
-        );
-        line(
-            "Usage count",
-            format!("{} requests", thousands(r.usage_count.unwrap_or(0))),
-        );
+        if self.known {
+            line(
+                "Last used",
+                r.last_used_at.clone().unwrap_or_else(|| "never".into()),
+            );
+            line(
+                "Usage count",
+                format!("{} requests", thousands(r.usage_count.unwrap_or(0))),
+            );
+        }
         if let Some(e) = &r.expires_at {
             line("Expires", e.clone());
         }
-        let status = match self.status {
-            "active" => s.green("active"),
-            other => s.red(other),
+        let status = match (self.status, &r.revoked_at) {
+            ("active", _) => s.green("active"),
+            (other, Some(when)) => s.red(&format!("{other} at {when}")),
+            (other, None) if !self.known => s.red(&format!(
+                "{other} (the platform tells nothing more to a revoked key; a login or an admin key sees the rest: `fluxloop apikeys info ID`)"
+            )),
+            (other, None) => s.red(other),
         };
         line("Status", status);
         out
@@ -307,6 +344,7 @@ impl Human for InfoReport {
 
 fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
     let (client, shown) = match key_arg {
+        Some(raw) if !key::is_api_key(raw.trim()) => return info_by_id(ctx, raw.trim()),
         Some(raw) => {
             let secret = key::api_key_from(&raw, KeyInput::Typed, "the KEY argument")?;
             ctx.out.add_mask_stderr(secret.expose());
@@ -324,7 +362,7 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
             if !session.resolved.credential.val.is_api_key() {
                 return Err(Error::config(
                     format!("the credential in effect ({}) is a login, not an API key", session.resolved.credential.origin),
-                    Some("pass the key: `fluxloop apikeys info flx_api_…`, or see `fluxloop auth status`".into()),
+                    Some("pass the key, or its id or name: `fluxloop apikeys info KEY|ID|NAME`; see `fluxloop auth status` for the login".into()),
                 ));
             }
             let shown = session.resolved.credential.val.secret.masked();
@@ -332,22 +370,13 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
         }
     };
     match client.get::<ApiKeyRecord>("/api/api-keys/self") {
-        Ok(record) => {
-            let status = if record.revoked_at.is_some() {
-                "revoked"
-            } else {
-                "active"
-            };
-            Ok(Outcome::ok(InfoReport {
-                key: shown,
-                status,
-                record,
-            }))
-        }
+        Ok(record) => Ok(info_report(shown, record)),
+        // A revoked key can no longer ask about itself: show what is known.
         Err(Error::KeyRevoked { .. }) => Ok(Outcome {
             report: Box::new(InfoReport {
                 key: shown,
                 status: "revoked",
+                known: false,
                 record: ApiKeyRecord::default(),
             }),
             code: code::AUTH,
@@ -363,6 +392,28 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
         }
         Err(e) => Err(e),
     }
+}
+
+fn info_report(shown: String, record: ApiKeyRecord) -> Outcome {
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else {
+        "active"
+    };
+    Outcome::ok(InfoReport {
+        key: shown,
+        status,
+        known: true,
+        record,
+    })
+}
+
+/// `apikeys info ID|NAME`: a login or an admin key looks the key up.
+fn info_by_id(ctx: &Ctx, target: &str) -> Result<Outcome> {
+    let session = login::session(ctx)?;
+    let own = scope::require(ctx, &session.client, &[Need::Admin])?;
+    let record = find_record(ctx, &session.client, own.as_ref(), target)?;
+    Ok(info_report(shown_suffix(&record), record))
 }
 
 /// `apikeys revoke`.
@@ -406,11 +457,19 @@ fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
     }
     let session = login::session(ctx)?;
     let own = scope::require(ctx, &session.client, &[Need::Admin])?;
-    let id = resolve_key_id(ctx, &session.client, own.as_ref(), target)?;
+    let found = find_record(ctx, &session.client, own.as_ref(), target)?;
+    if found.revoked_at.is_some() {
+        return Ok(Outcome::ok(RevokeReport {
+            target: target.to_string(),
+            already: true,
+            record: found,
+            was_in_use: false,
+        }));
+    }
     if !ctx.confirm(&format!("Revoke key {target}? It stops working at once"))? {
         return Err(Error::Interrupted);
     }
-    let body = serde_json::json!({ "id": id });
+    let body = serde_json::json!({ "id": found.id });
     let record: ApiKeyRecord =
         session
             .client
@@ -464,49 +523,55 @@ fn revoke_by_possession(ctx: &Ctx, target: &str) -> Result<Outcome> {
     }
 }
 
-/// The id of the key `target` names: an id as is, or a name that is unique
-/// among the project's keys.
-fn resolve_key_id(
+/// The record of the key `target` names: an id, a unique id prefix of at
+/// least 8 characters (as `list` shows), or a name unique among the
+/// project's active keys.
+fn find_record(
     ctx: &Ctx,
     client: &crate::api::Client,
     own: Option<&ApiKeyRecord>,
     target: &str,
-) -> Result<String> {
-    let project = project_id(ctx, None, own)?;
-    let path = match &project {
-        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
-        None => "/api/api-keys".to_string(),
-    };
-    let records: Vec<ApiKeyRecord> = match client.get(&path) {
+) -> Result<ApiKeyRecord> {
+    let records = match project_keys(ctx, client, own, None) {
         Ok(r) => r,
         // No listing on this platform: the target can only be an id.
         Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {
-            return Ok(target.to_string())
+            return Ok(ApiKeyRecord {
+                id: Some(target.to_string()),
+                ..Default::default()
+            })
         }
         Err(e) => return Err(e),
     };
-    if records.iter().any(|r| r.id.as_deref() == Some(target)) {
-        return Ok(target.to_string());
+    let by_id = |r: &&ApiKeyRecord| r.id.as_deref() == Some(target);
+    let by_prefix = |r: &&ApiKeyRecord| {
+        target.len() >= 8 && r.id.as_deref().is_some_and(|id| id.starts_with(target))
+    };
+    let by_name = |r: &&ApiKeyRecord| r.name.as_deref() == Some(target) && r.revoked_at.is_none();
+    for (how, matches) in [
+        ("id", records.iter().filter(by_id).collect::<Vec<_>>()),
+        ("id prefix", records.iter().filter(by_prefix).collect()),
+        ("name", records.iter().filter(by_name).collect()),
+    ] {
+        match matches.as_slice() {
+            [] => continue,
+            [one] => return Ok((*one).clone()),
+            many => {
+                return Err(Error::config(
+                    format!("{} active keys have the {how} {target:?}", many.len()),
+                    Some(format!(
+                        "name one by id: {}",
+                        many.iter()
+                            .filter_map(|r| r.id.as_deref())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ))
+            }
+        }
     }
-    let named: Vec<&ApiKeyRecord> = records
-        .iter()
-        .filter(|r| r.name.as_deref() == Some(target) && r.revoked_at.is_none())
-        .collect();
-    match named.as_slice() {
-        [one] => Ok(one.id.clone().unwrap_or_default()),
-        [] => Err(Error::NotFound {
-            what: format!("API key {target}"),
-            hint: Some("see the ids and names with `fluxloop apikeys list`".into()),
-        }),
-        many => Err(Error::config(
-            format!("{} active keys are named {target:?}", many.len()),
-            Some(format!(
-                "revoke one by id: {}",
-                many.iter()
-                    .filter_map(|r| r.id.as_deref())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        )),
-    }
+    Err(Error::NotFound {
+        what: format!("API key {target}"),
+        hint: Some("see the ids and names with `fluxloop apikeys list --all`".into()),
+    })
 }

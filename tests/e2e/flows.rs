@@ -182,7 +182,7 @@ fn regression_16_revoke_by_possession_id_or_name() {
     r.code(2);
     assert!(
         r.stderr
-            .starts_with("error: 2 active keys are named \"twin\"\n  hint: revoke one by id: "),
+            .starts_with("error: 2 active keys have the name \"twin\"\n  hint: name one by id: "),
         "{}",
         r.stderr
     );
@@ -214,4 +214,70 @@ fn regression_16_color_can_be_forced_and_refused() {
         &base().env("FORCE_COLOR", "1").arg("--no-color").run()
     ));
     assert!(!colored(&base().env("FORCE_COLOR", "0").run()));
+}
+
+/// Item 10: `info` of a revoked key shows what is known, never "never used
+/// / 0 requests"; `info ID|NAME` works for a login; `list` hides revoked
+/// keys unless `--all`.
+#[test]
+fn regression_16_info_and_list_of_revoked_keys() {
+    let fx = setup(0);
+    let (p, demo) = (&fx.p, &fx.demo);
+    let gone = p
+        .create_key(&demo.project_id, "gone", "user", "read")
+        .unwrap();
+    fx.cmd(&["apikeys", "revoke", &gone.key, "--yes"])
+        .run()
+        .ok();
+    let r = fx.cmd(&["apikeys", "info", &gone.key]).run();
+    r.code(3).no_secret(&gone.key);
+    let shown = format!("flx_api_****{}", &gone.key[gone.key.len() - 4..]);
+    assert_eq!(
+        r.stdout,
+        format!("Key:          {shown}\nStatus:       revoked (the platform tells nothing more to a revoked key; a login or an admin key sees the rest: `fluxloop apikeys info ID`)\n")
+    );
+    login(&fx.sb, p, &[]).ok();
+    let as_login = |args: &[&str]| {
+        fast(fx.sb.cmd(args))
+            .env("FLUXLOOP_API_ENDPOINT", p.url())
+            .run()
+    };
+    let r = as_login(&["apikeys", "info", &gone.id]);
+    r.ok();
+    let status = r.stdout.lines().find(|l| l.starts_with("Status:")).unwrap();
+    assert!(
+        status.starts_with("Status:       revoked at 20"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.lines().any(|l| l == "Name:         gone"),
+        "{}",
+        r.stdout
+    );
+    let r = as_login(&["apikeys", "info", "demo key"]);
+    r.ok();
+    assert!(
+        r.stdout.lines().any(|l| l == "Status:       active"),
+        "{}",
+        r.stdout
+    );
+    let r = as_login(&["apikeys", "list"]);
+    r.ok();
+    assert!(!r.stdout.contains(" gone "), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .ends_with("\n1 revoked key(s) not shown; see them with --all\n"),
+        "{}",
+        r.stdout
+    );
+    let r = as_login(&["apikeys", "list", "--all"]);
+    r.ok();
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains(" gone ") && l.ends_with("revoked")),
+        "{}",
+        r.stdout
+    );
 }

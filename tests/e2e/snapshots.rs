@@ -117,16 +117,21 @@ fn apikeys_list_and_info() {
     let got = normalize(&r.stdout, &p.url(), &sb);
     assert_eq!(
         lines_header(&got),
-        "ID NAME TYPE SCOPE AGE LAST USED USES STATUS"
+        "ID NAME KEY SCOPE LAST USED USES STATUS"
     );
     let body: Vec<&str> = got.lines().skip(1).collect();
     assert_eq!(body.len(), 2, "{got}");
     assert!(
-        body.iter().any(|l| l.starts_with("[ID]")
+        got.lines().all(|l| l.chars().count() <= 100),
+        "wider than 100 columns:\n{got}"
+    );
+    let id8 = |l: &str| {
+        l.len() > 8 && l[..8].chars().all(|c| c.is_ascii_hexdigit()) && l.as_bytes()[8] == b' '
+    };
+    assert!(
+        body.iter().any(|l| id8(l)
             && l.contains("demo key")
-            && l.contains("service-account")
             && l.contains("read-write")
-            && l.contains("0d")
             && l.contains("never")
             && l.ends_with("active")),
         "{got}"
