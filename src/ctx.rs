@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::api::{Auth, Client, Endpoint, Event, NetOptions, Observer};
 use crate::cli::GlobalArgs;
-use crate::config::credentials::{CredentialsFile, CredentialsLock, Layout};
+use crate::config::credentials::{self, CredentialsFile};
 use crate::config::project::{self, LoadedConfig, ProjectJson};
 use crate::config::resolve::{self, Resolved, Sources};
 use crate::config::{Env, Origin, Value};
@@ -73,38 +73,13 @@ impl Ctx {
         Ok(self.credentials.get_or_init(|| file))
     }
 
-    /// A read-modify-write of the credentials file under its lock: `change`
-    /// sees the file as it is now (never a stale copy) and returns its
-    /// result and whether it changed the file, which is then saved.
+    /// A read-modify-write of the credentials file under its lock (see
+    /// [`credentials::update`]).
     pub(crate) fn update_credentials<T>(
         &self,
         change: impl FnOnce(&mut CredentialsFile) -> Result<(T, bool)>,
     ) -> Result<T> {
-        let home = self.home()?;
-        let _lock = CredentialsLock::acquire(&home)?;
-        let mut file = CredentialsFile::load(&home)?;
-        let (value, changed) = change(&mut file)?;
-        if changed {
-            self.save_credentials(&file)?;
-        }
-        Ok(value)
-    }
-
-    /// Saves the credentials file, saying so when an older layout was converted.
-    fn save_credentials(&self, file: &CredentialsFile) -> Result<()> {
-        file.save()?;
-        match file.layout {
-            Layout::Flat => self.out.info(&format!(
-                "note: rewrote {} in the profiles layout; its login is now profile default",
-                file.path.display()
-            )),
-            Layout::LegacyAuthJson => self.out.info(&format!(
-                "note: the login read from auth.json is now stored in {}",
-                file.path.display()
-            )),
-            Layout::Missing | Layout::Profiles => {}
-        }
-        Ok(())
+        credentials::update(&self.home()?, &self.out, change)
     }
 
     /// The workspace root (CLI.md §4).
@@ -206,6 +181,25 @@ impl Ctx {
             opts.ca_files.push(path);
         }
         Ok(opts)
+    }
+
+    /// What a stored login's refresh needs, owned, so a client can refresh
+    /// on its own when the platform says the token expired mid-job.
+    pub(crate) fn refresher(
+        &self,
+        endpoint: &str,
+        profile: &str,
+    ) -> Result<crate::auth::login::Refresher> {
+        let parsed = Endpoint::parse(endpoint)
+            .map_err(|why| Error::config(format!("invalid endpoint {endpoint:?}: {why}"), None))?;
+        Ok(crate::auth::login::Refresher {
+            home: self.home()?,
+            out: Arc::clone(&self.out),
+            opts: self.net_options(&parsed)?,
+            endpoint: parsed,
+            observer: self.observer(),
+            profile: profile.to_string(),
+        })
     }
 
     fn observer(&self) -> Observer {

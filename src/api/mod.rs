@@ -35,6 +35,9 @@ pub(crate) enum Event {
 
 pub(crate) type Observer = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// Trades a stored login's refresh token for a fresh access token.
+pub(crate) type Refresh = Box<dyn Fn() -> Result<Secret> + Send + Sync>;
+
 /// How a call may be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -73,6 +76,10 @@ pub(crate) struct Client {
     /// `endpoint` as the prefix of every request URL.
     base: String,
     auth: Option<Auth>,
+    /// A refreshed access token, replacing `auth`'s once the platform said
+    /// it expired.
+    refreshed: std::sync::Mutex<Option<Secret>>,
+    refresh: Option<Refresh>,
     opts: NetOptions,
     observer: Observer,
 }
@@ -103,9 +110,25 @@ impl Client {
             endpoint: endpoint.clone(),
             base: endpoint.to_string(),
             auth,
+            refreshed: std::sync::Mutex::new(None),
+            refresh: None,
             opts,
             observer,
         })
+    }
+
+    /// Lets the client refresh a login once when the platform answers
+    /// `token_expired`, then repeat the request: a token that expires during
+    /// a long `test` must not cost the upload.
+    pub(crate) fn with_refresh(mut self, refresh: Refresh) -> Client {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    /// The bearer token sent now.
+    fn bearer(&self) -> Option<Secret> {
+        let fresh = self.refreshed.lock().ok().and_then(|g| g.clone());
+        fresh.or_else(|| self.auth.as_ref().map(|a| a.secret.clone()))
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -224,6 +247,7 @@ impl Client {
         let started = Instant::now();
         let max_attempts = self.opts.retries + 1;
         let mut attempt = 1;
+        let mut may_refresh = self.refresh.is_some();
         loop {
             let outcome = self.attempt(method, &url, body, idempotency_key, spool);
             let (retryable, wait_hint, failure) = match outcome {
@@ -266,6 +290,20 @@ impl Client {
                     )
                 }
             };
+            if let (Error::TokenExpired { .. }, true) = (&failure, may_refresh) {
+                may_refresh = false;
+                if let Some(refresh) = &self.refresh {
+                    let fresh = refresh()?;
+                    if let Ok(mut slot) = self.refreshed.lock() {
+                        *slot = Some(fresh);
+                    }
+                    self.trace(
+                        "* the access token expired; refreshed the login, repeating the request"
+                            .into(),
+                    );
+                    continue;
+                }
+            }
             if !retryable || attempt >= max_attempts {
                 return Err(self.final_error(failure, attempt));
             }
@@ -308,9 +346,9 @@ impl Client {
             .method(method)
             .uri(url)
             .header("Accept", "application/json");
-        if let Some(auth) = &self.auth {
-            self.trace(format!("> authorization: Bearer {}", auth.secret.masked()));
-            builder = builder.header("Authorization", format!("Bearer {}", auth.secret.expose()));
+        if let Some(secret) = self.bearer() {
+            self.trace(format!("> authorization: Bearer {}", secret.masked()));
+            builder = builder.header("Authorization", format!("Bearer {}", secret.expose()));
         }
         if let Some(key) = idempotency_key {
             self.trace(format!("> idempotency-key: {key}"));
@@ -465,7 +503,13 @@ impl Client {
     /// Server text made fit to print: control characters gone, cut short,
     /// and any credential in it masked (ours, or anything shaped like one).
     pub(crate) fn scrub(&self, text: &str) -> String {
-        let own: Vec<&Secret> = self.auth.iter().map(|a| &a.secret).collect();
+        let fresh = self.bearer();
+        let own: Vec<&Secret> = self
+            .auth
+            .iter()
+            .map(|a| &a.secret)
+            .chain(fresh.as_ref())
+            .collect();
         crate::secret::scrub(text, &own, 300)
     }
 }

@@ -7,12 +7,16 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::types::{DeviceComplete, DeviceStart, LoginCredential, RefreshResponse};
-use crate::api::{Auth, Client, Endpoint, Retry};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::api::{Auth, Client, Endpoint, NetOptions, Observer, Retry};
 use crate::config::credentials::{self, CredentialsFile, StoredProfile};
 use crate::config::resolve::{CredentialKind, Resolved};
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
+use crate::output::Output;
 use crate::secret::Secret;
 
 /// Stored tokens are refreshed when they expire within this window.
@@ -73,7 +77,14 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
         origin: resolved.credential.origin.to_string(),
         is_api_key: resolved.credential.val.is_api_key(),
     };
-    let client = ctx.client_with(&endpoint.val, auth)?;
+    let mut client = ctx.client_with(&endpoint.val, auth)?;
+    if let CredentialKind::Login { profile, .. } = &resolved.credential.val.kind {
+        // The new tokens are masked for GitHub Actions as they are stored.
+        let refresher = ctx.refresher(&endpoint.val, profile)?;
+        client = client.with_refresh(Box::new(move || {
+            refresher.run(Refresh::Always).map(|(secret, _)| secret)
+        }));
+    }
     Ok(Session {
         client,
         resolved,
@@ -180,59 +191,87 @@ pub(crate) enum Refresh {
     IfExpiring,
 }
 
-/// Trades the profile's refresh token for new tokens and saves them, all
-/// under the credentials lock: the token sent is the one stored now (a
-/// parallel refresh may have rotated it), and the file is known to be
-/// writable before the platform rotates anything, so the new refresh token
-/// is never lost.
+/// Trades the profile's refresh token for new tokens and saves them (see
+/// [`Refresher::run`]).
 pub(crate) fn refresh(
     ctx: &Ctx,
     endpoint: &str,
     profile: &str,
     when: Refresh,
 ) -> Result<(Secret, StoredProfile)> {
-    ctx.update_credentials(|file| {
-        let stored = file.profile(profile).cloned().unwrap_or_default();
-        let soon = OffsetDateTime::now_utc() + REFRESH_WINDOW;
-        if when == Refresh::IfExpiring
-            && stored.has_token()
-            && parse_time(stored.expires_at.as_deref()).is_none_or(|e| e > soon)
-        {
-            let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
-            return Ok(((secret, stored), false));
-        }
-        let Some(refresh_token) = stored.refresh_token.clone().filter(|t| !t.is_empty()) else {
-            return Err(Error::TokenExpired {
-                detail: format!(
-                    "the login of profile {profile} has expired and holds no refresh token"
-                ),
-                refreshable: false,
-            });
-        };
-        credentials::check_writable(&file.path)?;
-        let credential = match trade_refresh_token(ctx, endpoint, &refresh_token) {
-            Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
-                return Err(Error::TokenExpired {
-                    detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
-                    refreshable: false,
-                })
+    ctx.refresher(endpoint, profile)?.run(when)
+}
+
+/// Everything a refresh of one profile's login needs, owned: a client can
+/// keep one to refresh by itself when the platform answers `token_expired`
+/// in the middle of a long job.
+pub(crate) struct Refresher {
+    pub(crate) home: PathBuf,
+    pub(crate) out: Arc<Output>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) opts: NetOptions,
+    pub(crate) observer: Observer,
+    pub(crate) profile: String,
+}
+
+impl Refresher {
+    /// Trades the refresh token for new tokens and saves them, all under
+    /// the credentials lock: the token sent is the one stored now (a
+    /// parallel refresh may have rotated it), and the file is known to be
+    /// writable before the platform rotates anything, so the new refresh
+    /// token is never lost.
+    pub(crate) fn run(&self, when: Refresh) -> Result<(Secret, StoredProfile)> {
+        let profile = self.profile.as_str();
+        credentials::update(&self.home, &self.out, |file| {
+            let stored = file.profile(profile).cloned().unwrap_or_default();
+            let soon = OffsetDateTime::now_utc() + REFRESH_WINDOW;
+            if when == Refresh::IfExpiring
+                && stored.has_token()
+                && parse_time(stored.expires_at.as_deref()).is_none_or(|e| e > soon)
+            {
+                let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
+                return Ok(((secret, stored), false));
             }
-            other => other?,
-        };
-        let stored = put_login(ctx, file, profile, endpoint, credential);
-        let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
-        Ok(((secret, stored), true))
-    })
+            let Some(refresh_token) = stored.refresh_token.clone().filter(|t| !t.is_empty()) else {
+                return Err(Error::TokenExpired {
+                    detail: format!(
+                        "the login of profile {profile} has expired and holds no refresh token"
+                    ),
+                    refreshable: false,
+                });
+            };
+            credentials::check_writable(&file.path)?;
+            let client = Client::new(
+                &self.endpoint,
+                None,
+                self.opts.clone(),
+                Arc::clone(&self.observer),
+            )?;
+            let credential = match trade_refresh_token(&client, &refresh_token) {
+                Err(Error::TokenExpired { .. } | Error::InvalidCredential { .. } | Error::KeyRevoked { .. }) => {
+                    return Err(Error::TokenExpired {
+                        detail: format!("the login of profile {profile} has expired and its refresh token is no longer valid"),
+                        refreshable: false,
+                    })
+                }
+                other => other?,
+            };
+            let stored = put_login(
+                &self.out,
+                file,
+                profile,
+                &self.endpoint.to_string(),
+                credential,
+            );
+            let secret = Secret::new(stored.access_token.clone().unwrap_or_default());
+            Ok(((secret, stored), true))
+        })
+    }
 }
 
 /// `POST /api/cli-connect/refresh`: the refresh token for new tokens (the
 /// old refresh token stops working on the platform).
-pub(crate) fn trade_refresh_token(
-    ctx: &Ctx,
-    endpoint: &str,
-    refresh_token: &str,
-) -> Result<LoginCredential> {
-    let client = ctx.anonymous_client(endpoint)?;
+pub(crate) fn trade_refresh_token(client: &Client, refresh_token: &str) -> Result<LoginCredential> {
     let body = serde_json::json!({ "refresh_token": refresh_token });
     let resp: RefreshResponse = client.post("/api/cli-connect/refresh", &body, Retry::Once)?;
     Ok(resp.credential)
@@ -250,20 +289,20 @@ pub(crate) fn store_login(
         if file.doc.default_profile.is_none() {
             file.doc.default_profile = Some(profile.to_string());
         }
-        Ok((put_login(ctx, file, profile, endpoint, cred), true))
+        Ok((put_login(&ctx.out, file, profile, endpoint, cred), true))
     })
 }
 
 fn put_login(
-    ctx: &Ctx,
+    out: &Output,
     file: &mut CredentialsFile,
     profile: &str,
     endpoint: &str,
     cred: LoginCredential,
 ) -> StoredProfile {
-    ctx.out.add_mask(&cred.access_token);
+    out.add_mask(&cred.access_token);
     if let Some(r) = &cred.refresh_token {
-        ctx.out.add_mask(r);
+        out.add_mask(r);
     }
     let p = file.profile_mut(profile);
     p.access_token = Some(cred.access_token);

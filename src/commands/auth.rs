@@ -381,11 +381,10 @@ fn end_session(
     };
     let result = match send(&access, &refresh_token) {
         Err(Error::TokenExpired { .. }) if refresh_token.is_some() => {
-            match login::trade_refresh_token(
-                ctx,
-                &issuer,
-                refresh_token.as_deref().unwrap_or_default(),
-            ) {
+            let traded = ctx.anonymous_client(&issuer).and_then(|c| {
+                login::trade_refresh_token(&c, refresh_token.as_deref().unwrap_or_default())
+            });
+            match traded {
                 Ok(cred) => {
                     access = cred.access_token;
                     refresh_token = cred.refresh_token.or(refresh_token);

@@ -159,6 +159,35 @@ impl CredentialsFile {
     }
 }
 
+/// A read-modify-write of `home/credentials` under its lock: `change` sees
+/// the file as it is now (never a stale copy) and returns its result and
+/// whether it changed the file, which is then saved (with a note when an
+/// older layout was converted).
+pub(crate) fn update<T>(
+    home: &Path,
+    out: &crate::output::Output,
+    change: impl FnOnce(&mut CredentialsFile) -> Result<(T, bool)>,
+) -> Result<T> {
+    let _lock = CredentialsLock::acquire(home)?;
+    let mut file = CredentialsFile::load(home)?;
+    let (value, changed) = change(&mut file)?;
+    if changed {
+        file.save()?;
+        match file.layout {
+            Layout::Flat => out.info(&format!(
+                "note: rewrote {} in the profiles layout; its login is now profile default",
+                file.path.display()
+            )),
+            Layout::LegacyAuthJson => out.info(&format!(
+                "note: the login read from auth.json is now stored in {}",
+                file.path.display()
+            )),
+            Layout::Missing | Layout::Profiles => {}
+        }
+    }
+    Ok(value)
+}
+
 /// An exclusive lock on `credentials.lock` beside the credentials file, held
 /// for a whole read-modify-write so that parallel `config set`, `auth
 /// refresh` and `auth login` runs never lose each other's updates. Released

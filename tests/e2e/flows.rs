@@ -281,3 +281,27 @@ fn regression_16_info_and_list_of_revoked_keys() {
         r.stdout
     );
 }
+
+/// Item 6: a login whose access token expires while `test` runs is
+/// refreshed when the platform says so, and the upload goes through.
+#[test]
+fn regression_16_a_token_that_expires_mid_job_is_refreshed() {
+    let p = fluxloop_platform::Platform::start(fluxloop_platform::Config {
+        poll_interval_secs: 1,
+        access_token_ttl: std::time::Duration::from_secs(2),
+        ..fluxloop_platform::Config::default()
+    })
+    .unwrap();
+    p.seed_demo().unwrap();
+    let sb = Sandbox::new();
+    login(&sb, &p, &[]).ok();
+    sb.write(
+        "fluxloop.yaml",
+        "scenario: support-bot\nrunner:\n  command: \"sleep 0.4; echo '{\\\"success\\\":true,\\\"output\\\":\\\"ok\\\"}'\"\ntest:\n  parallel: 1\n",
+    );
+    let r = fast(sb.cmd(&["test", "--no-skip-upload"])).run();
+    r.ok();
+    let batches = p.batch_ids().unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(p.run_count(&batches[0]).unwrap(), 10);
+}
