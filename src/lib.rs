@@ -17,6 +17,7 @@ mod error;
 mod fuzz_tests;
 mod output;
 mod pulled;
+mod result_dir;
 mod results;
 mod runner;
 mod secret;
@@ -106,8 +107,9 @@ where
     match commands::run(&ctx, command) {
         Ok(outcome) => match out.report(outcome.report.as_ref()) {
             Ok(()) => outcome.code,
-            // A closed pipe (`fluxloop apikeys list | head -1`) is not a failure.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code::SUCCESS,
+            // A closed pipe (`fluxloop test | head -1`) loses only the
+            // printing: the command's own code (10 for a failed run) stands.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => outcome.code,
             Err(_) => code::GENERAL,
         },
         Err(e) => {
