@@ -52,8 +52,6 @@ pub(crate) struct PullReport {
 
 impl Human for PullReport {
     fn human(&self, _: &Style) -> String {
-        let plural =
-            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let bundle = self
             .bundle_version
             .as_ref()
@@ -298,6 +296,11 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     })
 }
 
+/// `3 runs`, `1 run`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `path` relative to the workspace root when inside it.
 pub(crate) fn display_rel(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
@@ -312,6 +315,10 @@ pub(crate) struct UploadReport {
     pub(crate) run_batch_id: String,
     pub(crate) runs: usize,
     pub(crate) chunks: usize,
+    /// Trace lines that were not records and were left out.
+    pub(crate) skipped_lines: usize,
+    /// Runs cut to fit one request.
+    pub(crate) truncated_runs: usize,
     /// Where people see the results on the platform.
     pub(crate) url: String,
     pub(crate) result_dir: PathBuf,
@@ -335,6 +342,9 @@ struct ResultMeta {
     bundle_version_id: Option<String>,
     started_at: Option<String>,
     completed_at: Option<String>,
+    /// `complete` of our summary.json: false while (or if killed while) the
+    /// run writes the directory; absent in FluxLoop CLI 0.4's.
+    complete: Option<bool>,
 }
 
 fn result_meta(dir: &Path) -> ResultMeta {
@@ -354,6 +364,10 @@ fn result_meta(dir: &Path) -> ResultMeta {
         bundle_version_id: s("bundle_version_id"),
         started_at: s("started_at").or_else(|| s("created_at")),
         completed_at: s("completed_at").or_else(|| s("created_at")),
+        complete: summary
+            .as_ref()
+            .and_then(|v| v.get("complete"))
+            .and_then(Value::as_bool),
     }
 }
 
@@ -363,9 +377,10 @@ pub(crate) fn upload_dir(
     session: &Session,
     dir: &Path,
     scenario_hint: Option<&str>,
+    skipped: usize,
 ) -> Result<UploadReport> {
-    let meta = result_meta(dir);
     let root = ctx.workspace_root()?;
+    let meta = result_meta(dir);
     let scenario = meta
         .scenario
         .clone()
@@ -432,13 +447,65 @@ pub(crate) fn upload_dir(
             }
         }
     }
+    if uploaded.truncated > 0 {
+        ctx.out.warn(&format!(
+            "{} too large for one request: its transcript was shortened in the upload (marked \"truncated\": true); {} keeps it whole",
+            plural(uploaded.truncated, "run was", "runs were"),
+            display_rel(&root, &dir.join(results::TRACE))
+        ));
+    }
     Ok(UploadReport {
         run_batch_id: uploaded.run_batch_id,
         runs: uploaded.runs,
         chunks: uploaded.chunks,
+        skipped_lines: skipped,
+        truncated_runs: uploaded.truncated,
         url,
         result_dir: dir.to_path_buf(),
     })
+}
+
+/// Stops on trace lines that are not records (they would be lost without a
+/// word), unless `--skip-invalid`; a torn last line, as a crash leaves, is
+/// skipped with a warning. Returns how many lines are skipped.
+fn check_trace(ctx: &Ctx, dir: &Path, skip_invalid: bool) -> Result<usize> {
+    let scan = crate::result_dir::scan_trace(dir)?;
+    let path = dir.join(results::TRACE);
+    let root = ctx.workspace_root()?;
+    let shown = display_rel(&root, &path);
+    if !scan.invalid.is_empty() {
+        let lines = crate::result_dir::line_list(&scan.invalid);
+        if !skip_invalid {
+            let what = if scan.invalid.len() == 1 {
+                format!("line {lines} is not a run record")
+            } else {
+                format!("lines {lines} are not run records")
+            };
+            return Err(Error::config(
+                format!("{shown}: {what}"),
+                Some(format!(
+                    "repair or remove {}, or pass --skip-invalid to upload the other {}",
+                    if scan.invalid.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    },
+                    plural(scan.records, "run", "runs")
+                )),
+            ));
+        }
+        ctx.out.warn(&format!(
+            "skipped {} of {shown} that {} not run records (--skip-invalid): {lines}",
+            plural(scan.invalid.len(), "line", "lines"),
+            if scan.invalid.len() == 1 { "is" } else { "are" },
+        ));
+    }
+    if let Some(n) = scan.torn_last {
+        ctx.out.warn(&format!(
+            "skipped the cut-off last line {n} of {shown} (a run interrupted while it was written)"
+        ));
+    }
+    Ok(scan.invalid.len() + usize::from(scan.torn_last.is_some()))
 }
 
 fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
@@ -470,10 +537,20 @@ fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
                 hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
             })?,
     };
+    // The directory is checked before any network use: a run still going
+    // or a damaged trace is the user's to settle, not the platform's.
+    crate::result_dir::ensure_finished(&dir)?;
+    let skipped = check_trace(ctx, &dir, args.skip_invalid)?;
+    if result_meta(&dir).complete == Some(false) {
+        ctx.out.warn(&format!(
+            "the run that wrote {} did not finish (was it killed?); uploading the runs it recorded",
+            display_rel(&root, &dir)
+        ));
+    }
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Write])?;
     ctx.out
         .info(&format!("Uploading {}", display_rel(&root, &dir)));
-    let report = upload_dir(ctx, &session, &dir, scenario.as_deref())?;
+    let report = upload_dir(ctx, &session, &dir, scenario.as_deref(), skipped)?;
     Ok(Outcome::ok(report))
 }

@@ -353,6 +353,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     ));
 
     let mut writer = TraceWriter::create(&result_dir)?;
+    // A first summary, marked incomplete, while the lock is held: it records
+    // the bundle, so the runs of a killed `test` can still be uploaded.
+    let mut info = RunInfo {
+        scenario: &scenario,
+        runner_type: settings.runner_type,
+        bundle_version_id: bundle_version_id.as_deref(),
+        started_at,
+        completed_at: started_at,
+        iterations: settings.iterations,
+        parallel: settings.parallel as usize,
+        interrupted: false,
+        complete: false,
+    };
+    results::write_summary(&result_dir, &info, &Tally::default())?;
     let mut tally = Tally::default();
     let clock = Instant::now();
     let mut last_line = Instant::now();
@@ -400,18 +414,9 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     }
     let interrupted = matches!(outcome, Err(Error::Interrupted));
     let completed_at = OffsetDateTime::now_utc();
-    let info = RunInfo {
-        scenario: &scenario,
-        runner_type: settings.runner_type,
-        bundle_version_id: bundle_version_id.as_deref(),
-        started_at,
-        completed_at,
-        iterations: settings.iterations,
-        parallel: settings.parallel as usize,
-        interrupted,
-    };
+    info.completed_at = completed_at;
+    info.interrupted = interrupted;
     // Reports are written even when the run stopped early: what finished counts.
-    results::write_summary(&result_dir, &info, &tally)?;
     results::write_errors(&result_dir, &info)?;
     let junit_path = settings
         .junit
@@ -438,6 +443,10 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     junit::write(&junit_path, &suite, |each| {
         results::read_trace(&result_dir, each).map(|_| ())
     })?;
+    // Last: the mark that the directory is whole, then the lock goes.
+    info.complete = true;
+    results::write_summary(&result_dir, &info, &tally)?;
+    drop(writer);
     if let Err(e) = outcome {
         if interrupted {
             ctx.out.warn(&format!(
@@ -472,7 +481,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let mut upload_failure = None;
     if let (Some(session), true) = (&session, settings.upload) {
         ctx.out.info(&format!("Uploading {} runs", tally.total));
-        match sync::upload_dir(ctx, session, &result_dir, Some(&scenario)) {
+        match sync::upload_dir(ctx, session, &result_dir, Some(&scenario), 0) {
             Ok(u) => report.upload = Some(u),
             Err(e) => {
                 report.upload_error = Some(e.to_string());

@@ -17,3 +17,7 @@ mod kill;
 mod load;
 mod proxy;
 mod secrets;
+
+// Issue 13: nothing lost, nothing half-written.
+mod process_safety;
+mod upload_safety;
