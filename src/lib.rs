@@ -114,7 +114,11 @@ where
         },
         Err(e) => {
             out.error(&e);
-            e.exit_code()
+            match e {
+                // 130 for SIGINT, 143 for SIGTERM (CLI.md §6), as shells report it.
+                Error::Interrupted => signals::exit_code().unwrap_or_else(|| e.exit_code()),
+                _ => e.exit_code(),
+            }
         }
     }
 }

@@ -14,11 +14,14 @@ use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::output::{github, Human, Outcome, Style};
-use crate::{ci, pulled, results, upload};
+use crate::signals::StopAtOnce;
+use crate::{ci, pulled, results, signals, upload};
 
 pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
+    let _caught = signals::Caught::new();
     match cmd {
         SyncCommand::Pull(args) => {
+            let _stop = pull_watchdog(ctx);
             let session = login::session(ctx)?;
             scope::require(ctx, &session.client, &[Need::Read])?;
             let report = pull(ctx, &session.client, &args)?;
@@ -296,6 +299,32 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     })
 }
 
+/// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
+/// there is nothing to finish or undo.
+pub(crate) fn pull_watchdog(ctx: &Ctx) -> StopAtOnce {
+    let out = std::sync::Arc::clone(&ctx.out);
+    StopAtOnce::new(move |sig| {
+        out.warn(&format!(
+            "interrupted by {sig} while pulling; pulled/ is left as it was or holds the new bundle whole"
+        ))
+    })
+}
+
+/// Ends an upload at once on SIGINT/SIGTERM with the command that resumes
+/// it (the upload state is saved after each chunk, so nothing is sent twice).
+pub(crate) fn upload_watchdog(ctx: &Ctx, dir: &Path) -> StopAtOnce {
+    let out = std::sync::Arc::clone(&ctx.out);
+    let root = ctx.workspace_root().unwrap_or_else(|_| ctx.cwd.clone());
+    let message = format!(
+        "the results are kept in {}; resume with `fluxloop sync upload --result-dir {}`",
+        display_rel(&root, dir),
+        display_rel(&ctx.cwd, dir)
+    );
+    StopAtOnce::new(move |sig| {
+        out.warn(&format!("interrupted by {sig} while uploading; {message}"))
+    })
+}
+
 /// `3 runs`, `1 run`.
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -547,6 +576,7 @@ fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
             display_rel(&root, &dir)
         ));
     }
+    let _stop = upload_watchdog(ctx, &dir);
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Write])?;
     ctx.out

@@ -281,6 +281,9 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         }
     };
 
+    // Caught until the command ends; each phase decides what a signal does.
+    let _caught = crate::signals::Caught::new();
+    let pull_phase = sync::pull_watchdog(ctx);
     // Credential and scope first: never find out after a long run.
     let session = if settings.pull || settings.upload {
         let session = login::session(ctx)?;
@@ -309,6 +312,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         }
         _ => pulled_scenario(&root, settings.scenario.as_deref())?,
     };
+    // From here the runner stops the agents itself and keeps what finished.
+    drop(pull_phase);
     let pulled_dir = pulled::pulled_dir(&root, &scenario);
     let inputs = pulled::load_inputs(&pulled_dir)?;
     if inputs.is_empty() {
@@ -450,9 +455,10 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     if let Err(e) = outcome {
         if interrupted {
             ctx.out.warn(&format!(
-                "stopped after {} of {total} runs; finished runs are in {}",
+                "stopped after {} of {total} runs; finished runs are in {}; upload them with `fluxloop sync upload --result-dir {}`",
                 tally.total,
-                display_rel(&root, &result_dir)
+                display_rel(&root, &result_dir),
+                display_rel(&ctx.cwd, &result_dir)
             ));
         }
         return Err(e);
@@ -480,6 +486,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
 
     let mut upload_failure = None;
     if let (Some(session), true) = (&session, settings.upload) {
+        let _stop = sync::upload_watchdog(ctx, &result_dir);
         ctx.out.info(&format!("Uploading {} runs", tally.total));
         match sync::upload_dir(ctx, session, &result_dir, Some(&scenario), 0) {
             Ok(u) => report.upload = Some(u),
