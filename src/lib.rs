@@ -16,6 +16,7 @@ mod error;
 #[cfg(test)]
 mod fuzz_tests;
 mod output;
+mod pull_spool;
 mod pulled;
 mod result_dir;
 mod results;

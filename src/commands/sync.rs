@@ -207,7 +207,9 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     let fluxloop_dir = root.join(".fluxloop");
     std::fs::create_dir_all(&fluxloop_dir)
         .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
-    let spool_path = fluxloop_dir.join(format!(".pull.{}.tmp", uuid::Uuid::new_v4().simple()));
+    // Named with our pid: a pull killed while downloading leaves it, and
+    // the next pull removes it.
+    let spool_path = fluxloop_dir.join(crate::pull_spool::temp_name("body"));
     let spool = std::fs::File::options()
         .read(true)
         .write(true)
@@ -263,7 +265,19 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
             return Err(Error::SyncConflict { files: shown });
         }
     }
-    let written = pulled::write_pull(&dir, &resp, &keep)?;
+    let bundle_version_id = pulled::bundle_version_id(&resp.doc);
+    let bundle_version = pulled::bundle_version(&resp.doc);
+    let doc_scenario_id = resp
+        .doc
+        .pointer("/bundle_version/scenario_id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let doc_project_id = resp
+        .doc
+        .pointer("/bundle_version/project_id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let written = pulled::write_pull(&dir, resp, &keep)?;
     if !overwritten.is_empty() {
         ctx.out.warn(&format!(
             "replaced local edits to {}",
@@ -272,20 +286,10 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     }
     Ok(PullReport {
         scenario,
-        scenario_id: scenario_id.or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/scenario_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        }),
-        project_id: project_id.or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/project_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        }),
-        bundle_version_id: pulled::bundle_version_id(&resp.doc),
-        bundle_version: pulled::bundle_version(&resp.doc),
+        scenario_id: scenario_id.or(doc_scenario_id),
+        project_id: project_id.or(doc_project_id),
+        bundle_version_id,
+        bundle_version,
         inputs: written.inputs,
         personas: written.personas,
         criteria: written.criteria,

@@ -20,4 +20,5 @@ mod secrets;
 
 // Issue 13: nothing lost, nothing half-written.
 mod process_safety;
+mod pull_safety;
 mod upload_safety;
