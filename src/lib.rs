@@ -15,6 +15,8 @@ mod ctx;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod limits_tests;
 mod output;
 mod pull_spool;
 mod pulled;

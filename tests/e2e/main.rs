@@ -19,6 +19,7 @@ mod proxy;
 mod secrets;
 
 // Issue 13: nothing lost, nothing half-written.
+mod numbers_safety;
 mod process_safety;
 mod pull_safety;
 mod upload_safety;
