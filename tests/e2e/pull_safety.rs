@@ -60,6 +60,8 @@ fn regression_13_kill_sweep_leaves_pulled_as_one_whole_bundle() {
         whole.insert(id, files);
     }
     let kills = 200u32;
+    let (mut new, mut previous) = (0u32, 0u32);
+    let sweep = Instant::now();
     for i in 0..kills {
         let bundle = if i % 2 == 0 {
             &a.bundle_version_id
@@ -79,6 +81,11 @@ fn regression_13_kill_sweep_leaves_pulled_as_one_whole_bundle() {
         signal(child.id(), libc::SIGKILL);
         child.wait().unwrap();
         let (id, files) = state(&pulled);
+        if &id == bundle {
+            new += 1;
+        } else {
+            previous += 1;
+        }
         let want = whole
             .get(&id)
             .unwrap_or_else(|| panic!("kill {i}: unknown bundle {id}"));
@@ -98,6 +105,12 @@ fn regression_13_kill_sweep_leaves_pulled_as_one_whole_bundle() {
             "kill {i}: stray files in pulled/: {names:?}"
         );
     }
+    // The figures docs/robustness.md records (`-- --nocapture`).
+    eprintln!(
+        "kill sweep: {kills} SIGKILLs at 0..{:?} (a whole pull: {full:?}) in {:?}: pulled/ held the new bundle {new} times, the previous one {previous} times, a mix never",
+        full.mul_f64(1.2),
+        sweep.elapsed()
+    );
     // A pull after all that: no false conflict, and nothing left behind.
     pull(&fx, &a.bundle_version_id).run().ok();
     let leftovers = |dir: &Path, keep: &[&str]| -> Vec<String> {
