@@ -211,11 +211,11 @@ pub(crate) fn write_pull(dir: &Path, resp: PullResponse, keep: &[String]) -> Res
             }
             None => Spooled::default(),
         };
-        *[
-            &mut written.inputs,
-            &mut written.personas,
-            &mut written.criteria,
-        ][i] = s.count;
+        match i {
+            0 => written.inputs = s.count,
+            1 => written.personas = s.count,
+            _ => written.criteria = s.count,
+        }
         let present = i == 0 || s.count > 0;
         // The platform's version is recorded even for a kept file, so the
         // edit is still seen as one on the next pull.

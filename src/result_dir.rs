@@ -16,12 +16,18 @@ use crate::results::{TraceRecord, TRACE};
 
 /// Takes the writer's lock on an open trace file; fails when another
 /// process holds it (two runs never write one directory, but say so if so).
+/// A file system without locks runs unlocked: the completion mark in
+/// summary.json still tells a finished run from one in progress.
 pub(crate) fn lock_for_writing(file: &File, path: &Path) -> Result<()> {
     // SAFETY: flock on a descriptor we own; no memory is involved.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(());
     }
-    Err(Error::io("lock", path, std::io::Error::last_os_error()))
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(Error::io("lock", path, e));
+    }
+    Ok(())
 }
 
 /// Refuses a directory whose run is still going: its trace file is locked

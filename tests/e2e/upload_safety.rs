@@ -293,3 +293,27 @@ fn regression_13_a_torn_last_line_is_skipped_with_a_warning() {
     );
     fx.assert_stored_once(10);
 }
+
+#[test]
+fn regression_13_a_killed_runs_directory_uploads_with_a_warning() {
+    let fx = setup(0);
+    let dir = fx.results("support-bot");
+    // What a SIGKILL leaves: the first summary, marked incomplete, and no lock.
+    let path = dir.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(summary["complete"], true);
+    summary["complete"] = false.into();
+    std::fs::write(&path, summary.to_string()).unwrap();
+    let r = upload(&fx, &dir, &[]);
+    r.ok().stdout_has("Uploaded 10 runs");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "warning: the run that wrote {} did not finish (was it killed?); uploading the runs it recorded\nUploading {}\n",
+            rel(&fx, &dir),
+            rel(&fx, &dir)
+        )
+    );
+    fx.assert_stored_once(10);
+}
