@@ -528,9 +528,13 @@ fn check_trace(ctx: &Ctx, dir: &Path, skip_invalid: bool) -> Result<usize> {
             ));
         }
         ctx.out.warn(&format!(
-            "skipped {} of {shown} that {} not run records (--skip-invalid): {lines}",
+            "skipped {} of {shown} that {} (--skip-invalid): {lines}",
             plural(scan.invalid.len(), "line", "lines"),
-            if scan.invalid.len() == 1 { "is" } else { "are" },
+            if scan.invalid.len() == 1 {
+                "is not a run record"
+            } else {
+                "are not run records"
+            },
         ));
     }
     if let Some(n) = scan.torn_last {
