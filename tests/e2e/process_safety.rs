@@ -241,3 +241,35 @@ fn regression_13_sigint_during_sync_pull_exits_130_at_once() {
     );
     assert_eq!(std::fs::read(&pulled).unwrap(), before);
 }
+
+#[test]
+fn regression_13_sigterm_during_the_runs_exits_143_with_the_upload_command() {
+    let fx = setup(0);
+    fx.cmd(&["sync", "pull", "--yes"]).run().ok();
+    let live = Live::start(fx.cmd(&[
+        "test",
+        "--skip-pull",
+        "--skip-upload",
+        "--timeout",
+        "60",
+        "--",
+        "sh",
+        "-c",
+        "exec sleep 30",
+    ]));
+    live.wait_for("Running 10 runs");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, took, stderr) = live.stop(libc::SIGTERM);
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let dir = newest_result_dir(&fx.sb);
+    let rel = dir
+        .strip_prefix(fx.sb.work())
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(
+        stderr,
+        format!("Running 10 runs (10 inputs × 1 iteration, 1 at a time, timeout 60.0 s) with `sh -c exec sleep 30`\nwarning: stopped after 0 of 10 runs; finished runs are in {rel}; upload them with `fluxloop sync upload --result-dir {rel}`\nerror: cancelled\n")
+    );
+}
