@@ -15,8 +15,12 @@ mod ctx;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod limits_tests;
 mod output;
+mod pull_spool;
 mod pulled;
+mod result_dir;
 mod results;
 mod runner;
 mod secret;
@@ -98,13 +102,18 @@ where
     match commands::run(&ctx, command) {
         Ok(outcome) => match out.report(outcome.report.as_ref()) {
             Ok(()) => outcome.code,
-            // A closed pipe (`fluxloop apikeys list | head -1`) is not a failure.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code::SUCCESS,
+            // A closed pipe (`fluxloop test | head -1`) loses only the
+            // printing: the command's own code (10 for a failed run) stands.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => outcome.code,
             Err(_) => code::GENERAL,
         },
         Err(e) => {
             out.error(&e);
-            e.exit_code()
+            match e {
+                // 130 for SIGINT, 143 for SIGTERM (CLI.md §6), as shells report it.
+                Error::Interrupted => signals::exit_code().unwrap_or_else(|| e.exit_code()),
+                _ => e.exit_code(),
+            }
         }
     }
 }

@@ -1,16 +1,17 @@
 //! The pulled scenario on disk (CLI.md §4, §8): the layout FluxLoop CLI 0.4
-//! shares, atomic file replacement, and local-edit detection through hashes
-//! recorded in `sync_meta.json` under a key of our own.
+//! shares, the whole `pulled/` set replaced at once (see `pull_spool`), and
+//! local-edit detection through hashes recorded in `sync_meta.json` under a
+//! key of our own.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::pull_spool::{self, Spooled, Staging, STREAMED};
 
 pub(crate) const INPUTS: &str = "inputs.json";
 pub(crate) const PERSONAS: &str = "personas.json";
@@ -63,7 +64,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex, as the hashes in sync_meta.json are written.
-fn hex(digest: &[u8]) -> String {
+pub(crate) fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -152,224 +153,92 @@ pub(crate) fn local_edits(dir: &Path) -> Result<Vec<String>> {
     Ok(edited)
 }
 
-fn array_len(v: Option<&Value>) -> usize {
-    v.and_then(Value::as_array).map_or(0, Vec::len)
-}
-
-/// A `POST /api/sync/pull` response read by [`parse_pull`]: `input_items`
-/// already written (pretty, hashed) to a temp file item by item, the rest as
-/// JSON. A pull of 100,000 inputs never holds them all in memory.
+/// A `POST /api/sync/pull` response read by [`parse_pull`]: its arrays
+/// already written (pretty, hashed) item by item into a staging directory,
+/// the rest as JSON. A pull of any size costs about the same memory.
 pub(crate) struct PullResponse {
-    /// The response object without `input_items`.
+    /// The response object without the streamed arrays.
     pub(crate) doc: Value,
-    inputs: SpooledInputs,
-}
-
-/// `inputs.json` as it will be written, in a temp file removed on drop
-/// unless it was moved into place.
-struct SpooledInputs {
-    path: PathBuf,
-    sha256: String,
-    count: usize,
-}
-
-impl Drop for SpooledInputs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Writes the items of an array exactly as `serde_json::to_vec_pretty` of the
-/// whole array (then a newline) would, hashing as it goes.
-struct ItemsWriter {
-    out: BufWriter<std::fs::File>,
-    hash: Sha256,
-    count: usize,
-    scratch: Vec<u8>,
-    indented: Vec<u8>,
-}
-
-impl ItemsWriter {
-    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.hash.update(bytes);
-        self.out.write_all(bytes)
-    }
-
-    fn push(&mut self, item: &Value) -> std::io::Result<()> {
-        self.scratch.clear();
-        serde_json::to_writer_pretty(&mut self.scratch, item)?;
-        // One level deeper: JSON strings hold no raw newline, so every
-        // newline in the output is a line break of the layout.
-        self.indented.clear();
-        self.indented
-            .extend_from_slice(if self.count == 0 { b"[\n  " } else { b",\n  " });
-        for &b in &self.scratch {
-            self.indented.push(b);
-            if b == b'\n' {
-                self.indented.extend_from_slice(b"  ");
-            }
-        }
-        let chunk = std::mem::take(&mut self.indented);
-        let r = self.put(&chunk);
-        self.indented = chunk;
-        self.count += 1;
-        r
-    }
-
-    fn finish(mut self) -> std::io::Result<(String, usize)> {
-        let end: &[u8] = if self.count == 0 { b"[]\n" } else { b"\n]\n" };
-        self.put(end)?;
-        self.out.flush()?;
-        self.out.get_ref().sync_all()?;
-        let sha = hex(&self.hash.finalize());
-        Ok((sha, self.count))
-    }
-}
-
-struct TopLevel<'a>(&'a mut ItemsWriter);
-
-impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a pull response object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut doc = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "input_items" {
-                map.next_value_seed(Items(&mut *self.0))?;
-            } else {
-                let v: Value = map.next_value()?;
-                doc.insert(key, v);
-            }
-        }
-        Ok(doc)
-    }
-}
-
-struct Items<'a>(&'a mut ItemsWriter);
-
-impl<'de> DeserializeSeed<'de> for Items<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Items<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of input items")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while let Some(item) = seq.next_element::<Value>()? {
-            self.0.push(&item).map_err(A::Error::custom)?;
-        }
-        Ok(())
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
-        Ok(())
-    }
+    staging: Staging,
+    spooled: [Option<Spooled>; 3],
 }
 
 /// Reads a pull response from `reader` (the spooled body), writing its
-/// `input_items` to a temp file in `tmp_dir` (same file system as the
-/// workspace, so it can be renamed into place). Errors are the reason the
-/// body is not a pull response.
+/// arrays into a new staging directory in `fluxloop_dir` (the file system
+/// of `pulled/`, so it can be renamed into place). Errors are the reason
+/// the body is not a pull response.
 pub(crate) fn parse_pull(
     reader: impl Read,
-    tmp_dir: &Path,
+    fluxloop_dir: &Path,
 ) -> std::result::Result<PullResponse, String> {
-    let path = tmp_dir.join(format!(
-        ".inputs.json.{}.tmp",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let file = std::fs::File::create(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut spooled = SpooledInputs {
-        path,
-        sha256: String::new(),
-        count: 0,
-    };
-    let mut items = ItemsWriter {
-        out: BufWriter::with_capacity(64 * 1024, file),
-        hash: Sha256::new(),
-        count: 0,
-        scratch: Vec::new(),
-        indented: Vec::new(),
-    };
-    let mut de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
-    let doc = serde::Deserializer::deserialize_map(&mut de, TopLevel(&mut items))
-        .and_then(|doc| de.end().map(|_| doc))
-        .map_err(|e| e.to_string())?;
-    let (sha, count) = items
-        .finish()
-        .map_err(|e| format!("cannot write {}: {e}", spooled.path.display()))?;
-    spooled.sha256 = sha;
-    spooled.count = count;
+    let staging = Staging::create(fluxloop_dir).map_err(|e| {
+        format!(
+            "cannot create a directory in {}: {e}",
+            fluxloop_dir.display()
+        )
+    })?;
+    let (doc, spooled) = pull_spool::parse(reader, &staging.path)?;
     Ok(PullResponse {
-        doc: Value::Object(doc),
-        inputs: spooled,
+        doc,
+        staging,
+        spooled,
     })
 }
 
-/// Writes a pull response into `dir` (CLI.md §8 layout).
-/// Files in `keep` are left untouched; others are replaced atomically, and
-/// `sync_meta.json` is written last with the new hashes.
-pub(crate) fn write_pull(dir: &Path, resp: &PullResponse, keep: &[String]) -> Result<Written> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let doc = &resp.doc;
+/// Makes `dir` the pulled set of a response (CLI.md §8 layout), as a whole:
+/// files in `keep` come along from the current `dir` untouched, and the
+/// hashes of the platform's versions go into `sync_meta.json`; then the set
+/// replaces `dir` in one rename.
+pub(crate) fn write_pull(dir: &Path, resp: PullResponse, keep: &[String]) -> Result<Written> {
+    let PullResponse {
+        doc,
+        staging,
+        spooled,
+    } = resp;
     let mut hashes = BTreeMap::new();
-    let mut written = Written {
-        inputs: resp.inputs.count,
-        ..Written::default()
-    };
-    // inputs.json: always written, already on disk beside the workspace.
-    hashes.insert(INPUTS.to_string(), resp.inputs.sha256.clone());
-    if keep.iter().any(|k| k == INPUTS) {
-        written.kept.push(INPUTS.to_string());
-    } else {
-        let path = dir.join(INPUTS);
-        std::fs::rename(&resp.inputs.path, &path).map_err(|e| Error::io("write", &path, e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    let mut written = Written::default();
+    for (i, (_, name)) in STREAMED.iter().enumerate() {
+        let staged = staging.path.join(name);
+        let s = match &spooled[i] {
+            Some(s) => s.clone(),
+            // inputs.json is always there; the others only when non-empty.
+            None if i == 0 => {
+                write_atomic(&staged, b"[]\n")?;
+                Spooled {
+                    sha256: sha256_hex(b"[]\n"),
+                    count: 0,
+                }
+            }
+            None => Spooled::default(),
+        };
+        match i {
+            0 => written.inputs = s.count,
+            1 => written.personas = s.count,
+            _ => written.criteria = s.count,
         }
-    }
-    let empty = Value::Array(vec![]);
-    let files: [(&str, &Value); 2] = [
-        (PERSONAS, doc.get("personas").unwrap_or(&empty)),
-        (CRITERIA, doc.get("criteria_pack").unwrap_or(&empty)),
-    ];
-    written.personas = array_len(doc.get("personas"));
-    written.criteria = array_len(doc.get("criteria_pack"));
-    for (name, value) in files {
-        let path = dir.join(name);
-        let non_empty = value.as_array().is_some_and(|a| !a.is_empty());
-        let bytes = pretty(value);
+        let present = i == 0 || s.count > 0;
         // The platform's version is recorded even for a kept file, so the
         // edit is still seen as one on the next pull.
-        if non_empty {
-            hashes.insert(name.to_string(), sha256_hex(&bytes));
+        if present {
+            hashes.insert(name.to_string(), s.sha256.clone());
         }
+        let remove_staged = || match std::fs::remove_file(&staged) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", &staged, e))
+            }
+            _ => Ok(()),
+        };
         if keep.iter().any(|k| k == name) {
             written.kept.push(name.to_string());
-            continue;
-        }
-        if non_empty {
-            write_atomic(&path, &bytes)?;
-        } else if path.exists() {
-            // The bundle no longer has any: a stale file would mislead.
-            std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            let local = dir.join(name);
+            if local.exists() {
+                std::fs::copy(&local, &staged).map_err(|e| Error::io("copy", &local, e))?;
+            } else {
+                remove_staged()?;
+            }
+        } else if !present {
+            // The bundle has none: a stale or empty file would mislead.
+            remove_staged()?;
         }
     }
     let meta = json!({
@@ -383,7 +252,11 @@ pub(crate) fn write_pull(dir: &Path, resp: &PullResponse, keep: &[String]) -> Re
             "hashes": hashes,
         },
     });
-    write_atomic(&dir.join(SYNC_META), &pretty(&meta))?;
+    let meta_path = staging.path.join(SYNC_META);
+    std::fs::write(&meta_path, pretty(&meta)).map_err(|e| Error::io("write", &meta_path, e))?;
+    staging
+        .swap_into(dir)
+        .map_err(|e| Error::io("replace", dir, e))?;
     Ok(written)
 }
 
@@ -550,18 +423,24 @@ mod tests {
             json!([{"a": 1}]),
             json!([{"id": "x", "messages": [{"role": "user", "content": "line\nbreak \"q\""}], "metadata": {}}, [1, [2, {}]], "s", null]),
         ] {
-            let body = json!({"bundle_version": {"id": "b"}, "input_items": items, "personas": []});
-            let r = parse_pull(body.to_string().as_bytes(), tmp.path()).unwrap();
-            assert_eq!(std::fs::read(&r.inputs.path).unwrap(), pretty(&items));
-            assert_eq!(r.inputs.sha256, sha256_hex(&pretty(&items)));
-            assert_eq!(r.inputs.count, items.as_array().unwrap().len());
-            assert!(r.doc.get("input_items").is_none());
-            assert_eq!(r.doc["bundle_version"]["id"], "b");
+            let body = json!({"bundle_version": {"id": "b"}, "input_items": items, "personas": [], "criteria_pack": items});
+            let (doc, spooled) =
+                pull_spool::parse(body.to_string().as_bytes(), tmp.path()).unwrap();
+            for (i, want) in [(0, &items), (1, &json!([])), (2, &items)] {
+                let s = spooled[i].as_ref().unwrap();
+                let file = tmp.path().join(STREAMED[i].1);
+                assert_eq!(std::fs::read(&file).unwrap(), pretty(want));
+                assert_eq!(s.sha256, sha256_hex(&pretty(want)));
+                assert_eq!(s.count, want.as_array().unwrap().len());
+            }
+            assert!(doc.get("input_items").is_none() && doc.get("personas").is_none());
+            assert_eq!(doc["bundle_version"]["id"], "b");
         }
         for bad in [
             "<html>oops",
             "[1]",
             "{\"input_items\": 3}",
+            "{\"personas\": {}}",
             "{\"input_items\": [1,",
         ] {
             assert!(parse_pull(bad.as_bytes(), tmp.path()).is_err(), "{bad}");
@@ -580,7 +459,7 @@ mod tests {
             "scenario_context": {"scenario": {"name": "support-bot"}},
         });
         let parse = |v: &Value| parse_pull(v.to_string().as_bytes(), tmp.path()).unwrap();
-        let w = write_pull(&dir, &parse(&resp), &[]).unwrap();
+        let w = write_pull(&dir, parse(&resp), &[]).unwrap();
         assert_eq!((w.inputs, w.personas, w.criteria), (1, 0, 1));
         // Streamed, the file is byte for byte what pretty-printing the whole array gives.
         assert_eq!(
@@ -606,17 +485,17 @@ mod tests {
         std::fs::write(dir.join(INPUTS), "[]").unwrap();
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
         // Kept: the edit survives and is still an edit next time.
-        let w = write_pull(&dir, &parse(&resp), &[INPUTS.to_string()]).unwrap();
+        let w = write_pull(&dir, parse(&resp), &[INPUTS.to_string()]).unwrap();
         assert_eq!(w.kept, vec![INPUTS.to_string()]);
         assert_eq!(std::fs::read_to_string(dir.join(INPUTS)).unwrap(), "[]");
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
-        write_pull(&dir, &parse(&resp), &[]).unwrap();
+        write_pull(&dir, parse(&resp), &[]).unwrap();
         assert!(local_edits(&dir).unwrap().is_empty());
-        // No temp file is left behind, kept or not.
+        // No staging directory or temp file is left behind, kept or not.
         let left: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
             .collect();
         assert!(left.is_empty(), "{left:?}");
         let inputs = load_inputs(&dir).unwrap();

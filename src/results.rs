@@ -175,6 +175,9 @@ impl TraceWriter {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
+        // Held until the writer is dropped: `sync upload` refuses the
+        // directory meanwhile, as its runs are not all there yet.
+        crate::result_dir::lock_for_writing(&file, &path)?;
         Ok(TraceWriter { file, path })
     }
 
@@ -296,6 +299,8 @@ pub(crate) struct RunInfo<'a> {
     pub(crate) iterations: u32,
     pub(crate) parallel: usize,
     pub(crate) interrupted: bool,
+    /// Every file of the directory is written: nothing more will change.
+    pub(crate) complete: bool,
 }
 
 /// `summary.json`: FluxLoop CLI 0.4's fields, then ours.
@@ -318,9 +323,19 @@ pub(crate) fn write_summary(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Re
         "iterations": info.iterations,
         "parallel": info.parallel,
         "interrupted": info.interrupted,
+        "complete": info.complete,
         "cli": format!("fluxloop-rs {}", env!("CARGO_PKG_VERSION")),
     });
-    write_json(&dir.join(SUMMARY), &doc)
+    // Rewritten at the end of the run: a kill then must leave the first
+    // version whole, not a torn file.
+    let path = dir.join(SUMMARY);
+    crate::atomic_file::write_atomic(&path, 0o644, |f| {
+        let mut w = BufWriter::new(f);
+        serde_json::to_writer_pretty(&mut w, &doc)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    })
+    .map_err(|e| Error::io("write", &path, e))
 }
 
 /// `errors.json`, rebuilt from the trace file.

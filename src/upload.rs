@@ -1,17 +1,20 @@
 //! Uploading a result directory (PLATFORM-API §5): the FluxLoop 0.4.0
 //! payload built from `trace_summary.jsonl` streamed in chunks of at most
-//! 1000 runs, the first chunk's `run_batch_id` continuing into the next ones,
-//! one `Idempotency-Key` per chunk reused across retries.
+//! 1000 runs and 8 MiB of JSON, the first chunk's `run_batch_id` continuing
+//! into the next ones.
 //!
-//! The keys and the batch id are saved in the result directory before each
-//! chunk is sent, so an upload that failed half way is finished by running
-//! it again — the platform replays chunks it already stored instead of
-//! storing them twice.
+//! Each chunk's `Idempotency-Key` is the batch key, the chunk's index and
+//! the SHA-256 of its body: a retry or a rerun after a crash sends the same
+//! key for the same content, so the platform replays instead of storing
+//! twice, and changed content (more runs than last time) gets a new key, so
+//! it is stored instead of being answered with the old result. The batch key
+//! and batch id are saved in the result directory before each chunk is sent.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::api::Client;
 use crate::ci::CiInfo;
@@ -20,6 +23,11 @@ use crate::results::{read_trace, TraceRecord};
 
 /// Most runs per request (the platform's limit).
 pub(crate) const CHUNK: usize = 1000;
+/// Most bytes of JSON per request: well under the platform's 32 MiB body
+/// limit, and a size a proxy in front of it accepts too.
+pub(crate) const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Room kept for the payload around the entries (batch, CI metadata).
+const ENVELOPE: usize = 64 * 1024;
 /// Progress of an upload, beside the results.
 const STATE: &str = "upload_state.json";
 
@@ -37,6 +45,8 @@ pub(crate) struct Uploaded {
     pub(crate) run_batch_id: String,
     pub(crate) runs: usize,
     pub(crate) chunks: usize,
+    /// Runs whose transcript was cut to fit one request.
+    pub(crate) truncated: usize,
 }
 
 /// `upload_state.json`.
@@ -46,9 +56,9 @@ struct State {
     bundle_version_id: String,
     #[serde(default)]
     run_batch_id: Option<String>,
-    /// The Idempotency-Key of each chunk, by index.
+    /// The first part of every chunk's Idempotency-Key.
     #[serde(default)]
-    keys: Vec<String>,
+    batch_key: Option<String>,
     #[serde(default)]
     chunks_done: usize,
 }
@@ -124,9 +134,76 @@ pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
     (run, result)
 }
 
-/// One chunk's request body, built run by run: each record's `runs[]` and
-/// `run_results[]` entries are serialised the moment it is read, so neither
-/// the records nor a JSON tree of the chunk are ever held.
+/// One run's `runs[]` and `run_results[]` entries, serialised.
+struct Entry {
+    run: Vec<u8>,
+    result: Vec<u8>,
+    truncated: bool,
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        self.run.len() + self.result.len() + 2
+    }
+}
+
+/// The entries of `r`, cut to fit one request: a run too large to send has
+/// its message contents shortened (the local results keep everything) and
+/// `"truncated": true` in its metrics.
+fn encode(r: &TraceRecord) -> serde_json::Result<Entry> {
+    let (mut run, mut result) = run_entries(r);
+    let limit = CHUNK_BYTES - ENVELOPE;
+    let mut entry = Entry {
+        run: serde_json::to_vec(&run)?,
+        result: serde_json::to_vec(&result)?,
+        truncated: false,
+    };
+    // Characters can take up to 12 bytes once escaped, so halve until it fits.
+    let mut max_chars = limit / 2;
+    while entry.len() > limit && max_chars > 0 {
+        for content in contents(&mut run, &mut result) {
+            if let Some(cut) = content
+                .as_str()
+                .and_then(|s| s.char_indices().nth(max_chars))
+                .map(|(i, _)| i)
+            {
+                if let Value::String(s) = content {
+                    s.truncate(cut);
+                }
+            }
+        }
+        result["metrics"]["truncated"] = Value::Bool(true);
+        entry = Entry {
+            run: serde_json::to_vec(&run)?,
+            result: serde_json::to_vec(&result)?,
+            truncated: true,
+        };
+        max_chars /= 2;
+    }
+    Ok(entry)
+}
+
+/// The message texts of a run's entries: what can be long.
+fn contents<'a>(run: &'a mut Value, result: &'a mut Value) -> Vec<&'a mut Value> {
+    let messages = run
+        .pointer_mut("/input_snapshot/messages")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    let transcript = result
+        .get_mut("transcript")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    messages
+        .chain(transcript)
+        .filter_map(|m| m.get_mut("content"))
+        .collect()
+}
+
+/// One chunk's request body, built run by run: each record's entries are
+/// serialised the moment it is read, so neither the records nor a JSON tree
+/// of the chunk are ever held.
 #[derive(Default)]
 struct ChunkBody {
     runs: Vec<u8>,
@@ -135,16 +212,27 @@ struct ChunkBody {
 }
 
 impl ChunkBody {
+    #[cfg(test)]
     fn add(&mut self, r: &TraceRecord) -> std::result::Result<(), serde_json::Error> {
-        let (run, result) = run_entries(r);
+        self.push(encode(r)?);
+        Ok(())
+    }
+
+    fn push(&mut self, e: Entry) {
         if self.len > 0 {
             self.runs.push(b',');
             self.results.push(b',');
         }
-        serde_json::to_writer(&mut self.runs, &run)?;
-        serde_json::to_writer(&mut self.results, &result)?;
+        self.runs.extend_from_slice(&e.run);
+        self.results.extend_from_slice(&e.result);
         self.len += 1;
-        Ok(())
+    }
+
+    /// Whether `e` must go into the next chunk instead.
+    fn is_full_for(&self, e: &Entry) -> bool {
+        self.len > 0
+            && (self.len >= CHUNK
+                || self.runs.len() + self.results.len() + e.len() > CHUNK_BYTES - ENVELOPE)
     }
 
     fn clear(&mut self) {
@@ -210,6 +298,13 @@ fn save_state(dir: &Path, state: &State) -> Result<()> {
         .map_err(|e| Error::io("write", &path, e))
 }
 
+/// The Idempotency-Key of chunk `index` with request body `body`.
+fn chunk_key(batch_key: &str, index: usize, body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{batch_key}.{index}.{hex}")
+}
+
 /// Uploads the runs of result directory `dir`; `progress(sent, chunk_runs)`
 /// is called after each chunk.
 pub(crate) fn upload(
@@ -219,21 +314,24 @@ pub(crate) fn upload(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Uploaded> {
     let mut state = load_state(dir, info.bundle_version_id);
+    if state.batch_key.is_none() {
+        state.batch_key = Some(uuid::Uuid::new_v4().to_string());
+        // On disk before any request: a rerun after a crash reuses it, so
+        // the platform can recognise the chunks it already stored.
+        save_state(dir, &state)?;
+    }
     let mut chunk = ChunkBody::default();
     let mut index = 0usize;
     let mut sent = 0usize;
+    let mut truncated = 0usize;
     let mut send = |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
-        if state.keys.len() <= *index {
-            state.keys.push(uuid::Uuid::new_v4().to_string());
-            // The key is on disk before the request goes out: a rerun after a
-            // crash reuses it, so the platform can recognise the chunk.
-            save_state(dir, state)?;
-        }
         let body = chunk
             .to_payload(info, state.run_batch_id.as_deref())
             .map_err(|e| Error::io("encode", dir, e.into()))?;
-        let resp: UploadResponse =
-            client.post_idempotent("/api/sync/upload", &body, &state.keys[*index])?;
+        let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), *index, &body);
+        let resp: UploadResponse = client
+            .post_idempotent("/api/sync/upload", &body, &key)
+            .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
         match &state.run_batch_id {
             Some(id) if *id != resp.run_batch_id => {
                 return Err(Error::Api {
@@ -260,12 +358,12 @@ pub(crate) fn upload(
         Ok(())
     };
     read_trace(dir, |r| {
-        chunk
-            .add(&r)
-            .map_err(|e| Error::io("encode", dir, e.into()))?;
-        if chunk.len == CHUNK {
+        let entry = encode(&r).map_err(|e| Error::io("encode", dir, e.into()))?;
+        if chunk.is_full_for(&entry) {
             send(&mut chunk, &mut index, &mut state)?;
         }
+        truncated += usize::from(entry.truncated);
+        chunk.push(entry);
         Ok(())
     })?;
     if chunk.len > 0 {
@@ -285,7 +383,35 @@ pub(crate) fn upload(
         run_batch_id,
         runs: sent,
         chunks,
+        truncated,
     })
+}
+
+/// A 413 says which chunk was refused and how big it was: the platform's
+/// limit is below what this client sends, which only its operator can change.
+fn too_large(e: Error, index: usize, runs: usize, bytes: usize) -> Error {
+    match e {
+        Error::Api {
+            method,
+            url,
+            status: 413,
+            code,
+            message,
+        } => Error::Api {
+            method,
+            url,
+            status: 413,
+            code,
+            message: format!(
+                "the platform refused chunk {} ({runs} runs, {:.1} MiB) as too large ({message}); \
+                 this client sends at most {} MiB per request, so ask the platform's operator to accept that",
+                index + 1,
+                bytes as f64 / (1024.0 * 1024.0),
+                CHUNK_BYTES / (1024 * 1024)
+            ),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]

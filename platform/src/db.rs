@@ -156,6 +156,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, key)
     );
     ",
+    // 1 -> 2: the SHA-256 of the request body each key was first used with,
+    // so a key replayed with another body is refused instead of answered
+    // with the first body's result. Rows from before have none and replay.
+    "ALTER TABLE idempotency ADD COLUMN body_hash BLOB",
 ];
 
 /// Opens the database at `path` (or in memory), applies pending migrations and

@@ -263,6 +263,32 @@ impl Store {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    /// The stored results of a batch's runs, in order: `{"id", "transcript",
+    /// "metrics"}` each, as the client sent them (null before a result).
+    pub fn run_results(&self, batch_id: &str) -> Result<Vec<serde_json::Value>, PlatformError> {
+        let conn = self.state.db();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, transcript, metrics FROM runs WHERE batch_id = ?1 ORDER BY position",
+            )
+            .map_err(dberr("listing runs"))?;
+        let parse = |t: Option<String>| {
+            t.and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null)
+        };
+        let rows = stmt
+            .query_map([batch_id], |r| {
+                Ok(serde_json::json!({
+                    "id": r.get::<_, String>(0)?,
+                    "transcript": parse(r.get(1)?),
+                    "metrics": parse(r.get(2)?),
+                }))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(dberr("listing runs"))?;
+        Ok(rows)
+    }
+
     /// Ids of every run batch, oldest first.
     pub fn batch_ids(&self) -> Result<Vec<String>, PlatformError> {
         let conn = self.state.db();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 use super::{Endpoint, Event, Observer, Scheme};
+use crate::config::project::limits;
 use crate::config::Env;
 use crate::error::{Error, Result};
 
@@ -59,12 +60,17 @@ impl NetOptions {
             self.connect_timeout = t;
         }
         if let Some(r) = env.get("FLUXLOOP_HTTP_RETRIES")? {
-            self.retries = r.trim().parse().map_err(|_| {
+            let refuse = |why: String| {
                 Error::config(
-                    format!("FLUXLOOP_HTTP_RETRIES={r:?} is not a whole number"),
+                    format!("FLUXLOOP_HTTP_RETRIES={r:?} {why}"),
                     Some("set it to the number of retries, e.g. 4".into()),
                 )
-            })?;
+            };
+            let n: u64 = r
+                .trim()
+                .parse()
+                .map_err(|_| refuse("is not a whole number".into()))?;
+            self.retries = limits::retries(n).map_err(refuse)?;
         }
         // A tuning knob for the first retry's wait (it doubles per attempt).
         if let Some(ms) = env.get("FLUXLOOP_RETRY_BACKOFF_MS")? {
@@ -84,7 +90,7 @@ impl NetOptions {
         self.ca_dir = env.path("SSL_CERT_DIR");
         self.proxy = proxy_for(env, endpoint)?;
         // A request must not outlive the retry budget by much.
-        self.retry_budget = self.retry_budget.max(self.timeout * 2);
+        self.retry_budget = self.retry_budget.max(self.timeout.saturating_mul(2));
         Ok(())
     }
 }
@@ -93,10 +99,15 @@ fn seconds(env: &Env, name: &str) -> Result<Option<Duration>> {
     let Some(v) = env.get(name)? else {
         return Ok(None);
     };
-    match v.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s.is_finite() && s < 86_400.0 => Ok(Some(Duration::from_secs_f64(s))),
-        _ => Err(Error::config(
-            format!("{name}={v:?} is not a positive number of seconds"),
+    let checked = v
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| "is not a number of seconds".to_string())
+        .and_then(limits::request_seconds);
+    match checked {
+        Ok(s) => Ok(Some(Duration::from_secs_f64(s))),
+        Err(why) => Err(Error::config(
+            format!("{name}={v:?} {why}"),
             Some(format!("set {name} to seconds, e.g. 30")),
         )),
     }

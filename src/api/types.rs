@@ -38,10 +38,28 @@ pub(crate) struct DeviceStart {
     pub(crate) device_code: String,
     pub(crate) user_code: String,
     pub(crate) verification_url: String,
+    #[serde(default, deserialize_with = "up_to_a_day")]
     expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "up_to_a_day")]
     expires_in_sec: Option<u64>,
+    #[serde(default, deserialize_with = "up_to_a_day")]
     interval: Option<u64>,
+    #[serde(default, deserialize_with = "up_to_a_day")]
     interval_sec: Option<u64>,
+}
+
+/// Longest wait a server may ask for in seconds. The login adds these to
+/// an `Instant`; a huge value would overflow it (a panic), so an answer
+/// beyond a day is refused as not a FluxLoop answer.
+const MAX_SERVER_SECONDS: u64 = 86_400;
+
+fn up_to_a_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<u64>::deserialize(d)? {
+        Some(n) if n > MAX_SERVER_SECONDS => Err(serde::de::Error::custom(format!(
+            "{n} seconds is more than a day ({MAX_SERVER_SECONDS})"
+        ))),
+        n => Ok(n),
+    }
 }
 
 impl DeviceStart {

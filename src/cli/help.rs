@@ -197,14 +197,15 @@ Options:
       --keep-local             keep locally edited files";
 
 pub(super) const SYNC_UPLOAD: &str = "\
-usage: fluxloop sync upload [--scenario S] [--result-dir DIR]
+usage: fluxloop sync upload [--scenario S] [--result-dir DIR] [--skip-invalid]
 
 Uploads a finished run (default: the newest result directory of the
 scenario). Alias: sync push.
 
 Options:
   -s, --scenario S       scenario name (default: scenario in fluxloop.yaml)
-      --result-dir DIR   the result directory to upload";
+      --result-dir DIR   the result directory to upload
+      --skip-invalid     upload the valid runs and skip trace lines that are not";
 
 pub(super) const TEST: &str = "\
 usage: fluxloop test [OPTIONS] [-- AGENT COMMAND...]

@@ -195,6 +195,8 @@ pub(crate) struct PullArgs {
 pub(crate) struct UploadArgs {
     pub(crate) scenario: Option<String>,
     pub(crate) result_dir: Option<PathBuf>,
+    /// Upload the valid records and skip the lines that are not.
+    pub(crate) skip_invalid: bool,
 }
 
 #[derive(Debug, Default)]
@@ -696,6 +698,7 @@ fn parse_sync(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                     Long("result-dir") => {
                         a.result_dir = Some(p.value().map_err(|e| ctx.lexopt(e))?.into())
                     }
+                    Long("skip-invalid") => a.skip_invalid = true,
                     Short('h') | Long("help") => return Ok(Parsed::Help(help::SYNC_UPLOAD)),
                     _ => return Err(ctx.lexopt(arg.unexpected())),
                 }

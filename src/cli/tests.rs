@@ -153,6 +153,7 @@ fn every_command_parses() {
         ],
         &["sync", "upload"],
         &["sync", "push", "--result-dir", "d"],
+        &["sync", "upload", "--skip-invalid", "--result-dir=d"],
         &["test", "--no-skip-upload", "--yes"],
         &[
             "test",

@@ -14,11 +14,14 @@ use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::output::{github, Human, Outcome, Style};
-use crate::{ci, pulled, results, upload};
+use crate::signals::StopAtOnce;
+use crate::{ci, pulled, results, signals, upload};
 
 pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
+    let _caught = signals::Caught::new();
     match cmd {
         SyncCommand::Pull(args) => {
+            let _stop = pull_watchdog(ctx);
             let session = login::session(ctx)?;
             scope::require(ctx, &session.client, &[Need::Read])?;
             let report = pull(ctx, &session.client, &args)?;
@@ -52,8 +55,6 @@ pub(crate) struct PullReport {
 
 impl Human for PullReport {
     fn human(&self, _: &Style) -> String {
-        let plural =
-            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let bundle = self
             .bundle_version
             .as_ref()
@@ -206,7 +207,9 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     let fluxloop_dir = root.join(".fluxloop");
     std::fs::create_dir_all(&fluxloop_dir)
         .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
-    let spool_path = fluxloop_dir.join(format!(".pull.{}.tmp", uuid::Uuid::new_v4().simple()));
+    // Named with our pid: a pull killed while downloading leaves it, and
+    // the next pull removes it.
+    let spool_path = fluxloop_dir.join(crate::pull_spool::temp_name("body"));
     let spool = std::fs::File::options()
         .read(true)
         .write(true)
@@ -262,7 +265,19 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
             return Err(Error::SyncConflict { files: shown });
         }
     }
-    let written = pulled::write_pull(&dir, &resp, &keep)?;
+    let bundle_version_id = pulled::bundle_version_id(&resp.doc);
+    let bundle_version = pulled::bundle_version(&resp.doc);
+    let doc_scenario_id = resp
+        .doc
+        .pointer("/bundle_version/scenario_id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let doc_project_id = resp
+        .doc
+        .pointer("/bundle_version/project_id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let written = pulled::write_pull(&dir, resp, &keep)?;
     if !overwritten.is_empty() {
         ctx.out.warn(&format!(
             "replaced local edits to {}",
@@ -271,20 +286,10 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     }
     Ok(PullReport {
         scenario,
-        scenario_id: scenario_id.or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/scenario_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        }),
-        project_id: project_id.or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/project_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        }),
-        bundle_version_id: pulled::bundle_version_id(&resp.doc),
-        bundle_version: pulled::bundle_version(&resp.doc),
+        scenario_id: scenario_id.or(doc_scenario_id),
+        project_id: project_id.or(doc_project_id),
+        bundle_version_id,
+        bundle_version,
         inputs: written.inputs,
         personas: written.personas,
         criteria: written.criteria,
@@ -296,6 +301,37 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
         overwritten,
         dir,
     })
+}
+
+/// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
+/// there is nothing to finish or undo.
+pub(crate) fn pull_watchdog(ctx: &Ctx) -> StopAtOnce {
+    let out = std::sync::Arc::clone(&ctx.out);
+    StopAtOnce::new(move |sig| {
+        out.warn(&format!(
+            "interrupted by {sig} while pulling; pulled/ is left as it was or holds the new bundle whole"
+        ))
+    })
+}
+
+/// Ends an upload at once on SIGINT/SIGTERM with the command that resumes
+/// it (the upload state is saved after each chunk, so nothing is sent twice).
+pub(crate) fn upload_watchdog(ctx: &Ctx, dir: &Path) -> StopAtOnce {
+    let out = std::sync::Arc::clone(&ctx.out);
+    let root = ctx.workspace_root().unwrap_or_else(|_| ctx.cwd.clone());
+    let message = format!(
+        "the results are kept in {}; resume with `fluxloop sync upload --result-dir {}`",
+        display_rel(&root, dir),
+        display_rel(&ctx.cwd, dir)
+    );
+    StopAtOnce::new(move |sig| {
+        out.warn(&format!("interrupted by {sig} while uploading; {message}"))
+    })
+}
+
+/// `3 runs`, `1 run`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `path` relative to the workspace root when inside it.
@@ -312,6 +348,10 @@ pub(crate) struct UploadReport {
     pub(crate) run_batch_id: String,
     pub(crate) runs: usize,
     pub(crate) chunks: usize,
+    /// Trace lines that were not records and were left out.
+    pub(crate) skipped_lines: usize,
+    /// Runs cut to fit one request.
+    pub(crate) truncated_runs: usize,
     /// Where people see the results on the platform.
     pub(crate) url: String,
     pub(crate) result_dir: PathBuf,
@@ -335,6 +375,9 @@ struct ResultMeta {
     bundle_version_id: Option<String>,
     started_at: Option<String>,
     completed_at: Option<String>,
+    /// `complete` of our summary.json: false while (or if killed while) the
+    /// run writes the directory; absent in FluxLoop CLI 0.4's.
+    complete: Option<bool>,
 }
 
 fn result_meta(dir: &Path) -> ResultMeta {
@@ -354,6 +397,10 @@ fn result_meta(dir: &Path) -> ResultMeta {
         bundle_version_id: s("bundle_version_id"),
         started_at: s("started_at").or_else(|| s("created_at")),
         completed_at: s("completed_at").or_else(|| s("created_at")),
+        complete: summary
+            .as_ref()
+            .and_then(|v| v.get("complete"))
+            .and_then(Value::as_bool),
     }
 }
 
@@ -363,9 +410,10 @@ pub(crate) fn upload_dir(
     session: &Session,
     dir: &Path,
     scenario_hint: Option<&str>,
+    skipped: usize,
 ) -> Result<UploadReport> {
-    let meta = result_meta(dir);
     let root = ctx.workspace_root()?;
+    let meta = result_meta(dir);
     let scenario = meta
         .scenario
         .clone()
@@ -432,13 +480,69 @@ pub(crate) fn upload_dir(
             }
         }
     }
+    if uploaded.truncated > 0 {
+        ctx.out.warn(&format!(
+            "{} too large for one request: its transcript was shortened in the upload (marked \"truncated\": true); {} keeps it whole",
+            plural(uploaded.truncated, "run was", "runs were"),
+            display_rel(&root, &dir.join(results::TRACE))
+        ));
+    }
     Ok(UploadReport {
         run_batch_id: uploaded.run_batch_id,
         runs: uploaded.runs,
         chunks: uploaded.chunks,
+        skipped_lines: skipped,
+        truncated_runs: uploaded.truncated,
         url,
         result_dir: dir.to_path_buf(),
     })
+}
+
+/// Stops on trace lines that are not records (they would be lost without a
+/// word), unless `--skip-invalid`; a torn last line, as a crash leaves, is
+/// skipped with a warning. Returns how many lines are skipped.
+fn check_trace(ctx: &Ctx, dir: &Path, skip_invalid: bool) -> Result<usize> {
+    let scan = crate::result_dir::scan_trace(dir)?;
+    let path = dir.join(results::TRACE);
+    let root = ctx.workspace_root()?;
+    let shown = display_rel(&root, &path);
+    if !scan.invalid.is_empty() {
+        let lines = crate::result_dir::line_list(&scan.invalid);
+        if !skip_invalid {
+            let what = if scan.invalid.len() == 1 {
+                format!("line {lines} is not a run record")
+            } else {
+                format!("lines {lines} are not run records")
+            };
+            return Err(Error::config(
+                format!("{shown}: {what}"),
+                Some(format!(
+                    "repair or remove {}, or pass --skip-invalid to upload the other {}",
+                    if scan.invalid.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    },
+                    plural(scan.records, "run", "runs")
+                )),
+            ));
+        }
+        ctx.out.warn(&format!(
+            "skipped {} of {shown} that {} (--skip-invalid): {lines}",
+            plural(scan.invalid.len(), "line", "lines"),
+            if scan.invalid.len() == 1 {
+                "is not a run record"
+            } else {
+                "are not run records"
+            },
+        ));
+    }
+    if let Some(n) = scan.torn_last {
+        ctx.out.warn(&format!(
+            "skipped the cut-off last line {n} of {shown} (a run interrupted while it was written)"
+        ));
+    }
+    Ok(scan.invalid.len() + usize::from(scan.torn_last.is_some()))
 }
 
 fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
@@ -470,10 +574,21 @@ fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
                 hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
             })?,
     };
+    // The directory is checked before any network use: a run still going
+    // or a damaged trace is the user's to settle, not the platform's.
+    crate::result_dir::ensure_finished(&dir)?;
+    let skipped = check_trace(ctx, &dir, args.skip_invalid)?;
+    if result_meta(&dir).complete == Some(false) {
+        ctx.out.warn(&format!(
+            "the run that wrote {} did not finish (was it killed?); uploading the runs it recorded",
+            display_rel(&root, &dir)
+        ));
+    }
+    let _stop = upload_watchdog(ctx, &dir);
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Write])?;
     ctx.out
         .info(&format!("Uploading {}", display_rel(&root, &dir)));
-    let report = upload_dir(ctx, &session, &dir, scenario.as_deref())?;
+    let report = upload_dir(ctx, &session, &dir, scenario.as_deref(), skipped)?;
     Ok(Outcome::ok(report))
 }

@@ -281,6 +281,9 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         }
     };
 
+    // Caught until the command ends; each phase decides what a signal does.
+    let _caught = crate::signals::Caught::new();
+    let pull_phase = sync::pull_watchdog(ctx);
     // Credential and scope first: never find out after a long run.
     let session = if settings.pull || settings.upload {
         let session = login::session(ctx)?;
@@ -309,6 +312,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         }
         _ => pulled_scenario(&root, settings.scenario.as_deref())?,
     };
+    // From here the runner stops the agents itself and keeps what finished.
+    drop(pull_phase);
     let pulled_dir = pulled::pulled_dir(&root, &scenario);
     let inputs = pulled::load_inputs(&pulled_dir)?;
     if inputs.is_empty() {
@@ -353,6 +358,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     ));
 
     let mut writer = TraceWriter::create(&result_dir)?;
+    // A first summary, marked incomplete, while the lock is held: it records
+    // the bundle, so the runs of a killed `test` can still be uploaded.
+    let mut info = RunInfo {
+        scenario: &scenario,
+        runner_type: settings.runner_type,
+        bundle_version_id: bundle_version_id.as_deref(),
+        started_at,
+        completed_at: started_at,
+        iterations: settings.iterations,
+        parallel: settings.parallel as usize,
+        interrupted: false,
+        complete: false,
+    };
+    results::write_summary(&result_dir, &info, &Tally::default())?;
     let mut tally = Tally::default();
     let clock = Instant::now();
     let mut last_line = Instant::now();
@@ -400,18 +419,9 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     }
     let interrupted = matches!(outcome, Err(Error::Interrupted));
     let completed_at = OffsetDateTime::now_utc();
-    let info = RunInfo {
-        scenario: &scenario,
-        runner_type: settings.runner_type,
-        bundle_version_id: bundle_version_id.as_deref(),
-        started_at,
-        completed_at,
-        iterations: settings.iterations,
-        parallel: settings.parallel as usize,
-        interrupted,
-    };
+    info.completed_at = completed_at;
+    info.interrupted = interrupted;
     // Reports are written even when the run stopped early: what finished counts.
-    results::write_summary(&result_dir, &info, &tally)?;
     results::write_errors(&result_dir, &info)?;
     let junit_path = settings
         .junit
@@ -438,12 +448,17 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     junit::write(&junit_path, &suite, |each| {
         results::read_trace(&result_dir, each).map(|_| ())
     })?;
+    // Last: the mark that the directory is whole, then the lock goes.
+    info.complete = true;
+    results::write_summary(&result_dir, &info, &tally)?;
+    drop(writer);
     if let Err(e) = outcome {
         if interrupted {
             ctx.out.warn(&format!(
-                "stopped after {} of {total} runs; finished runs are in {}",
+                "stopped after {} of {total} runs; finished runs are in {}; upload them with `fluxloop sync upload --result-dir {}`",
                 tally.total,
-                display_rel(&root, &result_dir)
+                display_rel(&root, &result_dir),
+                display_rel(&ctx.cwd, &result_dir)
             ));
         }
         return Err(e);
@@ -471,8 +486,9 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
 
     let mut upload_failure = None;
     if let (Some(session), true) = (&session, settings.upload) {
+        let _stop = sync::upload_watchdog(ctx, &result_dir);
         ctx.out.info(&format!("Uploading {} runs", tally.total));
-        match sync::upload_dir(ctx, session, &result_dir, Some(&scenario)) {
+        match sync::upload_dir(ctx, session, &result_dir, Some(&scenario), 0) {
             Ok(u) => report.upload = Some(u),
             Err(e) => {
                 report.upload_error = Some(e.to_string());

@@ -39,11 +39,64 @@ pub(crate) struct ApiConfig {
     /// Extra CA certificate (PEM), added to the bundled roots.
     pub(crate) ca_cert: Option<String>,
     /// Seconds for a whole request.
+    #[serde(default, deserialize_with = "yaml_request_seconds")]
     pub(crate) timeout: Option<f64>,
     /// Seconds to establish a connection.
+    #[serde(default, deserialize_with = "yaml_request_seconds")]
     pub(crate) connect_timeout: Option<f64>,
     /// Retries after the first attempt.
+    #[serde(default, deserialize_with = "yaml_retries")]
     pub(crate) retries: Option<u32>,
+}
+
+/// The one check of each numeric network setting, shared by
+/// `fluxloop.yaml` (below) and the environment (`api::net`): a value from
+/// outside must never reach `Duration` arithmetic unchecked (1e300 seconds
+/// panics in `Duration::from_secs_f64`; 4294967295 retries overflows the
+/// attempt count). Each returns the reason a value is refused.
+pub(crate) mod limits {
+    /// Longest request or connect timeout: a day.
+    pub(crate) const MAX_REQUEST_SECONDS: f64 = 86_400.0;
+    /// Most retries after the first attempt.
+    pub(crate) const MAX_RETRIES: u64 = 100;
+
+    /// `api.timeout`, `api.connect_timeout`, `FLUXLOOP_HTTP_TIMEOUT`,
+    /// `FLUXLOOP_CONNECT_TIMEOUT`: seconds above 0, at most a day.
+    pub(crate) fn request_seconds(v: f64) -> Result<f64, String> {
+        if v > 0.0 && v <= MAX_REQUEST_SECONDS {
+            Ok(v)
+        } else {
+            Err(format!(
+                "must be a number of seconds above 0 and at most {MAX_REQUEST_SECONDS}, not {v:?}"
+            ))
+        }
+    }
+
+    /// `api.retries`, `FLUXLOOP_HTTP_RETRIES`: a whole number up to 100.
+    pub(crate) fn retries(v: u64) -> Result<u32, String> {
+        match u32::try_from(v) {
+            Ok(n) if v <= MAX_RETRIES => Ok(n),
+            _ => Err(format!(
+                "must be a whole number of retries from 0 to {MAX_RETRIES}, not {v}"
+            )),
+        }
+    }
+}
+
+fn yaml_request_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(|v| limits::request_seconds(v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn yaml_retries<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u32>, D::Error> {
+    Option::<u64>::deserialize(d)?
+        .map(|v| limits::retries(v).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// `runner.type`.

@@ -21,3 +21,9 @@ mod proxy;
 mod secrets;
 mod seed;
 mod trap;
+
+// Issue 13: nothing lost, nothing half-written.
+mod numbers_safety;
+mod process_safety;
+mod pull_safety;
+mod upload_safety;

@@ -2,14 +2,16 @@
 //! upload run results into a run batch (idempotent, chunk-appendable); read a
 //! batch back.
 //!
-//! Exactly-once: a repeated `Idempotency-Key` replays the first successful
-//! response without touching the data, and independently a run id already in
+//! Exactly-once: a repeated `Idempotency-Key` with the same body replays the
+//! first successful response without touching the data (with another body it
+//! is refused, 422 `idempotency_mismatch`), and independently a run id already in
 //! the batch is never stored twice, so even a client that retries without the
 //! header cannot duplicate runs.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::auth::{Need, Principal};
 use crate::http::{ApiError, Request, Response};
@@ -221,16 +223,30 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
         Principal::Key(k) => k.project_id.clone(),
         Principal::User { user_id, .. } => format!("user:{user_id}"),
     };
+    let body_hash = Sha256::digest(&req.body).to_vec();
     if let Some(key) = &idem {
-        let stored: Option<(u16, String)> = conn
+        let stored: Option<(u16, String, Option<Vec<u8>>)> = conn
             .query_row(
-                "SELECT status, body FROM idempotency WHERE project_id = ?1 AND key = ?2",
+                "SELECT status, body, body_hash FROM idempotency WHERE project_id = ?1 AND key = ?2",
                 params![idem_scope, key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some((status, body)) = stored {
-            return Ok(Response::raw_json(status, body));
+        match stored {
+            // Stripe's rule: the first answer belongs to the first body only;
+            // replaying it for other content would report runs as stored
+            // that never were.
+            Some((_, _, Some(hash))) if hash != body_hash => {
+                return Err(ApiError::new(
+                    422,
+                    "idempotency_mismatch",
+                    format!(
+                        "Idempotency-Key {key} was already used with a different request body; send new content with a new key"
+                    ),
+                ))
+            }
+            Some((status, body, _)) => return Ok(Response::raw_json(status, body)),
+            None => {}
         }
     }
     let body: UploadBody = req.json()?;
@@ -240,8 +256,8 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
         // Only a success is remembered: a refused request stored nothing, so
         // retrying it with the same key must be allowed to succeed.
         conn.execute(
-            "INSERT OR IGNORE INTO idempotency (project_id, key, status, body, created_ms) VALUES (?1, ?2, 200, ?3, ?4)",
-            params![idem_scope, key, text, now_ms()],
+            "INSERT OR IGNORE INTO idempotency (project_id, key, status, body, body_hash, created_ms) VALUES (?1, ?2, 200, ?3, ?4, ?5)",
+            params![idem_scope, key, text, body_hash, now_ms()],
         )?;
     }
     Ok(Response::raw_json(200, text))

@@ -365,6 +365,46 @@ fn upload_with_a_seen_idempotency_key_replays_and_stores_nothing() {
     );
 }
 
+/// Issue 13: a key replayed with other content must not get the first
+/// answer (which would report runs as stored that never were).
+#[test]
+fn regression_13_a_key_replayed_with_another_body_is_refused() {
+    let e = Env::new();
+    let demo = e.demo();
+    let four = e.upload_body(&demo, &demo.key, 4);
+    let ten = e.upload_body(&demo, &demo.key, 10);
+    let first = e
+        .post("/api/sync/upload")
+        .auth(&demo.key)
+        .header("Idempotency-Key", "k-1")
+        .json(&four)
+        .send()
+        .expect(200);
+    let batch = first.json()["run_batch_id"].as_str().unwrap().to_owned();
+    let refused = e
+        .post("/api/sync/upload")
+        .auth(&demo.key)
+        .header("Idempotency-Key", "k-1")
+        .json(&ten)
+        .send()
+        .expect_error(422, "idempotency_mismatch");
+    assert_eq!(
+        refused.json()["error"]["message"],
+        "Idempotency-Key k-1 was already used with a different request body; send new content with a new key"
+    );
+    assert_eq!(e.p.batch_ids().expect("ids"), vec![batch.clone()]);
+    assert_eq!(e.p.run_count(&batch).expect("count"), 4);
+    // The same body still replays.
+    let again = e
+        .post("/api/sync/upload")
+        .auth(&demo.key)
+        .header("Idempotency-Key", "k-1")
+        .json(&four)
+        .send()
+        .expect(200);
+    assert_eq!(first.text, again.text);
+}
+
 #[test]
 fn chunks_append_to_one_batch_and_resent_runs_are_stored_once() {
     let e = Env::new();

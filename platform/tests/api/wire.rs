@@ -58,6 +58,11 @@ fn body_over_the_limit_is_refused_with_413() {
     let text = read_response(&mut s);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
     assert!(text.contains("\"payload_too_large\""), "{text}");
+    // Issue 13: the answer names the limit, so a client can say what to change.
+    assert!(
+        text.contains("\"request body is larger than 32 MiB\""),
+        "{text}"
+    );
 }
 
 #[test]
