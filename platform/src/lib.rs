@@ -10,15 +10,18 @@
 //!   device code) — they work while a server runs on the same file.
 //!
 //! Module map: `db` owns the schema and migrations, `auth` credentials and
-//! scopes, `http` the wire (tiny_http, limits, faults, logging), `routes/` one file
-//! per resource, `seed` the demo data, `util` time, randomness and escaping.
+//! scopes, `tokens` login token families, `guard` the `Host`, CSRF and page
+//! policies, `http` the wire (tiny_http, limits, faults, logging), `routes/` one
+//! file per resource, `seed` the demo data, `util` time, randomness and escaping.
 
 mod auth;
 mod db;
+mod guard;
 mod http;
 mod routes;
 mod seed;
 mod store;
+mod tokens;
 mod util;
 
 use std::fmt;
@@ -36,6 +39,11 @@ pub use store::{CreatedKey, Demo, SeededScenario, Store};
 pub struct Config {
     /// Address to bind, `host:port`; the host must be a loopback address.
     pub addr: String,
+    /// Extra URLs this server is reached by (`https://platform.example`, a
+    /// reverse proxy in front of it). Requests are answered only when their
+    /// `Host` is the listening address, `localhost`, `127.0.0.1` or `[::1]`
+    /// with its port, or the host of one of these.
+    pub public_urls: Vec<String>,
     /// Database file; `None` keeps everything in memory for the life of the server.
     pub data: Option<PathBuf>,
     /// Lifetime of access tokens issued by login and refresh.
@@ -55,6 +63,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             addr: "127.0.0.1:0".to_owned(),
+            public_urls: Vec::new(),
             data: None,
             access_token_ttl: Duration::from_secs(3600),
             device_code_ttl: Duration::from_secs(600),
@@ -185,7 +194,12 @@ impl Platform {
     /// this returns, so [`Platform::url`] can be used at once.
     pub fn start(config: Config) -> Result<Platform, PlatformError> {
         let store = Store::open(&config)?;
-        let server = http::Server::start(&config.addr, Arc::clone(&store.state), config.log)?;
+        let server = http::Server::start(
+            &config.addr,
+            &config.public_urls,
+            Arc::clone(&store.state),
+            config.log,
+        )?;
         Ok(Platform { store, server })
     }
 
@@ -197,6 +211,13 @@ impl Platform {
     /// The address the listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
+    }
+
+    /// Answers requests addressed to `url` from now on too, as if it had been
+    /// in [`Config::public_urls`]: for a proxy started in front of a running
+    /// platform, which forwards the `Host` its clients sent.
+    pub fn add_public_url(&self, url: &str) -> Result<(), PlatformError> {
+        self.server.hosts().add(url)
     }
 
     /// The database behind this server, for admin operations.

@@ -20,6 +20,7 @@ mod message;
 pub(crate) use message::{ApiError, Request, Response};
 use serde_json::json;
 
+use crate::guard::{Csrf, Hosts};
 use crate::store::State;
 use crate::{Fault, PlatformError, RequestRecord};
 
@@ -32,17 +33,30 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long dropping the server waits for busy workers before leaving them.
 const JOIN_GRACE: Duration = Duration::from_millis(500);
 
+/// What every worker checks before a route runs, and hands to the routes.
+struct Gate {
+    hosts: Arc<Hosts>,
+    csrf: Arc<Csrf>,
+}
+
 /// The listener and its worker threads.
 pub(crate) struct Server {
     addr: SocketAddr,
+    hosts: Arc<Hosts>,
     inner: Arc<tiny_http::Server>,
     shutdown: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `addr` (loopback only) and starts serving.
-    pub(crate) fn start(addr: &str, state: Arc<State>, log: bool) -> Result<Server, PlatformError> {
+    /// Binds `addr` (loopback only) and starts serving requests addressed to
+    /// it, or to one of `public_urls`.
+    pub(crate) fn start(
+        addr: &str,
+        public_urls: &[String],
+        state: Arc<State>,
+        log: bool,
+    ) -> Result<Server, PlatformError> {
         let bind_err = |source| PlatformError::Bind {
             addr: addr.to_owned(),
             source,
@@ -64,21 +78,27 @@ impl Server {
                 "the listener has no IP address".to_owned(),
             ))
         })?;
+        let gate = Arc::new(Gate {
+            hosts: Arc::new(Hosts::new(local, public_urls)?),
+            csrf: Arc::new(Csrf::new()),
+        });
         let mut server = Server {
             addr: local,
+            hosts: Arc::clone(&gate.hosts),
             inner: Arc::new(inner),
             shutdown: Arc::new(AtomicBool::new(false)),
             workers: Vec::with_capacity(WORKERS),
         };
         for i in 0..WORKERS {
-            let (inner, state, flag) = (
+            let (inner, state, flag, gate) = (
                 Arc::downgrade(&server.inner),
                 Arc::clone(&state),
                 Arc::clone(&server.shutdown),
+                Arc::clone(&gate),
             );
             let spawned = std::thread::Builder::new()
                 .name(format!("flx-http-{i}"))
-                .spawn(move || work(&inner, &state, &flag, local, log));
+                .spawn(move || work(&inner, &state, &flag, &gate, log));
             match spawned {
                 Ok(h) => server.workers.push(h),
                 // Dropping `server` stops the workers already started.
@@ -90,6 +110,11 @@ impl Server {
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The names this server answers to.
+    pub(crate) fn hosts(&self) -> &Hosts {
+        &self.hosts
     }
 }
 
@@ -147,7 +172,7 @@ fn work(
     server: &Weak<tiny_http::Server>,
     state: &State,
     shutdown: &AtomicBool,
-    local: SocketAddr,
+    gate: &Gate,
     log: bool,
 ) {
     while !shutdown.load(Ordering::SeqCst) {
@@ -161,7 +186,7 @@ fn work(
                 // the worker alive if anything else panics. A request dropped
                 // unanswered that way still gets tiny_http's empty 500.
                 let _ = catch_unwind(AssertUnwindSafe(|| {
-                    serve(rq, state, shutdown, local, log);
+                    serve(rq, state, shutdown, gate, log);
                 }));
             }
             Ok(None) => {}
@@ -173,13 +198,7 @@ fn work(
 }
 
 /// Answers one request.
-fn serve(
-    mut rq: tiny_http::Request,
-    state: &State,
-    shutdown: &AtomicBool,
-    local_addr: SocketAddr,
-    log: bool,
-) {
+fn serve(mut rq: tiny_http::Request, state: &State, shutdown: &AtomicBool, gate: &Gate, log: bool) {
     let started = Instant::now();
     let method = rq.method().as_str().to_owned();
     let target = rq.url().to_owned();
@@ -194,14 +213,32 @@ fn serve(
         .iter()
         .map(|h| (h.field.to_string(), h.value.to_string()))
         .collect();
+    let hosts: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let origin = gate.hosts.origin(&hosts);
     let mut req = Request {
         method,
         path,
         query: crate::util::parse_form(&query),
-        headers,
         body: Vec::new(),
-        local_addr,
+        origin: origin.as_ref().cloned().unwrap_or_default(),
+        csrf: Arc::clone(&gate.csrf),
+        headers,
     };
+    // A refused name reaches no route and reads no body (DNS rebinding).
+    if let Err(e) = origin {
+        let r = if req.path == "/api" || req.path.starts_with("/api/") {
+            Response::error(e)
+        } else {
+            Response::html(e.status, gate.hosts.refusal_page(e.status))
+        };
+        finish(state, &req, r.status, started, log);
+        send(rq, r);
+        return;
+    }
     match read_body(&mut rq) {
         Ok(body) => req.body = body,
         Err(e) => {
