@@ -11,7 +11,7 @@
 //!
 //! Module map: `db` owns the schema and migrations, `auth` credentials and
 //! scopes, `tokens` login token families, `guard` the `Host`, CSRF and page
-//! policies, `http` the wire (tiny_http, limits, faults, logging), `routes/` one
+//! policies, `http` the wire (axum and hyper on tokio, limits, faults, logging), `routes/` one
 //! file per resource, `seed` the demo data, `util` time, randomness and escaping.
 
 mod auth;
@@ -57,6 +57,37 @@ pub struct Config {
     /// Most runs accepted in one upload request (PLATFORM-API §5: 1000).
     /// Raised only to measure clients that send everything at once.
     pub max_runs_per_request: usize,
+    /// What a connection or request may cost before it is cut off.
+    pub limits: Limits,
+}
+
+/// The limits every connection and request is held to, so no client (slow,
+/// idle, or sending too much) can take the server from the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers, from the connection's start or the
+    /// end of the previous answer (so also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Time for a request's whole body to arrive: 408 after it.
+    pub body_timeout: Duration,
+    /// Time for a whole request, body and route: 408 after it.
+    pub request_timeout: Duration,
+    /// Requests kept in the journal ([`Platform::requests`]); older ones go.
+    pub journal: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            journal: 10_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -70,6 +101,7 @@ impl Default for Config {
             poll_interval_secs: 5,
             log: false,
             max_runs_per_request: 1000,
+            limits: Limits::default(),
         }
     }
 }
@@ -194,12 +226,7 @@ impl Platform {
     /// this returns, so [`Platform::url`] can be used at once.
     pub fn start(config: Config) -> Result<Platform, PlatformError> {
         let store = Store::open(&config)?;
-        let server = http::Server::start(
-            &config.addr,
-            &config.public_urls,
-            Arc::clone(&store.state),
-            config.log,
-        )?;
+        let server = http::Server::start(&config, Arc::clone(&store.state))?;
         Ok(Platform { store, server })
     }
 
@@ -271,7 +298,8 @@ impl Platform {
         self.store.batch_ids()
     }
 
-    /// Every request answered so far, in order of completion.
+    /// The latest requests answered (at most [`Limits::journal`]), in order
+    /// of completion.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.store.state.requests()
     }

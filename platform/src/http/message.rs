@@ -1,5 +1,5 @@
 //! The messages the routes see, independent of the HTTP crate: a [`Request`]
-//! (built from tiny_http's, body included), a [`Response`] to send, and
+//! (built from hyper's, body included), a [`Response`] to send, and
 //! [`ApiError`], every failure in the documented JSON shape
 //! `{"error": {"code", "message"}}`.
 

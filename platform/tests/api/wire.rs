@@ -209,7 +209,7 @@ fn dropping_a_platform_returns_quickly_while_a_body_never_arrives() {
     )
     .expect("write");
     let addr = e.p.addr();
-    // Over 1 KiB, so a worker (not tiny_http's reader) is left waiting on it.
+    // The route is left waiting for the rest of the body.
     std::thread::sleep(Duration::from_millis(200));
     let started = std::time::Instant::now();
     drop(e);
@@ -235,9 +235,10 @@ fn an_unparsable_content_length_is_refused() {
         e.p.addr()
     )
     .expect("write");
+    // hyper's parser refuses it before any route runs, with its own empty
+    // 400 and a closed connection: never read as "no body".
     let text = read_response(&mut s);
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
-    assert!(text.contains("Content-Length"), "{text}");
 }
 
 #[test]
