@@ -1,5 +1,5 @@
 //! Credentials: who a Bearer value belongs to, what scope it carries, and
-//! issuing new secrets (API keys, access and refresh tokens).
+//! issuing API keys (login tokens are in `tokens`).
 //!
 //! A Bearer value starting with `flx_api_` or `flx_sa_` is an API key;
 //! anything else is looked up as a login access token. Lookups go through the
@@ -19,10 +19,6 @@ pub(crate) const USER_KEY_PREFIX: &str = "flx_api_";
 pub(crate) const SA_KEY_PREFIX: &str = "flx_sa_";
 /// Random characters after a key prefix.
 const KEY_LEN: usize = 32;
-/// Random characters after a token prefix.
-const TOKEN_LEN: usize = 40;
-/// Refresh tokens live long but not forever: 30 days.
-const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// What a key may do (PLATFORM-API §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +88,8 @@ pub(crate) enum Principal {
         user_id: String,
         email: String,
         expires_ms: i64,
+        /// The login this token descends from (see `tokens`).
+        family_id: String,
     },
     /// An API key, bound to one project.
     Key(KeyRecord),
@@ -362,134 +360,7 @@ pub(crate) fn authenticate(conn: &Connection, header: Option<&str>) -> Result<Pr
         key.usage_count += 1;
         return Ok(Principal::Key(key));
     }
-    let hash = sha256(token);
-    let row = conn
-        .query_row(
-            "SELECT t.token_hash, t.user_id, u.email, t.expires_ms
-             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
-            [&hash],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    match row {
-        Some((stored, user_id, email, expires_ms)) if bool::from(stored.ct_eq(&hash)) => {
-            if now >= expires_ms {
-                Err(ApiError::new(
-                    401,
-                    "token_expired",
-                    "the access token has expired; refresh it or log in again".to_owned(),
-                ))
-            } else {
-                Ok(Principal::User {
-                    user_id,
-                    email,
-                    expires_ms,
-                })
-            }
-        }
-        _ => Err(ApiError::unauthenticated("unknown access token")),
-    }
-}
-
-/// Issues a new access + refresh token pair for a user; returns the
-/// `credential` object of PLATFORM-API §2.
-pub(crate) fn issue_tokens(
-    conn: &Connection,
-    user_id: &str,
-    ttl_ms: i64,
-) -> Result<Value, ApiError> {
-    let email: String =
-        conn.query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| {
-            r.get(0)
-        })?;
-    let now = now_ms();
-    let access = secret("flx_at_", TOKEN_LEN);
-    let refresh = secret("flx_refresh_", TOKEN_LEN);
-    let expires_ms = now.saturating_add(ttl_ms);
-    conn.execute(
-        "INSERT INTO access_tokens (token_hash, user_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![sha256(&access), user_id, now, expires_ms],
-    )?;
-    conn.execute(
-        "INSERT INTO refresh_tokens (token_hash, user_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![sha256(&refresh), user_id, now, now.saturating_add(REFRESH_TTL_MS)],
-    )?;
-    Ok(json!({
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "Bearer",
-        "expires_at": rfc3339(expires_ms),
-        "expires_in": ttl_ms / 1000,
-        "user_id": user_id,
-        "user_email": email,
-    }))
-}
-
-/// Trades a refresh token for a new pair. The old refresh token is marked used
-/// in the same transaction, so presenting it again fails with `token_expired`.
-pub(crate) fn rotate_refresh(
-    conn: &Connection,
-    refresh: &str,
-    ttl_ms: i64,
-) -> Result<Value, ApiError> {
-    let hash = sha256(refresh);
-    let row = conn
-        .query_row(
-            "SELECT token_hash, user_id, expires_ms, used_ms FROM refresh_tokens WHERE token_hash = ?1",
-            [&hash],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((stored, user_id, expires_ms, used_ms)) = row else {
-        return Err(ApiError::unauthenticated("unknown refresh token"));
-    };
-    if !bool::from(stored.ct_eq(&hash)) {
-        return Err(ApiError::unauthenticated("unknown refresh token"));
-    }
-    if used_ms.is_some() {
-        return Err(ApiError::new(
-            401,
-            "token_expired",
-            "this refresh token was already used; log in again".to_owned(),
-        ));
-    }
-    let now = now_ms();
-    if now >= expires_ms {
-        return Err(ApiError::new(
-            401,
-            "token_expired",
-            "the refresh token has expired; log in again".to_owned(),
-        ));
-    }
-    let tx = conn.unchecked_transaction()?;
-    let changed = tx.execute(
-        "UPDATE refresh_tokens SET used_ms = ?1 WHERE token_hash = ?2 AND used_ms IS NULL",
-        params![now, hash],
-    )?;
-    if changed != 1 {
-        return Err(ApiError::new(
-            401,
-            "token_expired",
-            "this refresh token was already used; log in again".to_owned(),
-        ));
-    }
-    let credential = issue_tokens(&tx, &user_id, ttl_ms)?;
-    tx.commit()?;
-    Ok(credential)
+    crate::tokens::find_access(conn, token, now)
 }
 
 #[cfg(test)]

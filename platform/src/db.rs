@@ -156,7 +156,29 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, key)
     );
     ",
-    // 1 -> 2: the SHA-256 of the request body each key was first used with,
+    // 1 -> 2: token families. Every access and refresh token descends from one
+    // login; reusing a rotated refresh token or logging out revokes the whole
+    // family. Tokens issued before this step each become a family of one.
+    "
+    CREATE TABLE token_families (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        revoked_reason TEXT
+    );
+    ALTER TABLE access_tokens ADD COLUMN family_id TEXT REFERENCES token_families(id);
+    ALTER TABLE refresh_tokens ADD COLUMN family_id TEXT REFERENCES token_families(id);
+    INSERT INTO token_families (id, user_id, created_ms)
+        SELECT 'a-' || lower(hex(token_hash)), user_id, created_ms FROM access_tokens;
+    UPDATE access_tokens SET family_id = 'a-' || lower(hex(token_hash));
+    INSERT INTO token_families (id, user_id, created_ms)
+        SELECT 'r-' || lower(hex(token_hash)), user_id, created_ms FROM refresh_tokens;
+    UPDATE refresh_tokens SET family_id = 'r-' || lower(hex(token_hash));
+    CREATE INDEX access_tokens_by_family ON access_tokens (family_id);
+    CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
+    ",
+    // 2 -> 3: the SHA-256 of the request body each key was first used with,
     // so a key replayed with another body is refused instead of answered
     // with the first body's result. Rows from before have none and replay.
     "ALTER TABLE idempotency ADD COLUMN body_hash BLOB",
@@ -241,5 +263,31 @@ mod tests {
         drop(conn);
         open(Some(&path)).expect("reopen");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tokens_from_before_families_each_get_a_family_of_their_own() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+            .expect("schema 1");
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('u', 'a@b', 0);
+             INSERT INTO access_tokens VALUES (x'01', 'u', 0, 9);
+             INSERT INTO refresh_tokens VALUES (x'02', 'u', 0, 9, NULL);",
+        )
+        .expect("rows");
+        migrate(&conn).expect("migrate");
+        let families: Vec<String> = conn
+            .prepare(
+                "SELECT f.id FROM token_families f JOIN access_tokens a ON a.family_id = f.id
+                 UNION ALL
+                 SELECT f.id FROM token_families f JOIN refresh_tokens r ON r.family_id = f.id",
+            )
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(families, ["a-01", "r-02"]);
     }
 }

@@ -10,15 +10,18 @@
 //!   device code) — they work while a server runs on the same file.
 //!
 //! Module map: `db` owns the schema and migrations, `auth` credentials and
-//! scopes, `http` the wire (tiny_http, limits, faults, logging), `routes/` one file
-//! per resource, `seed` the demo data, `util` time, randomness and escaping.
+//! scopes, `tokens` login token families, `guard` the `Host`, CSRF and page
+//! policies, `http` the wire (axum and hyper on tokio, limits, faults, logging), `routes/` one
+//! file per resource, `seed` the demo data, `util` time, randomness and escaping.
 
 mod auth;
 mod db;
+mod guard;
 mod http;
 mod routes;
 mod seed;
 mod store;
+mod tokens;
 mod util;
 
 use std::fmt;
@@ -36,6 +39,11 @@ pub use store::{CreatedKey, Demo, SeededScenario, Store};
 pub struct Config {
     /// Address to bind, `host:port`; the host must be a loopback address.
     pub addr: String,
+    /// Extra URLs this server is reached by (`https://platform.example`, a
+    /// reverse proxy in front of it). Requests are answered only when their
+    /// `Host` is the listening address, `localhost`, `127.0.0.1` or `[::1]`
+    /// with its port, or the host of one of these.
+    pub public_urls: Vec<String>,
     /// Database file; `None` keeps everything in memory for the life of the server.
     pub data: Option<PathBuf>,
     /// Lifetime of access tokens issued by login and refresh.
@@ -49,18 +57,51 @@ pub struct Config {
     /// Most runs accepted in one upload request (PLATFORM-API §5: 1000).
     /// Raised only to measure clients that send everything at once.
     pub max_runs_per_request: usize,
+    /// What a connection or request may cost before it is cut off.
+    pub limits: Limits,
+}
+
+/// The limits every connection and request is held to, so no client (slow,
+/// idle, or sending too much) can take the server from the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers, from the connection's start or the
+    /// end of the previous answer (so also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Time for a request's whole body to arrive: 408 after it.
+    pub body_timeout: Duration,
+    /// Time for a whole request, body and route: 408 after it.
+    pub request_timeout: Duration,
+    /// Requests kept in the journal ([`Platform::requests`]); older ones go.
+    pub journal: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            journal: 10_000,
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             addr: "127.0.0.1:0".to_owned(),
+            public_urls: Vec::new(),
             data: None,
             access_token_ttl: Duration::from_secs(3600),
             device_code_ttl: Duration::from_secs(600),
             poll_interval_secs: 5,
             log: false,
             max_runs_per_request: 1000,
+            limits: Limits::default(),
         }
     }
 }
@@ -185,7 +226,7 @@ impl Platform {
     /// this returns, so [`Platform::url`] can be used at once.
     pub fn start(config: Config) -> Result<Platform, PlatformError> {
         let store = Store::open(&config)?;
-        let server = http::Server::start(&config.addr, Arc::clone(&store.state), config.log)?;
+        let server = http::Server::start(&config, Arc::clone(&store.state))?;
         Ok(Platform { store, server })
     }
 
@@ -197,6 +238,13 @@ impl Platform {
     /// The address the listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
+    }
+
+    /// Answers requests addressed to `url` from now on too, as if it had been
+    /// in [`Config::public_urls`]: for a proxy started in front of a running
+    /// platform, which forwards the `Host` its clients sent.
+    pub fn add_public_url(&self, url: &str) -> Result<(), PlatformError> {
+        self.server.hosts().add(url)
     }
 
     /// The database behind this server, for admin operations.
@@ -250,7 +298,8 @@ impl Platform {
         self.store.batch_ids()
     }
 
-    /// Every request answered so far, in order of completion.
+    /// The latest requests answered (at most [`Limits::journal`]), in order
+    /// of completion.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.store.state.requests()
     }

@@ -16,7 +16,7 @@ const HELP: &str = "\
 fluxloop-platform — the local FluxLoop platform (the CLI's API on loopback, backed by SQLite)
 
 USAGE:
-    fluxloop-platform serve [--addr 127.0.0.1:8787] [--data PATH] [--demo] [--token-ttl SECS]
+    fluxloop-platform serve [--addr 127.0.0.1:8787] [--public-url URL]... [--data PATH] [--demo] [--token-ttl SECS]
                             [--poll-interval SECS] [--device-ttl SECS] [--quiet]
                             [--max-runs-per-request N]
     fluxloop-platform seed-demo [--data PATH] [--inputs N]
@@ -28,6 +28,9 @@ USAGE:
 OPTIONS:
     --data PATH           database file (default ./.fluxloop-platform/platform.db)
     --addr HOST:PORT      loopback address to listen on; port 0 picks a free one
+    --public-url URL      another URL this server is reached by (a reverse proxy
+                          in front of it), e.g. https://fluxloop.example; repeat
+                          for several. Requests naming any other host are refused
     --demo                seed the demo project when the database is empty and print its key
     --token-ttl SECS      lifetime of login access tokens (default 3600)
     --poll-interval SECS  polling interval announced to `fluxloop auth login` (default 5)
@@ -113,6 +116,9 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             Long("data") => data = parser.value()?.into(),
             Long("addr") if sub == "serve" => config.addr = parser.value()?.string()?,
             Long("demo") if sub == "serve" => demo = true,
+            Long("public-url") if sub == "serve" => {
+                config.public_urls.push(parser.value()?.string()?)
+            }
             Long("quiet") if sub == "serve" => config.log = false,
             Long("token-ttl") if sub == "serve" => {
                 config.access_token_ttl = Duration::from_secs(secs(&mut parser, "--token-ttl")?)

@@ -32,7 +32,9 @@ pub(crate) struct State {
     pub(crate) max_runs_per_request: usize,
     /// Id of the local user (see [`LOCAL_USER_EMAIL`]).
     pub(crate) local_user_id: String,
-    requests: Mutex<Vec<RequestRecord>>,
+    /// The latest requests, at most `journal_capacity`.
+    requests: Mutex<VecDeque<RequestRecord>>,
+    journal_capacity: usize,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
 }
 
@@ -42,11 +44,17 @@ impl State {
     }
 
     pub(crate) fn record(&self, r: RequestRecord) {
-        lock(&self.requests).push(r);
+        let mut journal = lock(&self.requests);
+        if journal.len() >= self.journal_capacity {
+            journal.pop_front();
+        }
+        if self.journal_capacity > 0 {
+            journal.push_back(r);
+        }
     }
 
     pub(crate) fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.requests).clone()
+        lock(&self.requests).iter().cloned().collect()
     }
 
     pub(crate) fn inject_faults(&self, path: &str, faults: Vec<Fault>) {
@@ -127,7 +135,8 @@ impl Store {
                 poll_interval_secs: config.poll_interval_secs,
                 max_runs_per_request: config.max_runs_per_request,
                 local_user_id,
-                requests: Mutex::new(Vec::new()),
+                requests: Mutex::new(VecDeque::new()),
+                journal_capacity: config.limits.journal,
                 faults: Mutex::new(HashMap::new()),
             }),
         })

@@ -152,8 +152,15 @@ fn platform_stall_longer_than_the_timeout_is_retried_without_duplicates() {
 }
 
 /// One proxy plan applied to the first `times` upload attempts.
+/// The TCP proxy forwards the `Host` its client sent (the proxy's own
+/// address), which the platform answers only as a public URL of its own.
+fn front(fx: &Fx, proxy: &Proxy) {
+    fx.p.add_public_url(&proxy.url()).expect("proxy URL");
+}
+
 fn upload_through_proxy(fx: &Fx, plan: Plan, times: usize) -> Run {
     let proxy = Proxy::start(&fx.p.url(), Some(UPLOAD), vec![plan; times]);
+    front(fx, &proxy);
     let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "upload"]).run());
     clean(&r);
     assert_eq!(proxy.faulted(), times.min(4), "{plan:?}: {r:?}");
@@ -213,6 +220,7 @@ fn pull_survives_connection_faults() {
     ] {
         let fx = setup(0);
         let proxy = Proxy::start(&fx.p.url(), Some(PULL), vec![plan; 2]);
+        front(&fx, &proxy);
         let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "pull", "--yes"]).run());
         clean(&r);
         r.ok().stdout_has("Pulled 10 inputs");
@@ -237,6 +245,7 @@ fn pull_that_never_gets_through_exits_4_in_time() {
         let fx = setup(0);
         // Every connection, including the key check before the pull.
         let proxy = Proxy::start(&fx.p.url(), None, vec![plan; 50]);
+        front(&fx, &proxy);
         let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "pull", "--yes"]).run());
         clean(&r);
         r.code(4)

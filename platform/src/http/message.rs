@@ -1,11 +1,13 @@
 //! The messages the routes see, independent of the HTTP crate: a [`Request`]
-//! (built from tiny_http's, body included), a [`Response`] to send, and
+//! (built from hyper's, body included), a [`Response`] to send, and
 //! [`ApiError`], every failure in the documented JSON shape
 //! `{"error": {"code", "message"}}`.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
+
+use crate::guard::Csrf;
 
 /// A failure answered as `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -57,8 +59,11 @@ pub(crate) struct Request {
     pub(crate) query: Vec<(String, String)>,
     pub(super) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
-    /// The address the server listens on, for URLs when `Host` is absent.
-    pub(crate) local_addr: SocketAddr,
+    /// `scheme://host[:port]` as the client addressed us, one of the names the
+    /// `Host` check allows (never the raw header).
+    pub(crate) origin: String,
+    /// The server's CSRF key, for pages with forms.
+    pub(crate) csrf: Arc<Csrf>,
 }
 
 impl Request {
@@ -100,21 +105,10 @@ impl Request {
             .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
     }
 
-    /// `http://host:port` as the client addressed us, for links we hand out.
+    /// `scheme://host[:port]` as the client addressed us, for links we hand out.
     pub(crate) fn base_url(&self) -> String {
-        match self.header("host").filter(|h| is_safe_host(h)) {
-            Some(host) => format!("http://{host}"),
-            None => format!("http://{}", self.local_addr),
-        }
+        self.origin.clone()
     }
-}
-
-/// Whether a `Host` value is harmless to echo into a URL.
-fn is_safe_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
 /// A response ready to write.
@@ -135,13 +129,19 @@ impl Response {
             headers: Vec::new(),
         }
     }
+    /// An HTML answer, with the framing and content policy of every page.
     pub(crate) fn html(status: u16, body: String) -> Response {
         Response {
             status,
             content_type: "text/html; charset=utf-8",
             body: body.into_bytes(),
-            headers: Vec::new(),
+            headers: crate::guard::page_headers(),
         }
+    }
+    /// Adds a header.
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Response {
+        self.headers.push((name, value));
+        self
     }
     /// A stored response body replayed verbatim (idempotent upload).
     pub(crate) fn raw_json(status: u16, body: String) -> Response {
@@ -159,17 +159,5 @@ impl Response {
         );
         r.headers = e.headers;
         r
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plain_hosts_are_echoed() {
-        assert!(is_safe_host("127.0.0.1:8787"));
-        assert!(is_safe_host("[::1]:80"));
-        assert!(!is_safe_host("evil\"><script>"));
     }
 }

@@ -1,48 +1,65 @@
-//! The HTTP wire on top of `tiny_http`: a fixed pool of worker threads taking
-//! requests from one [`tiny_http::Server`], the body limit, injected faults,
-//! the request log, and the JSON error shape.
+//! The HTTP wire: hyper connections on a tokio runtime of their own, behind
+//! an axum router with tower-http's timeout layer; the limits (connections,
+//! header, body and idle timeouts, a body limit per route), the `Host` check,
+//! injected faults, the request log and the JSON error shape.
 //!
-//! `tiny_http` owns the sockets, HTTP/1.1 parsing, keep-alive, chunked bodies
-//! and `Expect: 100-continue`; this module turns each of its requests into our
-//! [`Request`], runs the router and answers with our [`Response`]. Every
-//! request gets exactly one answer: a handler panic becomes a 500 JSON error.
+//! The routes stay synchronous: each request's body is read here, then the
+//! route runs on tokio's blocking pool, so SQLite never blocks a thread that
+//! serves sockets, and a handler panic becomes a 500 JSON error. Every
+//! request gets exactly one answer.
 
-use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod conn;
 mod message;
 
+use axum::body::Body;
+use axum::extract::State as AxumState;
+use http_body_util::BodyExt;
 pub(crate) use message::{ApiError, Request, Response};
 use serde_json::json;
+use tokio::sync::watch;
 
+use crate::guard::{Csrf, Hosts};
 use crate::store::State;
-use crate::{Fault, PlatformError, RequestRecord};
+use crate::{Config, Fault, Limits, PlatformError, RequestRecord};
 
-/// Largest accepted request body (an upload chunk of 1000 runs fits easily).
-pub(crate) const MAX_BODY: usize = 32 * 1024 * 1024;
-/// Requests handled at once; more wait in `tiny_http`'s queue.
-const WORKERS: usize = 8;
-/// How often idle workers (and stalled requests) look at the shutdown flag.
-const POLL: Duration = Duration::from_millis(100);
-/// How long dropping the server waits for busy workers before leaving them.
+/// Largest accepted upload body (an upload chunk of 1000 runs fits easily).
+const MAX_UPLOAD_BODY: usize = 32 * 1024 * 1024;
+/// Largest body of any other authenticated API route.
+const MAX_API_BODY: usize = 1024 * 1024;
+/// Largest body of a route anyone may call without a credential (login,
+/// health) and of the pages' forms: nothing they take is bigger than a token.
+const MAX_OPEN_BODY: usize = 16 * 1024;
+/// How long dropping the server waits for busy requests before leaving them.
 const JOIN_GRACE: Duration = Duration::from_millis(500);
 
-/// The listener and its worker threads.
+/// What every request handler shares.
+pub(super) struct App {
+    state: Arc<State>,
+    hosts: Arc<Hosts>,
+    csrf: Arc<Csrf>,
+    log: bool,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The listener, its runtime and its connections.
 pub(crate) struct Server {
     addr: SocketAddr,
-    inner: Arc<tiny_http::Server>,
-    shutdown: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    hosts: Arc<Hosts>,
+    shutdown: watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Server {
-    /// Binds `addr` (loopback only) and starts serving.
-    pub(crate) fn start(addr: &str, state: Arc<State>, log: bool) -> Result<Server, PlatformError> {
+    /// Binds `addr` (loopback only) and starts serving requests addressed to
+    /// it, or to one of `public_urls`.
+    pub(crate) fn start(config: &Config, state: Arc<State>) -> Result<Server, PlatformError> {
+        let addr = config.addr.as_str();
         let bind_err = |source| PlatformError::Bind {
             addr: addr.to_owned(),
             source,
@@ -53,255 +70,260 @@ impl Server {
                 addr: addr.to_owned(),
             });
         }
-        let inner = tiny_http::Server::http(&candidates[..]).map_err(|e| {
-            bind_err(match e.downcast::<std::io::Error>() {
-                Ok(io) => *io,
-                Err(other) => std::io::Error::other(other),
-            })
-        })?;
-        let local = inner.server_addr().to_ip().ok_or_else(|| {
-            bind_err(std::io::Error::other(
-                "the listener has no IP address".to_owned(),
-            ))
-        })?;
-        let mut server = Server {
-            addr: local,
-            inner: Arc::new(inner),
-            shutdown: Arc::new(AtomicBool::new(false)),
-            workers: Vec::with_capacity(WORKERS),
+        // Two workers serve every socket; SQLite work goes to the blocking pool.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(8)
+            .thread_name("flx-http")
+            .enable_all()
+            .build()
+            .map_err(bind_err)?;
+        let listener = {
+            let _entered = runtime.enter();
+            listen(&candidates).map_err(bind_err)?
         };
-        for i in 0..WORKERS {
-            let (inner, state, flag) = (
-                Arc::downgrade(&server.inner),
-                Arc::clone(&state),
-                Arc::clone(&server.shutdown),
-            );
-            let spawned = std::thread::Builder::new()
-                .name(format!("flx-http-{i}"))
-                .spawn(move || work(&inner, &state, &flag, local, log));
-            match spawned {
-                Ok(h) => server.workers.push(h),
-                // Dropping `server` stops the workers already started.
-                Err(e) => return Err(bind_err(e)),
-            }
-        }
-        Ok(server)
+        let local = listener.local_addr().map_err(bind_err)?;
+        let hosts = Arc::new(Hosts::new(local, &config.public_urls)?);
+        let (shutdown, watcher) = watch::channel(false);
+        let app = Arc::new(App {
+            state,
+            hosts: Arc::clone(&hosts),
+            csrf: Arc::new(Csrf::new()),
+            log: config.log,
+            limits: config.limits.clone(),
+            shutdown: watcher,
+        });
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&app))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                config.limits.request_timeout,
+            ));
+        runtime.spawn(conn::accept(listener, router, app));
+        Ok(Server {
+            addr: local,
+            hosts,
+            shutdown,
+            runtime: Some(runtime),
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The names this server answers to.
+    pub(crate) fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.inner.unblock();
-        }
-        // Workers notice the flag within `POLL`. One blocked on a client that
-        // neither sends nor reads (a body that never comes) is left behind
-        // after the grace period rather than holding up the drop; it holds no
-        // reference to the listener, which closes when `self.inner` goes.
-        let deadline = Instant::now() + JOIN_GRACE;
-        for h in self.workers.drain(..) {
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            }
-        }
-        // Requests queued but never picked up still get an answer. `try_recv`
-        // also returns `None` for each leftover unblock marker, so skip those.
-        let mut queued = Vec::new();
-        let mut empty = 0;
-        while empty <= WORKERS {
-            match self.inner.try_recv() {
-                Ok(Some(rq)) => queued.push(rq),
-                _ => empty += 1,
-            }
-        }
-        if !queued.is_empty() {
-            // Answering may wait on a client (tiny_http then drains the body),
-            // so it happens off the dropping thread.
-            let _ = std::thread::Builder::new()
-                .name("flx-http-bye".to_owned())
-                .spawn(move || {
-                    for rq in queued {
-                        let e = ApiError::new(
-                            503,
-                            "unavailable",
-                            "the server is shutting down".to_owned(),
-                        );
-                        send(rq, Response::error(e));
-                    }
-                });
+        let _ = self.shutdown.send(true);
+        // Connections finish the answer they are writing and close; the
+        // listener closes with the accept task. A route still running on the
+        // blocking pool is left to finish on its own after the grace period.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(JOIN_GRACE);
         }
     }
 }
 
-/// One worker: take requests until shutdown. The listener is borrowed only
-/// while waiting, never while serving (see [`Server`]'s `Drop`).
-fn work(
-    server: &Weak<tiny_http::Server>,
-    state: &State,
-    shutdown: &AtomicBool,
-    local: SocketAddr,
-    log: bool,
-) {
-    while !shutdown.load(Ordering::SeqCst) {
-        let next = match server.upgrade() {
-            Some(server) => server.recv_timeout(POLL),
-            None => break,
+/// Binds the first candidate that can be bound, with a backlog long enough
+/// that a burst of connections waits in the kernel's queue instead of having
+/// its handshakes dropped and retried seconds later (std's is 128).
+fn listen(candidates: &[SocketAddr]) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = std::io::Error::other("no address to listen on");
+    for a in candidates {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
         };
-        match next {
-            Ok(Some(rq)) => {
-                // Handler panics are caught inside `serve`; this guard keeps
-                // the worker alive if anything else panics. A request dropped
-                // unanswered that way still gets tiny_http's empty 500.
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    serve(rq, state, shutdown, local, log);
-                }));
-            }
-            Ok(None) => {}
-            // The accept loop failed; nothing more will arrive, but keep the
-            // thread until shutdown so that dropping the server stays uniform.
-            Err(_) => std::thread::sleep(POLL),
+        socket.set_reuseaddr(true)?;
+        match socket.bind(*a).and_then(|()| socket.listen(4096)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
         }
     }
+    Err(last)
+}
+
+/// Whether shutdown has begun.
+fn stopping(app: &App) -> bool {
+    *app.shutdown.borrow()
+}
+
+/// Completes once shutdown begins.
+async fn stopped(app: &App) {
+    let mut rx = app.shutdown.clone();
+    // An error means the sender is gone, which is shutdown too.
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Most bytes a request to `path` may send.
+fn body_limit(path: &str) -> usize {
+    if path == "/api/sync/upload" {
+        MAX_UPLOAD_BODY
+    } else if path == "/api/health" || path.starts_with("/api/cli-connect/") {
+        MAX_OPEN_BODY
+    } else if path.starts_with("/api/") {
+        MAX_API_BODY
+    } else {
+        MAX_OPEN_BODY
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    let shown = if limit >= 1024 * 1024 {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else {
+        format!("{} KiB", limit / 1024)
+    };
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!("request body is larger than {shown}"),
+    )
 }
 
 /// Answers one request.
-fn serve(
-    mut rq: tiny_http::Request,
-    state: &State,
-    shutdown: &AtomicBool,
-    local_addr: SocketAddr,
-    log: bool,
-) {
+async fn handle(
+    AxumState(app): AxumState<Arc<App>>,
+    rq: axum::extract::Request,
+) -> axum::response::Response {
     let started = Instant::now();
-    let method = rq.method().as_str().to_owned();
-    let target = rq.url().to_owned();
-    if !target.starts_with('/') {
-        let e = ApiError::invalid(format!("unsupported request target `{target}`"));
-        send(rq, Response::error(e));
-        return;
-    }
-    let (path, query) = split_target(&target);
-    let headers: Vec<(String, String)> = rq
-        .headers()
-        .iter()
-        .map(|h| (h.field.to_string(), h.value.to_string()))
-        .collect();
-    let mut req = Request {
-        method,
-        path,
-        query: crate::util::parse_form(&query),
-        headers,
-        body: Vec::new(),
-        local_addr,
+    let (parts, body) = rq.into_parts();
+    let (mut req, refused) = parse(&app, &parts);
+    let response = match refused {
+        Some(r) => r,
+        None => match read_body(body, body_limit(&req.path), app.limits.body_timeout).await {
+            Ok(bytes) => {
+                req.body = bytes;
+                let req = Arc::new(req);
+                let r = run(&app, Arc::clone(&req)).await;
+                finish(&app.state, &req, r.status, started, app.log);
+                return to_http(r);
+            }
+            Err(e) => Response::error(e),
+        },
     };
-    match read_body(&mut rq) {
-        Ok(body) => req.body = body,
-        Err(e) => {
-            // `tiny_http` reads and discards whatever body is left once the
-            // answer is sent, so the connection stays usable.
-            finish(state, &req, e.status, started, log);
-            send(rq, Response::error(e));
-            return;
-        }
-    }
-    let response = match state.take_fault(&req.path) {
+    finish(&app.state, &req, response.status, started, app.log);
+    to_http(response)
+}
+
+/// Our [`Request`] (without its body yet), and the answer when it must
+/// not reach a route: a target that is not a path, or a `Host` that does not
+/// name this server (DNS rebinding; then no body is read either).
+fn parse(app: &App, parts: &axum::http::request::Parts) -> (Request, Option<Response>) {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let hosts: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k == "host")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let origin = app.hosts.origin(&hosts);
+    let req = Request {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: crate::util::parse_form(parts.uri.query().unwrap_or("")),
+        body: Vec::new(),
+        origin: origin.as_ref().cloned().unwrap_or_default(),
+        csrf: Arc::clone(&app.csrf),
+        headers,
+    };
+    let refused = if parts.uri.scheme().is_some() || !req.path.starts_with('/') {
+        Some(Response::error(ApiError::invalid(format!(
+            "unsupported request target `{}`",
+            parts.uri
+        ))))
+    } else if let Err(e) = origin {
+        Some(if req.path == "/api" || req.path.starts_with("/api/") {
+            Response::error(e)
+        } else {
+            Response::html(e.status, app.hosts.refusal_page(e.status))
+        })
+    } else {
+        None
+    };
+    (req, refused)
+}
+
+/// Applies a queued fault or runs the route on the blocking pool.
+async fn run(app: &App, req: Arc<Request>) -> Response {
+    match app.state.take_fault(&req.path) {
         Some(Fault::Stall(d)) => {
-            if stall(d, shutdown) {
-                dispatch(state, &req)
-            } else {
-                Response::error(ApiError::new(
+            let stopped = tokio::select! {
+                () = tokio::time::sleep(d) => false,
+                () = stopped(app) => true,
+            };
+            if stopped || stopping(app) {
+                return Response::error(ApiError::new(
                     503,
                     "unavailable",
                     "the server is shutting down".to_owned(),
-                ))
+                ));
             }
+            dispatch(app, req).await
         }
         Some(fault) => fault_response(&fault),
-        None => dispatch(state, &req),
-    };
-    finish(state, &req, response.status, started, log);
-    send(rq, response);
-}
-
-/// Reads the whole body, at most [`MAX_BODY`] bytes: a declared length over
-/// the limit is refused before a byte is read, a chunked body once it passes it.
-fn read_body(rq: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            413,
-            "payload_too_large",
-            format!(
-                "request body is larger than {} MiB",
-                MAX_BODY / (1024 * 1024)
-            ),
-        )
-    };
-    if rq.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(too_large());
-    }
-    // tiny_http reads an unparsable length as "no body"; refuse it instead.
-    let header = |name: &'static str| {
-        rq.headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.to_string())
-    };
-    if rq.body_length().is_none() && header("Transfer-Encoding").is_none() {
-        if let Some(len) = header("Content-Length") {
-            return Err(ApiError::invalid(format!("invalid Content-Length `{len}`")));
-        }
-    }
-    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0));
-    let limit = u64::try_from(MAX_BODY)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    rq.as_reader()
-        .take(limit)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
-    if body.len() > MAX_BODY {
-        return Err(too_large());
-    }
-    Ok(body)
-}
-
-/// Sleeps `d`, waking to look at the shutdown flag; `false` when shutting down.
-fn stall(d: Duration, shutdown: &AtomicBool) -> bool {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        if shutdown.load(Ordering::SeqCst) {
-            return false;
-        }
-        std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
-    }
-    true
-}
-
-/// Splits `/path?query`.
-fn split_target(target: &str) -> (String, String) {
-    match target.split_once('?') {
-        Some((p, q)) => (p.to_owned(), q.to_owned()),
-        None => (target.to_owned(), String::new()),
+        None => dispatch(app, req).await,
     }
 }
 
-/// Runs the route; a panic in a handler becomes a 500, never a lost request.
-fn dispatch(state: &State, req: &Request) -> Response {
-    catch_unwind(AssertUnwindSafe(|| crate::routes::handle(state, req))).unwrap_or_else(|_| {
-        Response::error(ApiError::new(
+/// Runs the route off the async threads; a panic becomes a 500.
+async fn dispatch(app: &App, req: Arc<Request>) -> Response {
+    let state = Arc::clone(&app.state);
+    let joined = tokio::task::spawn_blocking(move || {
+        catch_unwind(AssertUnwindSafe(|| crate::routes::handle(&state, &req)))
+    })
+    .await;
+    match joined {
+        Ok(Ok(r)) => r,
+        _ => Response::error(ApiError::new(
             500,
             "internal_error",
             "the server failed while handling this request".to_owned(),
-        ))
-    })
+        )),
+    }
+}
+
+/// Reads the whole body, at most `limit` bytes within `timeout`: a
+/// declared length over the limit is refused before a byte is read, a
+/// chunked body once it passes it.
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+    use http_body::Body as _;
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large(limit));
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            408,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::invalid(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
 }
 
 /// The canned answer of a fault that replaces processing.
@@ -360,38 +382,22 @@ fn finish(state: &State, req: &Request, status: u16, started: Instant, log: bool
     }
 }
 
-/// Sends `r` as the answer to `rq`, always with a `Content-Length` (never
-/// chunked). Errors mean the client is gone; there is nobody left to tell.
-fn send(rq: tiny_http::Request, r: Response) {
-    let mut out = tiny_http::Response::from_data(r.body)
-        .with_status_code(r.status)
-        .with_chunked_threshold(usize::MAX);
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("Content-Type", r.content_type),
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-    ];
-    headers.extend(r.headers.iter().map(|(k, v)| (*k, v.as_str())));
-    for (k, v) in headers {
-        // Every name and value here is ours and plain ASCII; one that is not
-        // is left out rather than failing the whole answer.
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            out.add_header(h);
-        }
+/// Our answer as hyper's, always with a `Content-Length` (never chunked).
+fn to_http(r: Response) -> axum::response::Response {
+    let mut builder = axum::http::Response::builder()
+        .status(r.status)
+        .header("Content-Type", r.content_type)
+        .header("Cache-Control", "no-store")
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Content-Length", r.body.len());
+    for (k, v) in &r.headers {
+        builder = builder.header(*k, v.as_str());
     }
-    let _ = rq.respond(out);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_targets() {
-        assert_eq!(
-            split_target("/api/x?y=1&z"),
-            ("/api/x".to_owned(), "y=1&z".to_owned())
-        );
-        assert_eq!(split_target("/"), ("/".to_owned(), String::new()));
-    }
+    builder.body(Body::from(r.body)).unwrap_or_else(|_| {
+        // Every name and value is ours; one that is not valid HTTP is a bug,
+        // answered as a plain 500 rather than a dropped connection.
+        let mut fallback = axum::response::Response::new(Body::empty());
+        *fallback.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        fallback
+    })
 }

@@ -1,5 +1,5 @@
-//! Device-code login (PLATFORM-API §2): start, poll (`complete`), refresh, and
-//! the approve/deny decision shared by the `/device` page and the admin
+//! Device-code login (PLATFORM-API §2): start, poll (`complete`), refresh,
+//! logout, and the approve/deny decision shared by the `/device` page and the admin
 //! subcommands.
 //!
 //! A device code moves `pending` → `approved` | `denied`, and `approved` →
@@ -11,9 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{issue_tokens, rotate_refresh};
+use crate::auth::{authenticate, Principal, SA_KEY_PREFIX, USER_KEY_PREFIX};
 use crate::http::{ApiError, Request, Response};
 use crate::store::State;
+use crate::tokens::{issue_login, logout as end_login, rotate_refresh};
 use crate::util::{now_ms, secret, sha256, user_code};
 
 /// Body of `start`.
@@ -28,7 +29,7 @@ struct CompleteBody {
     device_code: Option<String>,
 }
 
-/// Body of `refresh`.
+/// Body of `refresh` and of `logout`.
 #[derive(Deserialize)]
 struct RefreshBody {
     refresh_token: Option<String>,
@@ -117,7 +118,7 @@ pub(crate) fn complete(state: &State, req: &Request, _: &[String]) -> Result<Res
             if changed != 1 {
                 return status_only("expired");
             }
-            let credential = issue_tokens(&tx, &user_id, state.ttl_ms())?;
+            let credential = issue_login(&tx, &user_id, state.ttl_ms())?;
             tx.commit()?;
             Ok(Response::json(
                 200,
@@ -137,6 +138,31 @@ pub(crate) fn refresh(state: &State, req: &Request, _: &[String]) -> Result<Resp
     let conn = state.db();
     let credential: Value = rotate_refresh(&conn, &token, state.ttl_ms())?;
     Ok(Response::json(200, &json!({"credential": credential})))
+}
+
+/// Ends the login of the bearer access token, and of the refresh token in the
+/// body when one is given: every token of it stops working at once.
+pub(crate) fn logout(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
+    let body: RefreshBody = req.json()?;
+    let bearer = req.header("authorization").unwrap_or("");
+    let token = bearer.trim().split_once(' ').map_or("", |(_, t)| t.trim());
+    // Checked before authenticating, so a key is not counted as used by a
+    // call that cannot apply to it.
+    if token.starts_with(USER_KEY_PREFIX) || token.starts_with(SA_KEY_PREFIX) {
+        return Err(ApiError::invalid(
+            "logout ends a login; revoke a key with POST /api/api-keys/revoke".to_owned(),
+        ));
+    }
+    let conn = state.db();
+    let Principal::User { family_id, .. } = authenticate(&conn, req.header("authorization"))?
+    else {
+        return Err(ApiError::unauthenticated(
+            "logout needs a login access token",
+        ));
+    };
+    let refresh = body.refresh_token.filter(|t| !t.is_empty());
+    end_login(&conn, &family_id, refresh.as_deref())?;
+    Ok(Response::json(200, &json!({"status": "logged_out"})))
 }
 
 /// What happened to an approve/deny.

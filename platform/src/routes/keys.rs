@@ -104,6 +104,7 @@ pub(crate) fn whoami(state: &State, req: &Request, _: &[String]) -> Result<Respo
             user_id,
             email,
             expires_ms,
+            ..
         } => Ok(Response::json(
             200,
             &json!({

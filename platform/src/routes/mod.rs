@@ -8,6 +8,8 @@ mod pages;
 mod projects;
 mod sync;
 
+pub(crate) use pages::STYLE;
+
 use std::sync::MutexGuard;
 
 use rusqlite::Connection;
@@ -48,6 +50,7 @@ pub static ROUTES: &[Route] = &[
     route("POST", "/api/cli-connect/start", device::start),
     route("POST", "/api/cli-connect/complete", device::complete),
     route("POST", "/api/cli-connect/refresh", device::refresh),
+    route("POST", "/api/cli-connect/logout", device::logout),
     route("POST", "/api/api-keys", keys::create),
     route("GET", "/api/api-keys", keys::list),
     route("GET", "/api/api-keys/self", keys::whoami),

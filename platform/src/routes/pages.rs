@@ -4,9 +4,10 @@
 //!
 //! Server-rendered HTML with plain forms and no JavaScript; every dynamic value
 //! goes through `html_escape`. The pages sign in as the local user without a
-//! password, which is safe only because the server listens on loopback; they
-//! also refuse foreign `Host` headers (DNS rebinding) and cross-site form posts
-//! (a foreign `Origin`).
+//! password, which is safe only because the server listens on loopback and
+//! answers only its own names (`guard::Hosts`, before any route). Form posts
+//! that change state carry the browser session's CSRF token and a same-origin
+//! `Origin` (`guard::Csrf`).
 
 use serde_json::Value;
 
@@ -19,7 +20,8 @@ use crate::util::{
     html_escape as esc, normalize_user_code, now_ms, parse_form, rfc3339, rfc3339_opt,
 };
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
+/// The one stylesheet, inline; the content policy allows exactly its hash.
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}\
 .code{font-size:2rem;font-family:monospace;letter-spacing:.2rem}button{font-size:1rem;padding:.4rem 1.2rem;margin-right:.5rem}\
 pre{white-space:pre-wrap;margin:0}.muted{color:#777}";
@@ -37,29 +39,7 @@ fn page(status: u16, title: &str, body: &str) -> Response {
     )
 }
 
-/// Refuses requests addressed to a name other than loopback: a web page on
-/// another origin that rebinds its DNS to 127.0.0.1 would send its own `Host`.
-fn check_host(req: &Request) -> Result<(), ApiError> {
-    let Some(host) = req.header("host") else {
-        return Ok(());
-    };
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    if matches!(name, "127.0.0.1" | "localhost" | "::1") || name.starts_with("127.") {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            403,
-            "forbidden",
-            format!("pages are served to loopback hosts only, not `{host}`"),
-        ))
-    }
-}
-
-pub(crate) fn index(_: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
-    check_host(req)?;
+pub(crate) fn index(_: &State, _: &Request, _: &[String]) -> Result<Response, ApiError> {
     Ok(page(
         200,
         "Local platform",
@@ -75,7 +55,6 @@ pub(crate) fn device_form(
     req: &Request,
     _: &[String],
 ) -> Result<Response, ApiError> {
-    check_host(req)?;
     let Some(code) = req
         .query("user_code")
         .map(normalize_user_code)
@@ -110,19 +89,26 @@ pub(crate) fn device_form(
     let device = device_name
         .map(|n| format!("<p>Device: <b>{}</b></p>", esc(&n)))
         .unwrap_or_default();
-    Ok(page(
+    let (token, cookie) = req.csrf.issue(req);
+    let mut r = page(
         200,
         "Authorize a device",
         &format!(
             "<p>Check that this code matches the one in your terminal:</p><p class=\"code\">{code}</p>{device}\
              <p>Authorizing lets the FluxLoop CLI act as <b>{user}</b> (admin on your projects).</p>\
              <form method=\"post\" action=\"/device\"><input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
              <button name=\"action\" value=\"approve\">Authorize</button>\
              <button name=\"action\" value=\"deny\">Deny</button></form>",
             code = esc(&code),
             user = esc(LOCAL_USER_EMAIL),
+            token = esc(&token),
         ),
-    ))
+    );
+    if let Some(c) = cookie {
+        r = r.with_header("Set-Cookie", c);
+    }
+    Ok(r)
 }
 
 pub(crate) fn device_decide(
@@ -130,18 +116,18 @@ pub(crate) fn device_decide(
     req: &Request,
     _: &[String],
 ) -> Result<Response, ApiError> {
-    check_host(req)?;
-    if let Some(origin) = req.header("origin") {
-        if origin != "null" && origin != req.base_url() {
-            return Err(ApiError::new(
-                403,
-                "forbidden",
-                "cross-site form posts are refused".to_owned(),
-            ));
-        }
-    }
     let form = parse_form(&String::from_utf8_lossy(&req.body));
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if let Err(why) = req.csrf.verify(req, get("csrf")) {
+        return Ok(page(
+            403,
+            "Request refused",
+            &format!(
+                "<p>Nothing was decided: {}.</p><p>Open the link from your terminal again and use the buttons on that page.</p>",
+                esc(&why)
+            ),
+        ));
+    }
     let code = normalize_user_code(get("user_code").unwrap_or(""));
     let approve = match get("action") {
         Some("approve") => true,
@@ -167,8 +153,7 @@ pub(crate) fn device_decide(
     })
 }
 
-pub(crate) fn api_keys(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {
-    check_host(req)?;
+pub(crate) fn api_keys(state: &State, _: &Request, _: &[String]) -> Result<Response, ApiError> {
     let conn = state.db();
     let mut stmt = conn.prepare(&format!(
         "SELECT {KEY_COLUMNS}, (SELECT name FROM projects p WHERE p.id = k.project_id)
@@ -218,10 +203,9 @@ fn cell(v: &Value) -> String {
 
 pub(crate) fn run_batch(
     state: &State,
-    req: &Request,
+    _: &Request,
     params: &[String],
 ) -> Result<Response, ApiError> {
-    check_host(req)?;
     let id = params.first().map(String::as_str).unwrap_or_default();
     let conn = state.db();
     let Some((_, batch)) = load_batch(&conn, id)? else {

@@ -46,9 +46,12 @@ fn device_flow_pending_approved_redeemed_once() {
             && page.contains("Authorize")
             && page.contains("Deny")
     );
-    let form = format!("user_code={code}&action=approve");
+    let (_, cookie, csrf) = crate::hardening::device_page(&e, &code, None);
+    let form = format!("user_code={code}&action=approve&csrf={csrf}");
     e.post("/device")
         .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", &e.p.url())
+        .header("Cookie", &cookie)
         .raw(&form)
         .send()
         .expect(200);
@@ -152,15 +155,17 @@ fn access_tokens_expire_and_refresh_tokens_rotate() {
     assert_ne!(new_token, token);
     assert_eq!(fresh["credential"]["user_email"], "demo@fluxloop.local");
     e.get("/api/projects").auth(new_token).send().expect(200);
-    e.post("/api/cli-connect/refresh")
-        .json(&json!({"refresh_token": old}))
-        .send()
-        .expect_error(401, "token_expired");
     let newer = fresh["credential"]["refresh_token"].as_str().expect("r");
     e.post("/api/cli-connect/refresh")
         .json(&json!({"refresh_token": newer}))
         .send()
         .expect(200);
+    // Presenting a rotated-away token again ends the login (the attack in
+    // full: tests/api/hardening.rs).
+    e.post("/api/cli-connect/refresh")
+        .json(&json!({"refresh_token": old}))
+        .send()
+        .expect_error(401, "unauthenticated");
     e.post("/api/cli-connect/refresh")
         .json(&json!({"refresh_token": "flx_refresh_nope"}))
         .send()

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod hardening;
 mod sync;
 mod wire;
 
@@ -20,6 +21,8 @@ pub(crate) struct Reply {
     text: String,
     allow: Option<String>,
     retry_after: Option<String>,
+    /// Every header, names lower-cased, in the order received.
+    headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -35,6 +38,23 @@ impl Reply {
             .as_str()
             .unwrap_or("<none>")
             .to_owned()
+    }
+
+    /// Every value of the header `name` (lower case).
+    fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value of the header `name` (lower case); `None` when absent.
+    #[track_caller]
+    fn header(&self, name: &str) -> Option<&str> {
+        let all = self.header_all(name);
+        assert!(all.len() <= 1, "{name} sent {} times: {all:?}", all.len());
+        all.first().copied()
     }
 
     #[track_caller]
@@ -103,6 +123,16 @@ impl Call<'_> {
                 .map(str::to_owned)
         };
         let (allow, retry_after) = (header("allow"), header("retry-after"));
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let status = resp.status().as_u16();
         let text = resp.into_body().read_to_string().expect("body");
         Reply {
@@ -110,6 +140,7 @@ impl Call<'_> {
             text,
             allow,
             retry_after,
+            headers,
         }
     }
 }

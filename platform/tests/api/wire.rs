@@ -49,7 +49,8 @@ fn body_over_the_limit_is_refused_with_413() {
     let mut s = TcpStream::connect(e.p.addr()).expect("connect");
     write!(
         s,
-        "POST /api/sync/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/sync/upload HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        e.p.addr(),
         64 * 1024 * 1024
     )
     .expect("write");
@@ -71,7 +72,8 @@ fn chunked_body_over_the_limit_is_refused_with_413() {
     let mut s = TcpStream::connect(e.p.addr()).expect("connect");
     write!(
         s,
-        "POST /api/sync/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "POST /api/sync/upload HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        e.p.addr()
     )
     .expect("write");
     // One byte over the limit, then the last chunk. The server answers once
@@ -205,10 +207,14 @@ fn dropping_a_platform_returns_quickly_even_with_open_connections() {
 fn dropping_a_platform_returns_quickly_while_a_body_never_arrives() {
     let e = Env::new();
     let mut s = TcpStream::connect(e.p.addr()).expect("connect");
-    s.write_all(b"POST /api/sync/pull HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{")
-        .expect("write");
+    write!(
+        s,
+        "POST /api/sync/pull HTTP/1.1\r\nHost: {}\r\nContent-Length: 5000\r\n\r\n{{",
+        e.p.addr()
+    )
+    .expect("write");
     let addr = e.p.addr();
-    // Over 1 KiB, so a worker (not tiny_http's reader) is left waiting on it.
+    // The route is left waiting for the rest of the body.
     std::thread::sleep(Duration::from_millis(200));
     let started = std::time::Instant::now();
     drop(e);
@@ -228,13 +234,16 @@ fn dropping_a_platform_returns_quickly_while_a_body_never_arrives() {
 fn an_unparsable_content_length_is_refused() {
     let e = Env::new();
     let mut s = TcpStream::connect(e.p.addr()).expect("connect");
-    s.write_all(
-        b"POST /api/cli-connect/complete HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    write!(
+        s,
+        "POST /api/cli-connect/complete HTTP/1.1\r\nHost: {}\r\nContent-Length: abc\r\n\r\n",
+        e.p.addr()
     )
     .expect("write");
+    // hyper's parser refuses it before any route runs, with its own empty
+    // 400 and a closed connection: never read as "no body".
     let text = read_response(&mut s);
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
-    assert!(text.contains("Content-Length"), "{text}");
 }
 
 #[test]
