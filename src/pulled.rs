@@ -189,7 +189,12 @@ pub(crate) fn parse_pull(
 /// files in `keep` come along from the current `dir` untouched, and the
 /// hashes of the platform's versions go into `sync_meta.json`; then the set
 /// replaces `dir` in one rename.
-pub(crate) fn write_pull(dir: &Path, resp: PullResponse, keep: &[String]) -> Result<Written> {
+pub(crate) fn write_pull(
+    dir: &Path,
+    resp: PullResponse,
+    keep: &[String],
+    etag: Option<&str>,
+) -> Result<Written> {
     let PullResponse {
         doc,
         staging,
@@ -250,6 +255,7 @@ pub(crate) fn write_pull(dir: &Path, resp: PullResponse, keep: &[String]) -> Res
         OWN_KEY: {
             "cli_version": env!("CARGO_PKG_VERSION"),
             "hashes": hashes,
+            "etag": etag,
         },
     });
     let meta_path = staging.path.join(SYNC_META);
@@ -264,6 +270,14 @@ fn pretty(v: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
     bytes.push(b'\n');
     bytes
+}
+
+/// The platform's `ETag` for the last pull, to ask for it conditionally.
+pub(crate) fn recorded_etag(meta: &Value) -> Option<String> {
+    meta.pointer(&format!("/{OWN_KEY}/etag"))
+        .and_then(Value::as_str)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
 }
 
 /// The bundle version id recorded by the last pull.
@@ -459,7 +473,7 @@ mod tests {
             "scenario_context": {"scenario": {"name": "support-bot"}},
         });
         let parse = |v: &Value| parse_pull(v.to_string().as_bytes(), tmp.path()).unwrap();
-        let w = write_pull(&dir, parse(&resp), &[]).unwrap();
+        let w = write_pull(&dir, parse(&resp), &[], None).unwrap();
         assert_eq!((w.inputs, w.personas, w.criteria), (1, 0, 1));
         // Streamed, the file is byte for byte what pretty-printing the whole array gives.
         assert_eq!(
@@ -485,11 +499,11 @@ mod tests {
         std::fs::write(dir.join(INPUTS), "[]").unwrap();
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
         // Kept: the edit survives and is still an edit next time.
-        let w = write_pull(&dir, parse(&resp), &[INPUTS.to_string()]).unwrap();
+        let w = write_pull(&dir, parse(&resp), &[INPUTS.to_string()], None).unwrap();
         assert_eq!(w.kept, vec![INPUTS.to_string()]);
         assert_eq!(std::fs::read_to_string(dir.join(INPUTS)).unwrap(), "[]");
         assert_eq!(local_edits(&dir).unwrap(), vec![INPUTS.to_string()]);
-        write_pull(&dir, parse(&resp), &[]).unwrap();
+        write_pull(&dir, parse(&resp), &[], None).unwrap();
         assert!(local_edits(&dir).unwrap().is_empty());
         // No staging directory or temp file is left behind, kept or not.
         let left: Vec<_> = std::fs::read_dir(tmp.path())

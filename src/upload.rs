@@ -47,6 +47,10 @@ pub(crate) struct Uploaded {
     pub(crate) chunks: usize,
     /// Runs whose transcript was cut to fit one request.
     pub(crate) truncated: usize,
+    /// Every chunk was stored before: the platform replayed its answers.
+    pub(crate) already: bool,
+    /// The batch's web page, when the platform said.
+    pub(crate) url: Option<String>,
 }
 
 /// `upload_state.json`.
@@ -61,11 +65,18 @@ struct State {
     batch_key: Option<String>,
     #[serde(default)]
     chunks_done: usize,
+    /// SHA-256 of `trace_summary.jsonl` when its upload finished: the same
+    /// file again is a re-upload, which the platform stores nothing of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uploaded_trace_sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct UploadResponse {
     run_batch_id: String,
+    /// The batch's web page (an extension the local platform sends).
+    #[serde(default)]
+    url: Option<String>,
 }
 
 fn status(success: bool) -> &'static str {
@@ -298,6 +309,20 @@ fn save_state(dir: &Path, state: &State) -> Result<()> {
         .map_err(|e| Error::io("write", &path, e))
 }
 
+/// SHA-256 of a file, hex; `None` when it cannot be read.
+fn file_sha256(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 /// The Idempotency-Key of chunk `index` with request body `body`.
 fn chunk_key(batch_key: &str, index: usize, body: &[u8]) -> String {
     let digest = Sha256::digest(body);
@@ -314,6 +339,8 @@ pub(crate) fn upload(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Uploaded> {
     let mut state = load_state(dir, info.bundle_version_id);
+    let trace_digest = file_sha256(&dir.join(crate::results::TRACE));
+    let already = trace_digest.is_some() && state.uploaded_trace_sha256 == trace_digest;
     if state.batch_key.is_none() {
         state.batch_key = Some(uuid::Uuid::new_v4().to_string());
         // On disk before any request: a rerun after a crash reuses it, so
@@ -324,6 +351,7 @@ pub(crate) fn upload(
     let mut index = 0usize;
     let mut sent = 0usize;
     let mut truncated = 0usize;
+    let mut url = None;
     let mut send = |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
         let body = chunk
             .to_payload(info, state.run_batch_id.as_deref())
@@ -332,6 +360,9 @@ pub(crate) fn upload(
         let resp: UploadResponse = client
             .post_idempotent("/api/sync/upload", &body, &key)
             .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
+        if url.is_none() {
+            url = resp.url.clone();
+        }
         match &state.run_batch_id {
             Some(id) if *id != resp.run_batch_id => {
                 return Err(Error::Api {
@@ -379,11 +410,15 @@ pub(crate) fn upload(
             Some("run `fluxloop test` first".into()),
         ));
     };
+    state.uploaded_trace_sha256 = trace_digest;
+    save_state(dir, &state)?;
     Ok(Uploaded {
         run_batch_id,
         runs: sent,
         chunks,
         truncated,
+        already,
+        url,
     })
 }
 

@@ -63,10 +63,18 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// The parsed `Retry-After` header, if any.
     pub(crate) retry_after: Option<Duration>,
-    /// Body bytes received (written to the spool file when one was given).
-    pub(crate) spooled: u64,
     /// The `Location` header of a redirect.
     pub(crate) location: Option<String>,
+    /// The `ETag` of the answer.
+    pub(crate) etag: Option<String>,
+}
+
+/// What [`Client::post_to_file`] received.
+pub(crate) struct Spooled {
+    /// 304: the copy named by the request's ETag is current.
+    pub(crate) not_modified: bool,
+    /// The answer's `ETag`, to make the next request conditional.
+    pub(crate) etag: Option<String>,
 }
 
 /// The platform client.
@@ -145,7 +153,7 @@ impl Client {
 
     /// `GET path` and decode JSON.
     pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self.send("GET", path, None, None, Retry::Idempotent)?;
+        let resp = self.send("GET", path, None, &[], Retry::Idempotent)?;
         self.decode("GET", path, &resp)
     }
 
@@ -158,7 +166,7 @@ impl Client {
     ) -> Result<T> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
-        let resp = self.send("POST", path, Some(&bytes), None, retry)?;
+        let resp = self.send("POST", path, Some(&bytes), &[], retry)?;
         self.decode("POST", path, &resp)
     }
 
@@ -174,7 +182,7 @@ impl Client {
             "POST",
             path,
             Some(body),
-            Some(idempotency_key),
+            &[("Idempotency-Key", idempotency_key)],
             Retry::Idempotent,
         )?;
         self.decode("POST", path, &resp)
@@ -184,23 +192,31 @@ impl Client {
     /// successful response's body streamed into `spool` rather than memory:
     /// a pull of 100,000 inputs stays a file until it is parsed item by item.
     /// `spool` is rewound and truncated before each attempt.
+    /// With `etag`, the request is conditional (`If-None-Match`): a 304
+    /// comes back as such, with nothing spooled.
     pub(crate) fn post_to_file<B: Serialize + ?Sized>(
         &self,
         path: &str,
         body: &B,
         spool: &std::fs::File,
-    ) -> Result<u64> {
+        etag: Option<&str>,
+    ) -> Result<Spooled> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::config(format!("cannot encode request: {e}"), None))?;
+        let headers: Vec<(&'static str, &str)> =
+            etag.map(|e| ("If-None-Match", e)).into_iter().collect();
         let resp = self.send_inner(
             "POST",
             path,
             Some(&bytes),
-            None,
+            &headers,
             Retry::Idempotent,
             Some(spool),
         )?;
-        Ok(resp.spooled)
+        Ok(Spooled {
+            not_modified: resp.status == 304,
+            etag: resp.etag,
+        })
     }
 
     fn decode<T: DeserializeOwned>(
@@ -228,10 +244,10 @@ impl Client {
         method: &'static str,
         path: &str,
         body: Option<&[u8]>,
-        idempotency_key: Option<&str>,
+        headers: &[(&'static str, &str)],
         retry: Retry,
     ) -> Result<Response> {
-        self.send_inner(method, path, body, idempotency_key, retry, None)
+        self.send_inner(method, path, body, headers, retry, None)
     }
 
     fn send_inner(
@@ -239,7 +255,7 @@ impl Client {
         method: &'static str,
         path: &str,
         body: Option<&[u8]>,
-        idempotency_key: Option<&str>,
+        headers: &[(&'static str, &str)],
         retry: Retry,
         spool: Option<&std::fs::File>,
     ) -> Result<Response> {
@@ -249,9 +265,15 @@ impl Client {
         let mut attempt = 1;
         let mut may_refresh = self.refresh.is_some();
         loop {
-            let outcome = self.attempt(method, &url, body, idempotency_key, spool);
+            let outcome = self.attempt(method, &url, body, headers, spool);
             let (retryable, wait_hint, failure) = match outcome {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
+                // The answer to an If-None-Match: the caller's copy is current.
+                Ok(resp)
+                    if resp.status == 304 && headers.iter().any(|(n, _)| *n == "If-None-Match") =>
+                {
+                    return Ok(resp)
+                }
                 Ok(resp) if (300..400).contains(&resp.status) => {
                     return Err(Error::Redirect {
                         method,
@@ -337,7 +359,7 @@ impl Client {
         method: &'static str,
         url: &str,
         body: Option<&[u8]>,
-        idempotency_key: Option<&str>,
+        headers: &[(&'static str, &str)],
         spool: Option<&std::fs::File>,
     ) -> std::result::Result<Response, AttemptError> {
         let start = Instant::now();
@@ -350,9 +372,9 @@ impl Client {
             self.trace(format!("> authorization: Bearer {}", secret.masked()));
             builder = builder.header("Authorization", format!("Bearer {}", secret.expose()));
         }
-        if let Some(key) = idempotency_key {
-            self.trace(format!("> idempotency-key: {key}"));
-            builder = builder.header("Idempotency-Key", key);
+        for (name, value) in headers {
+            self.trace(format!("> {}: {value}", name.to_ascii_lowercase()));
+            builder = builder.header(*name, *value);
         }
         let result = match body {
             Some(bytes) => {
@@ -385,10 +407,13 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let location = resp
-            .headers()
-            .get("location")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let location = header("location");
+        let etag = header("etag");
         let read_failed = |detail: String| AttemptError {
             sent: true,
             permanent: false,
@@ -429,8 +454,8 @@ impl Client {
             status,
             body,
             retry_after,
-            spooled,
             location,
+            etag,
         })
     }
 

@@ -26,8 +26,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
             scope::require(ctx, &session.client, &[Need::Read])?;
             let report = pull(ctx, &session.client, &args)?;
             let root = ctx.workspace_root()?;
-            ctx.out
-                .info(&format!("Wrote {}", display_rel(&root, &report.dir)));
+            if !report.up_to_date {
+                ctx.out
+                    .info(&format!("Wrote {}", display_rel(&root, &report.dir)));
+            }
             Ok(Outcome::ok(report))
         }
         SyncCommand::Upload(args) => upload_command(ctx, &args),
@@ -51,6 +53,8 @@ pub(crate) struct PullReport {
     pub(crate) kept_local: Vec<String>,
     /// Locally edited files replaced (`--yes`).
     pub(crate) overwritten: Vec<String>,
+    /// The platform said the pulled files are current (304); nothing changed.
+    pub(crate) up_to_date: bool,
 }
 
 impl Human for PullReport {
@@ -60,6 +64,9 @@ impl Human for PullReport {
             .as_ref()
             .map(|v| format!(" (bundle v{v})"))
             .unwrap_or_default();
+        if self.up_to_date {
+            return format!("{} is up to date{bundle}\n", self.scenario);
+        }
         let mut s = format!(
             "Pulled {}, {}, {} for {}{bundle}\n",
             plural(self.inputs, "input", "inputs"),
@@ -77,40 +84,61 @@ impl Human for PullReport {
     }
 }
 
-/// The project for listing scenarios: flag, `fluxloop.yaml`, `.fluxloop/project.json`,
-/// else the only project the credential can see.
-fn resolve_project(ctx: &Ctx, client: &Client, flag: Option<&str>) -> Result<(String, Origin)> {
+/// The project named by flag, `fluxloop.yaml` or `.fluxloop/project.json`.
+fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
     if let Some(p) = flag.filter(|p| !p.trim().is_empty()) {
-        return Ok((p.trim().to_string(), Origin::Flag("--project-id")));
+        return Ok(Some(p.trim().to_string()));
     }
-    if let Some(c) = ctx.config()? {
-        if let Some(p) = c
-            .config
-            .project_id
-            .as_deref()
-            .filter(|p| !p.trim().is_empty())
-        {
-            return Ok((
-                p.trim().to_string(),
-                Origin::ProjectConfig {
-                    path: c.path.clone(),
-                    key: "project_id",
-                },
-            ));
-        }
+    if let Some(p) = ctx
+        .config()?
+        .and_then(|c| c.config.project_id.clone())
+        .filter(|p| !p.trim().is_empty())
+    {
+        return Ok(Some(p.trim().to_string()));
     }
-    if let Some((path, pj)) = ctx.project_json()? {
-        if let Some(p) = pj.project_id.as_deref().filter(|p| !p.trim().is_empty()) {
-            return Ok((p.trim().to_string(), Origin::ProjectJson(path.clone())));
-        }
+    Ok(ctx
+        .project_json()?
+        .and_then(|(_, pj)| pj.project_id.clone())
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().to_string()))
+}
+
+/// A listing the platform refused to this credential (401/403/404): the
+/// hosted platform may keep listings to logins. Lookups are an
+/// optimisation, so the pull goes on with what is known.
+fn refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound { .. }
+            | Error::PermissionDenied { .. }
+            | Error::InvalidCredential { .. }
+            | Error::Api {
+                status: 401 | 403 | 404,
+                ..
+            }
+    )
+}
+
+/// A listing, or `None` when the platform refused it (see [`refused`]).
+fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<Option<T>> {
+    match client.get(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if refused(&e) => Ok(None),
+        Err(e) => Err(e),
     }
-    let projects: Vec<Project> = client.get("/api/projects")?;
+}
+
+/// The only project the credential sees, when the platform lists them.
+fn only_project(client: &Client) -> Result<Option<String>> {
+    let Some(projects) = lookup::<Vec<Project>>(client, "/api/projects")? else {
+        return Ok(None);
+    };
     match projects.as_slice() {
         [] => Err(Error::NotFound {
             what: "project (this credential sees no project)".into(),
             hint: Some("pass --project-id P, or check the key's project on the platform".into()),
         }),
-        [one] => Ok((one.id.clone(), Origin::Default)),
+        [one] => Ok(Some(one.id.clone())),
         many => {
             let list: Vec<String> = many
                 .iter()
@@ -130,13 +158,16 @@ fn resolve_project(ctx: &Ctx, client: &Client, flag: Option<&str>) -> Result<(St
     }
 }
 
-/// Finds a scenario by id or name in `project`.
-fn resolve_scenario(client: &Client, project: &str, wanted: &str) -> Result<Scenario> {
+/// Finds a scenario by id or name in `project`; `None` when the platform
+/// does not list scenarios to this credential.
+fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<Scenario>> {
     let path = format!(
         "/api/scenarios?project_id={}",
         crate::api::query_escape(project)
     );
-    let scenarios: Vec<Scenario> = client.get(&path)?;
+    let Some(scenarios) = lookup::<Vec<Scenario>>(client, &path)? else {
+        return Ok(None);
+    };
     let by_id = scenarios.iter().find(|s| s.id == wanted);
     let by_name = || scenarios.iter().find(|s| s.name.as_deref() == Some(wanted));
     let by_name_ci = || {
@@ -147,7 +178,7 @@ fn resolve_scenario(client: &Client, project: &str, wanted: &str) -> Result<Scen
         })
     };
     if let Some(s) = by_id.or_else(by_name).or_else(by_name_ci) {
-        return Ok(s.clone());
+        return Ok(Some(s.clone()));
     }
     let names: Vec<&str> = scenarios.iter().filter_map(|s| s.name.as_deref()).collect();
     Err(Error::NotFound {
@@ -171,39 +202,108 @@ pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<S
         .filter(|s| !s.trim().is_empty()))
 }
 
-/// `sync pull`: resolve, download, check local edits, write.
-pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullReport> {
-    let wanted = scenario_setting(ctx, args.scenario.as_deref())?;
-    let mut body = serde_json::json!({
-        "include_inputs": true,
-        "include_personas": true,
-        "include_criteria": true,
-    });
-    let mut project_id = None;
-    let mut scenario_id = None;
+/// What a pull asks the platform for, and how it was decided.
+struct PullRequest {
+    body: Value,
+    project_id: Option<String>,
+    scenario_id: Option<String>,
+    /// Said when a lookup was refused and the pull went on without it.
+    note: Option<String>,
+}
+
+/// The pull's body: the bundle asked for, else the scenario found by the
+/// listings, else (when the platform lists nothing to this credential)
+/// the previous pull's bundle of the scenario, else whatever the platform
+/// picks for the key's project.
+fn pull_request(
+    ctx: &Ctx,
+    client: &Client,
+    args: &PullArgs,
+    wanted: Option<&str>,
+) -> Result<PullRequest> {
+    let mut req = PullRequest {
+        body: serde_json::json!({
+            "include_inputs": true,
+            "include_personas": true,
+            "include_criteria": true,
+        }),
+        project_id: None,
+        scenario_id: None,
+        note: None,
+    };
+    let project = match known_project(ctx, args.project_id.as_deref())? {
+        Some(p) => Some(p),
+        None if args.bundle_version_id.is_some() => None,
+        None => only_project(client)?,
+    };
+    if let Some(p) = &project {
+        req.body["project_id"] = Value::String(p.clone());
+    }
+    req.project_id = project.clone();
     if let Some(bundle) = args
         .bundle_version_id
         .as_deref()
         .filter(|b| !b.trim().is_empty())
     {
-        body["bundle_version_id"] = Value::String(bundle.trim().to_string());
-        if let Some(p) = args.project_id.as_deref().filter(|p| !p.trim().is_empty()) {
-            body["project_id"] = Value::String(p.trim().to_string());
-            project_id = Some(p.trim().to_string());
-        }
-    } else {
-        let (project, _origin) = resolve_project(ctx, client, args.project_id.as_deref())?;
-        body["project_id"] = Value::String(project.clone());
-        if let Some(w) = &wanted {
-            let s = resolve_scenario(client, &project, w)?;
-            body["scenario_id"] = Value::String(s.id.clone());
-            scenario_id = Some(s.id);
-        }
-        project_id = Some(project);
+        req.body["bundle_version_id"] = Value::String(bundle.trim().to_string());
+        return Ok(req);
     }
+    let found = match (&project, wanted) {
+        (Some(p), Some(w)) => find_scenario(client, p, w)?,
+        _ => None,
+    };
+    if let Some(s) = found {
+        req.body["scenario_id"] = Value::String(s.id.clone());
+        req.scenario_id = Some(s.id);
+        return Ok(req);
+    }
+    let Some(w) = wanted else {
+        return Ok(req);
+    };
+    let root = ctx.workspace_root()?;
+    let previous = pulled::read_meta(&pulled::pulled_dir(&root, w))
+        .ok()
+        .flatten();
+    let same = previous
+        .as_ref()
+        .filter(|m| pulled::scenario_name(m).as_deref() == Some(w));
+    match same.and_then(|m| pulled::bundle_version_id(m).map(|id| (id, pulled::bundle_version(m))))
+    {
+        Some((id, version)) => {
+            req.note = Some(format!(
+                "note: the platform lists no scenarios to this credential; pulling the bundle of the previous pull of {w} ({})",
+                version.map(|v| format!("bundle v{v}")).unwrap_or_else(|| id.clone())
+            ));
+            req.body["bundle_version_id"] = Value::String(id);
+        }
+        None => {
+            req.note = Some(format!(
+                "note: the platform lists no scenarios to this credential and {w} was never pulled here; the platform picks the newest bundle of the key's project"
+            ));
+        }
+    }
+    Ok(req)
+}
+
+/// `sync pull`: resolve, download (conditionally, when the last pull of the
+/// scenario is intact), check local edits, write.
+pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullReport> {
+    let wanted = scenario_setting(ctx, args.scenario.as_deref())?;
+    let req = pull_request(ctx, client, args, wanted.as_deref())?;
+    if let Some(note) = &req.note {
+        ctx.out.info(note);
+    }
+    let root = ctx.workspace_root()?;
+    // A copy the user has not edited can be kept when the platform's is the same.
+    let current = wanted.as_deref().map(|w| pulled::pulled_dir(&root, w));
+    let etag = match &current {
+        Some(dir) if pulled::local_edits(dir)?.is_empty() => pulled::read_meta(dir)?
+            .filter(|m| pulled::scenario_name(m) == wanted)
+            .and_then(|m| pulled::recorded_etag(&m)),
+        _ => None,
+    };
     // The response is spooled to a file and parsed item by item, so a pull
     // of any size costs about the same memory.
-    let root = ctx.workspace_root()?;
     let fluxloop_dir = root.join(".fluxloop");
     std::fs::create_dir_all(&fluxloop_dir)
         .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
@@ -217,18 +317,66 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
         .open(&spool_path)
         .map_err(|e| Error::io("create", &spool_path, e))?;
     let spooled = (|| {
-        client.post_to_file("/api/sync/pull", &body, &spool)?;
+        let got = client.post_to_file("/api/sync/pull", &req.body, &spool, etag.as_deref())?;
+        if got.not_modified {
+            return Ok(None);
+        }
         std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
-        pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
+        let resp = pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
             url: format!("{}/api/sync/pull", client.base()),
             detail: format!(
                 "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
             ),
-        })
+        })?;
+        Ok(Some((resp, got.etag)))
     })();
     drop(spool);
     let _ = std::fs::remove_file(&spool_path);
-    let resp = spooled?;
+    match spooled? {
+        None => up_to_date(
+            &req,
+            current.unwrap_or_default(),
+            wanted.unwrap_or_default(),
+        ),
+        Some((resp, etag)) => write_pulled(ctx, args, &req, resp, wanted, etag.as_deref()),
+    }
+}
+
+/// A 304: the pulled files stay as they are.
+fn up_to_date(req: &PullRequest, dir: PathBuf, scenario: String) -> Result<PullReport> {
+    let meta = pulled::read_meta(&dir)?.unwrap_or_default();
+    let count = |name: &str| -> usize {
+        std::fs::read(dir.join(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
+            .map_or(0, |v| v.len())
+    };
+    Ok(PullReport {
+        scenario,
+        scenario_id: req.scenario_id.clone(),
+        project_id: req.project_id.clone(),
+        bundle_version_id: pulled::bundle_version_id(&meta),
+        bundle_version: pulled::bundle_version(&meta),
+        inputs: count("inputs.json"),
+        personas: count("personas.json"),
+        criteria: count("criteria.json"),
+        dir,
+        kept_local: vec![],
+        overwritten: vec![],
+        up_to_date: true,
+    })
+}
+
+/// Checks local edits against a new response and writes it.
+fn write_pulled(
+    ctx: &Ctx,
+    args: &PullArgs,
+    req: &PullRequest,
+    resp: pulled::PullResponse,
+    wanted: Option<String>,
+    etag: Option<&str>,
+) -> Result<PullReport> {
+    let root = ctx.workspace_root()?;
     let scenario = pulled::scenario_name(&resp.doc)
         .or(wanted)
         .or_else(|| {
@@ -239,45 +387,18 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
         })
         .unwrap_or_else(|| "default".into());
     let dir = pulled::pulled_dir(&root, &scenario);
-
-    let edits = pulled::local_edits(&dir)?;
-    let mut keep = Vec::new();
-    let mut overwritten = Vec::new();
-    if !edits.is_empty() {
-        let shown: Vec<String> = edits
-            .iter()
-            .map(|f| display_rel(&root, &dir.join(f)))
-            .collect();
-        if args.keep_local {
-            keep = edits.clone();
-        } else if ctx.globals.yes {
-            overwritten = shown.clone();
-        } else if ctx.can_prompt() {
-            if ctx.confirm(&format!(
-                "{} edited locally; overwrite with the platform's version?",
-                shown.join(", ")
-            ))? {
-                overwritten = shown.clone();
-            } else {
-                return Err(Error::SyncConflict { files: shown });
-            }
-        } else {
-            return Err(Error::SyncConflict { files: shown });
-        }
-    }
+    let (keep, overwritten) = settle_edits(ctx, args, &root, &dir)?;
     let bundle_version_id = pulled::bundle_version_id(&resp.doc);
     let bundle_version = pulled::bundle_version(&resp.doc);
-    let doc_scenario_id = resp
-        .doc
-        .pointer("/bundle_version/scenario_id")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let doc_project_id = resp
-        .doc
-        .pointer("/bundle_version/project_id")
-        .and_then(Value::as_str)
-        .map(String::from);
-    let written = pulled::write_pull(&dir, resp, &keep)?;
+    let doc_id = |pointer: &str| {
+        resp.doc
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let doc_scenario_id = doc_id("/bundle_version/scenario_id");
+    let doc_project_id = doc_id("/bundle_version/project_id");
+    let written = pulled::write_pull(&dir, resp, &keep, etag)?;
     if !overwritten.is_empty() {
         ctx.out.warn(&format!(
             "replaced local edits to {}",
@@ -286,8 +407,8 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
     }
     Ok(PullReport {
         scenario,
-        scenario_id: scenario_id.or(doc_scenario_id),
-        project_id: project_id.or(doc_project_id),
+        scenario_id: req.scenario_id.clone().or(doc_scenario_id),
+        project_id: req.project_id.clone().or(doc_project_id),
         bundle_version_id,
         bundle_version,
         inputs: written.inputs,
@@ -300,7 +421,43 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
             .collect(),
         overwritten,
         dir,
+        up_to_date: false,
     })
+}
+
+/// Local edits of the pulled files: kept (`--keep-local`), replaced
+/// (`--yes`, or "y" at the prompt), else a conflict (exit 12).
+fn settle_edits(
+    ctx: &Ctx,
+    args: &PullArgs,
+    root: &Path,
+    dir: &Path,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let edits = pulled::local_edits(dir)?;
+    if edits.is_empty() {
+        return Ok((vec![], vec![]));
+    }
+    let shown: Vec<String> = edits
+        .iter()
+        .map(|f| display_rel(root, &dir.join(f)))
+        .collect();
+    if args.keep_local {
+        return Ok((edits, vec![]));
+    }
+    if ctx.globals.yes {
+        return Ok((vec![], shown));
+    }
+    if !ctx.can_prompt() {
+        return Err(Error::SyncConflict { files: shown });
+    }
+    if ctx.confirm(&format!(
+        "{} edited locally; overwrite with the platform's version?",
+        shown.join(", ")
+    ))? {
+        Ok((vec![], shown))
+    } else {
+        Err(Error::SyncConflict { files: shown })
+    }
 }
 
 /// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
@@ -355,10 +512,20 @@ pub(crate) struct UploadReport {
     /// Where people see the results on the platform.
     pub(crate) url: String,
     pub(crate) result_dir: PathBuf,
+    /// Stored by an earlier upload: the platform kept nothing new.
+    pub(crate) already_uploaded: bool,
 }
 
 impl Human for UploadReport {
     fn human(&self, style: &Style) -> String {
+        if self.already_uploaded {
+            return format!(
+                "Already uploaded: these {} runs are run batch {}; nothing new was stored\nView the results: {}\n",
+                self.runs,
+                style.bold(&self.run_batch_id),
+                self.url
+            );
+        }
         format!(
             "Uploaded {} runs: run batch {}\nView the results: {}\n",
             self.runs,
@@ -461,11 +628,7 @@ pub(crate) fn upload_dir(
             ));
         }
     })?;
-    let url = format!(
-        "{}/run-batches/{}",
-        session.endpoint.val.trim_end_matches('/'),
-        uploaded.run_batch_id
-    );
+    let url = results_url(ctx, &session.endpoint.val, &uploaded)?;
     if ctx.out.github {
         if let Some(path) = ctx.env.path("GITHUB_OUTPUT") {
             let text = github::outputs(&[
@@ -495,7 +658,57 @@ pub(crate) fn upload_dir(
         truncated_runs: uploaded.truncated,
         url,
         result_dir: dir.to_path_buf(),
+        already_uploaded: uploaded.already,
     })
+}
+
+/// The batch's page for people: `FLUXLOOP_WEB_URL` or `api.web_url` first,
+/// then the link the platform gave, else one derived from the endpoint
+/// (the hosted `api.` host's web app is `app.`; elsewhere the same origin).
+fn results_url(ctx: &Ctx, endpoint: &str, uploaded: &upload::Uploaded) -> Result<String> {
+    let page = format!("/run-batches/{}", uploaded.run_batch_id);
+    let configured = match ctx.env.get("FLUXLOOP_WEB_URL")? {
+        Some(v) => Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))),
+        None => ctx.config()?.and_then(|c| {
+            c.config
+                .api
+                .web_url
+                .clone()
+                .filter(|w| !w.is_empty())
+                .map(|w| {
+                    let origin = Origin::ProjectConfig {
+                        path: c.path.clone(),
+                        key: "api.web_url",
+                    };
+                    (w, origin)
+                })
+        }),
+    };
+    if let Some((web, origin)) = configured {
+        let web = crate::config::resolve::parse_endpoint(&web, &origin)?;
+        return Ok(format!("{web}{page}"));
+    }
+    if let Some(url) = uploaded.url.as_deref().filter(|u| u.starts_with("http")) {
+        return Ok(crate::secret::strip_controls(url, false).replace('\n', ""));
+    }
+    let endpoint = crate::api::Endpoint::parse(endpoint)
+        .map_err(|why| Error::config(format!("invalid endpoint {endpoint:?}: {why}"), None))?;
+    Ok(format!("{}{page}", web_origin(&endpoint)))
+}
+
+/// `https://api.fluxloop.ai` → `https://app.fluxloop.ai`; `api-staging.` →
+/// `app-staging.`; any other host (loopback included) keeps its origin.
+fn web_origin(endpoint: &crate::api::Endpoint) -> String {
+    let origin = endpoint.origin();
+    let host = endpoint.host();
+    let app = host
+        .strip_prefix("api.")
+        .map(|rest| format!("app.{rest}"))
+        .or_else(|| host.strip_prefix("api-").map(|rest| format!("app-{rest}")));
+    match app {
+        Some(app) if !endpoint.is_loopback() => origin.replacen(host, &app, 1),
+        _ => origin,
+    }
 }
 
 /// Stops on trace lines that are not records (they would be lost without a
@@ -591,4 +804,32 @@ fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
         .info(&format!("Uploading {}", display_rel(&root, &dir)));
     let report = upload_dir(ctx, &session, &dir, scenario.as_deref(), skipped)?;
     Ok(Outcome::ok(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::web_origin;
+    use crate::api::Endpoint;
+
+    #[test]
+    fn the_web_app_of_a_hosted_api_host() {
+        for (api, web) in [
+            ("https://api.fluxloop.ai", "https://app.fluxloop.ai"),
+            (
+                "https://api-staging.fluxloop.ai/",
+                "https://app-staging.fluxloop.ai",
+            ),
+            (
+                "https://api.fluxloop.ai:8443/v1",
+                "https://app.fluxloop.ai:8443",
+            ),
+            ("http://127.0.0.1:8787", "http://127.0.0.1:8787"),
+            (
+                "https://fluxloop.corp.example",
+                "https://fluxloop.corp.example",
+            ),
+        ] {
+            assert_eq!(web_origin(&Endpoint::parse(api).unwrap()), web, "{api}");
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub(crate) struct ProjectConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApiConfig {
     pub(crate) endpoint: Option<String>,
+    /// Where people see results, when it is not derived from `endpoint`.
+    pub(crate) web_url: Option<String>,
     pub(crate) key_file: Option<String>,
     /// Extra CA certificate (PEM), added to the bundled roots.
     pub(crate) ca_cert: Option<String>,

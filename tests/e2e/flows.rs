@@ -305,3 +305,127 @@ fn regression_16_a_token_that_expires_mid_job_is_refreshed() {
     assert_eq!(batches.len(), 1);
     assert_eq!(p.run_count(&batches[0]).unwrap(), 10);
 }
+
+/// Items 2 and 13: the results link is the platform's page (or
+/// FLUXLOOP_WEB_URL's), and uploading the same results again says so.
+#[test]
+fn regression_16_results_link_and_re_upload() {
+    let fx = setup(0);
+    let dir = fx.results("support-bot");
+    let rel = dir
+        .strip_prefix(fx.sb.work())
+        .unwrap()
+        .display()
+        .to_string();
+    let r = fx.cmd(&["sync", "upload", "--result-dir", &rel]).run();
+    r.ok();
+    let batch = fx.assert_stored_once(10);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Uploaded 10 runs: run batch {batch}\nView the results: {}/run-batches/{batch}\n",
+            fx.p.url()
+        )
+    );
+    let r = fx
+        .cmd(&["sync", "upload", "--result-dir", &rel])
+        .env("FLUXLOOP_WEB_URL", "https://app.fluxloop.example/")
+        .run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        format!("Already uploaded: these 10 runs are run batch {batch}; nothing new was stored\nView the results: https://app.fluxloop.example/run-batches/{batch}\n")
+    );
+    fx.assert_stored_once(10);
+}
+
+/// Item 1: the whole pull → test → upload flow against a platform that
+/// serves only pull and upload to keys (listings and /self answer 404).
+#[test]
+fn regression_16_a_platform_without_listings_still_pulls_tests_and_uploads() {
+    let fx = setup(0);
+    let minimal = crate::minimal::start(&fx.p.url());
+    fx.sb.write(
+        "fluxloop.yaml",
+        "scenario: support-bot\nrunner:\n  command: [\"echo\", '{\"success\":true,\"output\":\"ok\"}']\n",
+    );
+    let r = fx.cmd_at(&minimal.url(), &["sync", "pull", "--yes"]).run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+    );
+    assert_eq!(
+        r.stderr,
+        "note: the platform lists no scenarios to this credential and support-bot was never pulled here; the platform picks the newest bundle of the key's project\nWrote .fluxloop/scenarios/support-bot/pulled\n"
+    );
+    // The previous pull's bundle is asked for by id next time.
+    let r = fx
+        .cmd_at(&minimal.url(), &["test", "--no-skip-upload"])
+        .run();
+    r.ok();
+    assert!(
+        r.stderr.starts_with("note: the platform lists no scenarios to this credential; pulling the bundle of the previous pull of support-bot (bundle v1)\nPulled 10 inputs"),
+        "{}",
+        r.stderr
+    );
+    fx.assert_stored_once(10);
+    // With the project known, projects are never listed.
+    fx.sb.write(
+        "fluxloop.yaml",
+        &format!(
+            "scenario: support-bot\nproject_id: {}\n",
+            fx.demo.project_id
+        ),
+    );
+    let before = minimal.seen().len();
+    fx.cmd_at(&minimal.url(), &["sync", "pull", "--yes"])
+        .run()
+        .ok();
+    let lines: Vec<String> = minimal.seen()[before..]
+        .iter()
+        .map(|s| s.line().to_string())
+        .collect();
+    assert!(
+        lines.iter().all(|l| !l.starts_with("GET /api/projects")),
+        "{lines:?}"
+    );
+}
+
+/// Item 3: `test` after `sync pull` does not download the bundle again.
+#[test]
+fn regression_16_a_second_pull_of_the_same_bundle_downloads_nothing() {
+    let fx = setup(0);
+    fx.sb.write("fluxloop.yaml", "scenario: support-bot\n");
+    fx.cmd(&["sync", "pull", "--yes"]).run().ok();
+    let inputs = fx
+        .sb
+        .work()
+        .join(".fluxloop/scenarios/support-bot/pulled/inputs.json");
+    let before = std::fs::metadata(&inputs).unwrap().modified().unwrap();
+    let r = fx.cmd(&["sync", "pull", "--yes"]).run();
+    r.ok();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("support-bot is up to date (bundle v1)\n", "")
+    );
+    assert_eq!(
+        std::fs::metadata(&inputs).unwrap().modified().unwrap(),
+        before
+    );
+    let pulls: Vec<u16> =
+        fx.p.requests()
+            .iter()
+            .filter(|q| q.path == "/api/sync/pull")
+            .map(|q| q.status)
+            .collect();
+    assert_eq!(pulls, [200, 304]);
+    // An edited file is not "up to date": the platform's version comes back.
+    std::fs::write(&inputs, "[]\n").unwrap();
+    let r = fx.cmd(&["sync", "pull", "--yes"]).run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+    );
+}

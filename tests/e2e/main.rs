@@ -17,6 +17,7 @@ mod flows;
 mod kill;
 mod leaks;
 mod load;
+mod minimal;
 mod proxy;
 mod secrets;
 mod seed;

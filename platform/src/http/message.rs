@@ -143,6 +143,15 @@ impl Response {
         self.headers.push((name, value));
         self
     }
+    /// 304: the client's copy (named by `If-None-Match`) is current.
+    pub(crate) fn not_modified(etag: String) -> Response {
+        Response {
+            status: 304,
+            content_type: "application/json",
+            body: Vec::new(),
+            headers: vec![("etag", etag)],
+        }
+    }
     /// A stored response body replayed verbatim (idempotent upload).
     pub(crate) fn raw_json(status: u16, body: String) -> Response {
         Response {

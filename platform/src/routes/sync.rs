@@ -92,6 +92,19 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
         })?
     };
     let (bundle_id, project_id, scenario_id, version, input_set_id) = bundle;
+    // A published bundle never changes, so its id (and what was asked for)
+    // names the answer: a client that has it gets 304 and keeps its files.
+    let flags = [
+        body.include_inputs,
+        body.include_personas,
+        body.include_criteria,
+    ]
+    .map(|f| if f.unwrap_or(true) { '1' } else { '0' });
+    let etag = format!("\"{bundle_id}.{}\"", flags.iter().collect::<String>());
+    let matches = |v: &str| v.split(',').any(|t| t.trim() == etag || t.trim() == "*");
+    if req.header("if-none-match").is_some_and(matches) {
+        return Ok(Response::not_modified(etag));
+    }
     let inputs = if body.include_inputs.unwrap_or(true) {
         let mut stmt = conn.prepare(
             "SELECT id, persona_id, messages, metadata FROM input_items WHERE input_set_id = ?1 ORDER BY position",
@@ -152,7 +165,8 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
             "run_spec_snapshot": {},
             "sync_meta": {"pulled_at": rfc3339(now_ms())},
         }),
-    ))
+    )
+    .with_header("etag", etag))
 }
 
 /// Reads a JSON column written by this server; a hand-edited broken value
@@ -250,7 +264,12 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
         }
     }
     let body: UploadBody = req.json()?;
-    let result = store_upload(&conn, &principal, body, state.max_runs_per_request)?;
+    let mut result = store_upload(&conn, &principal, body, state.max_runs_per_request)?;
+    // The batch's page for people (PLATFORM-API §5 `url`, extension).
+    if let Some(id) = result.get("run_batch_id").and_then(Value::as_str) {
+        let url = format!("{}/run-batches/{id}", req.base_url());
+        result["url"] = Value::String(url);
+    }
     let text = result.to_string();
     if let Some(key) = &idem {
         // Only a success is remembered: a refused request stored nothing, so
