@@ -141,6 +141,7 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
     if agent.program.contains('/') && Path::new(&agent.program).is_relative() {
         agent.program = agent.cwd.join(&agent.program).display().to_string();
     }
+    agent.check_runnable(ctx.env.get_os("PATH"))?;
     Ok(TestSettings {
         scenario: sync::scenario_setting(ctx, args.scenario.as_deref())?,
         runner_type,

@@ -38,6 +38,45 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
+    /// Fails unless the program can be started: a file that exists and is
+    /// executable, found on `PATH` when it names no directory. Checked before
+    /// the first run, so a typo is one configuration error, not a failed run
+    /// per input uploaded as results.
+    pub(crate) fn check_runnable(&self, path: Option<&std::ffi::OsStr>) -> crate::error::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let hint = || Some("check runner.command in fluxloop.yaml, or the command after `--`".to_string());
+        let runnable = |p: &std::path::Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        if self.program.contains('/') {
+            let p = std::path::Path::new(&self.program);
+            return match std::fs::metadata(p) {
+                Err(_) => Err(crate::error::Error::config(
+                    format!("the agent command {} does not exist", self.program),
+                    hint(),
+                )),
+                Ok(_) if !runnable(p) => Err(crate::error::Error::config(
+                    format!("the agent command {} is not an executable file", self.program),
+                    Some(format!("make it executable (chmod +x {}), or run it through its interpreter", self.program)),
+                )),
+                Ok(_) => Ok(()),
+            };
+        }
+        let path = self
+            .env
+            .get("PATH")
+            .map(std::ffi::OsString::from)
+            .or_else(|| path.map(std::ffi::OsStr::to_os_string))
+            .unwrap_or_default();
+        if std::env::split_paths(&path).any(|dir| runnable(&dir.join(&self.program))) {
+            return Ok(());
+        }
+        Err(crate::error::Error::config(
+            format!("the agent command {} is not on PATH", self.program),
+            hint(),
+        ))
+    }
+
     /// The command line, for messages.
     pub(crate) fn display(&self) -> String {
         std::iter::once(self.program.as_str())

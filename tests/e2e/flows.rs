@@ -429,3 +429,25 @@ fn regression_16_a_second_pull_of_the_same_bundle_downloads_nothing() {
         "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
     );
 }
+
+/// Item 8: a missing agent is one configuration error: nothing pulled,
+/// nothing run, nothing uploaded.
+#[test]
+fn regression_16_a_missing_agent_is_a_configuration_error() {
+    let fx = setup(0);
+    for agent in ["nonexistent-agent", "./not-here.sh"] {
+        let r = fx.cmd(&["test", "--no-skip-upload", "--", agent]).run();
+        r.code(2);
+        let what = if agent.contains('/') {
+            format!("{} does not exist", fx.sb.work().join(agent).display())
+        } else {
+            format!("{agent} is not on PATH")
+        };
+        assert_eq!(
+            r.stderr,
+            format!("error: the agent command {what}\n  hint: check runner.command in fluxloop.yaml, or the command after `--`\n")
+        );
+    }
+    assert!(fx.p.requests().is_empty(), "nothing may reach the platform");
+    assert!(!fx.sb.work().join(".fluxloop/results").exists());
+}

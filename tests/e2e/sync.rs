@@ -444,9 +444,12 @@ fn garbage_or_silent_agents_fail_with_a_reason() {
             "no-such-agent-binary",
         ])
         .run();
-    missing
-        .code(10)
-        .stdout_has("cannot start the agent: `no-such-agent-binary` not found");
+    // A missing agent is a configuration error before any run (issue 16, item 8).
+    missing.code(2);
+    assert_eq!(
+        missing.stderr,
+        "error: the agent command no-such-agent-binary is not on PATH\n  hint: check runner.command in fluxloop.yaml, or the command after `--`\n"
+    );
     let refused = sb
         .cmd(&[
             "test",
