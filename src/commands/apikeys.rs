@@ -67,6 +67,10 @@ impl Human for CreateReport {
     fn human(&self, _: &Style) -> String {
         format!("{}\n", self.key)
     }
+
+    fn quiet(&self, style: &Style) -> String {
+        self.human(style)
+    }
 }
 
 fn create(

@@ -213,6 +213,10 @@ impl Human for GetReport {
     fn human(&self, _: &Style) -> String {
         self.setting.value.clone().unwrap_or_default()
     }
+
+    fn quiet(&self, style: &Style) -> String {
+        self.human(style)
+    }
 }
 
 /// `config list`.

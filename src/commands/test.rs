@@ -208,18 +208,29 @@ struct TestReport {
     root: PathBuf,
 }
 
-impl Human for TestReport {
-    fn human(&self, style: &Style) -> String {
-        let mut s = String::new();
+impl TestReport {
+    /// `PASSED support-bot: 10 of 10 runs passed`.
+    fn verdict_line(&self, style: &Style) -> String {
         let verdict = if self.failed == 0 {
             style.green("PASSED")
         } else {
             style.red("FAILED")
         };
-        s.push_str(&format!(
-            "{verdict} {}: {} of {} runs passed\n\n",
+        format!(
+            "{verdict} {}: {} of {} runs passed\n",
             self.scenario, self.passed, self.total
-        ));
+        )
+    }
+}
+
+impl Human for TestReport {
+    fn quiet(&self, style: &Style) -> String {
+        self.verdict_line(style)
+    }
+
+    fn human(&self, style: &Style) -> String {
+        let mut s = self.verdict_line(style);
+        s.push('\n');
         s.push_str(&table(
             &["RUNS", "PASSED", "FAILED", "SUCCESS RATE", "TIME"],
             &[vec![

@@ -16,11 +16,18 @@ use crate::error::Error;
 pub(crate) trait Render {
     fn to_json(&self) -> serde_json::Value;
     fn human(&self, style: &Style) -> String;
+    fn quiet(&self, style: &Style) -> String;
 }
 
 /// Reports that render themselves as text; JSON comes from `Serialize`.
 pub(crate) trait Human {
     fn human(&self, style: &Style) -> String;
+
+    /// What `--quiet` prints: the one value a script needs, if the command
+    /// has one (a new key, a setting's value, the test verdict), else nothing.
+    fn quiet(&self, _style: &Style) -> String {
+        String::new()
+    }
 }
 
 impl<T: Serialize + Human> Render for T {
@@ -29,6 +36,9 @@ impl<T: Serialize + Human> Render for T {
     }
     fn human(&self, style: &Style) -> String {
         Human::human(self, style)
+    }
+    fn quiet(&self, style: &Style) -> String {
+        Human::quiet(self, style)
     }
 }
 
@@ -279,7 +289,12 @@ impl Output {
             serde_json::to_writer_pretty(&mut out, &report.to_json())?;
             writeln!(out)?;
         } else {
-            let text = self.printable(&report.human(&self.style), self.style.color);
+            let text = if self.quiet {
+                report.quiet(&self.style)
+            } else {
+                report.human(&self.style)
+            };
+            let text = self.printable(&text, self.style.color);
             if !text.trim().is_empty() {
                 write!(out, "{text}")?;
                 if !text.ends_with('\n') {

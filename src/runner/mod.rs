@@ -42,9 +42,13 @@ impl Agent {
     /// executable, found on `PATH` when it names no directory. Checked before
     /// the first run, so a typo is one configuration error, not a failed run
     /// per input uploaded as results.
-    pub(crate) fn check_runnable(&self, path: Option<&std::ffi::OsStr>) -> crate::error::Result<()> {
+    pub(crate) fn check_runnable(
+        &self,
+        path: Option<&std::ffi::OsStr>,
+    ) -> crate::error::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let hint = || Some("check runner.command in fluxloop.yaml, or the command after `--`".to_string());
+        let hint =
+            || Some("check runner.command in fluxloop.yaml, or the command after `--`".to_string());
         let runnable = |p: &std::path::Path| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         };
@@ -56,8 +60,14 @@ impl Agent {
                     hint(),
                 )),
                 Ok(_) if !runnable(p) => Err(crate::error::Error::config(
-                    format!("the agent command {} is not an executable file", self.program),
-                    Some(format!("make it executable (chmod +x {}), or run it through its interpreter", self.program)),
+                    format!(
+                        "the agent command {} is not an executable file",
+                        self.program
+                    ),
+                    Some(format!(
+                        "make it executable (chmod +x {}), or run it through its interpreter",
+                        self.program
+                    )),
                 )),
                 Ok(_) => Ok(()),
             };

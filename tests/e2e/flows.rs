@@ -451,3 +451,41 @@ fn regression_16_a_missing_agent_is_a_configuration_error() {
     assert!(fx.p.requests().is_empty(), "nothing may reach the platform");
     assert!(!fx.sb.work().join(".fluxloop/results").exists());
 }
+
+/// Item 11: `-q` prints errors and the one value a script needs.
+#[test]
+fn regression_16_quiet_means_quiet() {
+    let fx = setup(0);
+    let r = fx.cmd(&["sync", "pull", "--yes", "-q"]).run();
+    r.ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""));
+    let r = fx
+        .cmd(&[
+            "test",
+            "-q",
+            "--skip-upload",
+            "--",
+            "echo",
+            crate::fixtures::ECHO_OK,
+        ])
+        .run();
+    r.ok();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("PASSED support-bot: 10 of 10 runs passed\n", "")
+    );
+    let r = fx.cmd(&["config", "get", "endpoint", "-q"]).run();
+    assert_eq!(
+        (r.stdout.trim_end(), r.stderr.as_str()),
+        (fx.p.url().as_str(), "")
+    );
+    let r = fx
+        .cmd(&["sync", "upload", "-q", "--scenario", "nope"])
+        .run();
+    r.code(5);
+    assert!(
+        r.stdout.is_empty() && r.stderr.starts_with("error: "),
+        "{}",
+        r.stderr
+    );
+}
