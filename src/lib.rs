@@ -70,14 +70,24 @@ where
     I: IntoIterator<Item = OsString>,
 {
     let env = Env::from_process();
+    let args: Vec<OsString> = args.into_iter().collect();
+    // Seen before parsing, so that help, the version and usage errors are
+    // JSON too; nothing after `--` (the agent's own arguments) counts.
+    let json = args
+        .iter()
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--json");
     let parsed = cli::parse(args);
     let (globals, command) = match parsed {
+        Ok(Parsed::Help(text)) if json => {
+            return print_json(&serde_json::json!({"help": cli::help::full(text)}))
+        }
         Ok(Parsed::Help(text)) => return print_plain(&cli::help::full(text)),
+        Ok(Parsed::Version) if json => return print_json(&version_json()),
         Ok(Parsed::Version) => return print_plain(&version()),
         Ok(Parsed::Run(g, c)) => (g, c),
         Err(e) => {
-            // --json is not known yet when parsing fails; errors go to stderr.
-            let out = Output::new(false, false, 0, output::color_choice(None, &env), false);
+            let out = Output::new(json, false, 0, output::color_choice(None, &env), false);
             out.error(&e);
             return e.exit_code();
         }
@@ -116,6 +126,21 @@ where
             }
         }
     }
+}
+
+/// `--version --json`.
+fn version_json() -> serde_json::Value {
+    let line = version();
+    let target = line
+        .rsplit_once(" (")
+        .map(|(_, t)| t.trim_end_matches(')').to_string())
+        .unwrap_or_default();
+    serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "target": target})
+}
+
+/// One JSON document on stdout, with the `schema_version` every one carries.
+fn print_json(doc: &serde_json::Value) -> u8 {
+    print_plain(&output::json_document(doc))
 }
 
 /// Prints help or the version; a closed pipe (`fluxloop --help | head -5`) is

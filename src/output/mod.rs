@@ -286,8 +286,7 @@ impl Output {
     pub(crate) fn report(&self, report: &dyn Render) -> io::Result<()> {
         let mut out = io::stdout().lock();
         if self.json {
-            serde_json::to_writer_pretty(&mut out, &report.to_json())?;
-            writeln!(out)?;
+            writeln!(out, "{}", json_document(&report.to_json()))?;
         } else {
             let text = if self.quiet {
                 report.quiet(&self.style)
@@ -318,9 +317,7 @@ impl Output {
                     "hint": hints.join("\n"),
                 }
             });
-            let mut out = io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, &doc);
-            let _ = writeln!(out);
+            let _ = writeln!(io::stdout().lock(), "{}", json_document(&doc));
             return;
         }
         let mut text = format!("{} {err}", self.err_style.red("error:"));
@@ -334,6 +331,24 @@ impl Output {
         }
         self.stderr_line(&text);
     }
+}
+
+/// The version of the `--json` documents' shape; it changes only when a
+/// field is removed or changes meaning (new fields may appear any time).
+pub(crate) const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// A `--json` document, pretty-printed, with its `schema_version`.
+pub(crate) fn json_document(doc: &serde_json::Value) -> String {
+    let doc = match doc {
+        serde_json::Value::Object(fields) => {
+            let mut with = serde_json::Map::new();
+            with.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+            with.extend(fields.clone());
+            serde_json::Value::Object(with)
+        }
+        other => serde_json::json!({"schema_version": JSON_SCHEMA_VERSION, "data": other}),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// Formats a count with thousands separators, as the seed shows usage counts.

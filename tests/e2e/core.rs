@@ -925,6 +925,9 @@ fn json_errors_are_one_document_on_stdout() {
             "not_found",
         ),
         (&["apikeys", "list", "--json"], &[], 3, "no_credential"),
+        // Usage errors too, though --json is read before parsing succeeds.
+        (&["--json", "test", "--paralel", "2"], &[], 2, "usage"),
+        (&["help", "nothing", "--json"], &[], 2, "usage"),
     ];
     for (args, env, code, kind) in cases {
         let mut cmd = sb.cmd(args).env("FLUXLOOP_API_ENDPOINT", wire.url());
@@ -935,7 +938,8 @@ fn json_errors_are_one_document_on_stdout() {
         r.code(*code).no_secret("SECRETPART");
         let doc = r.json();
         let obj = doc.as_object().unwrap();
-        assert_eq!(obj.len(), 1, "{doc}");
+        assert_eq!(obj.len(), 2, "{doc}");
+        assert_eq!(doc["schema_version"], 1, "{doc}");
         let err = &doc["error"];
         assert_eq!(err["code"], *kind, "{args:?}: {doc}");
         assert_eq!(err["exit_code"], *code, "{doc}");
@@ -951,6 +955,16 @@ fn json_errors_are_one_document_on_stdout() {
         );
     }
     wire.assert_untouched("json errors");
+    // --version and help are documents too.
+    let r = sb.cmd(&["--version", "--json"]).run();
+    r.ok();
+    let doc = r.json();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert!(doc["target"].as_str().unwrap().contains("linux"), "{doc}");
+    let r = sb.cmd(&["--json", "help", "test"]).run();
+    r.ok();
+    assert!(r.json()["help"].as_str().unwrap().starts_with("usage: fluxloop test"));
 }
 
 #[test]
