@@ -220,6 +220,7 @@ Options:
   -j, --parallel N      runs at a time (default 1)
       --timeout SECS    per-run time limit (default 300)
       --skip-pull       do not pull before running
+      --keep-local      keep pulled files you edited (the pull takes the rest)
       --skip-upload     do not upload the results
       --no-skip-upload  upload even if test.auto_upload is false
       --junit PATH      where to write the JUnit XML report (default: junit.xml in the result dir)

@@ -206,6 +206,8 @@ pub(crate) struct TestArgs {
     pub(crate) parallel: Option<u32>,
     pub(crate) timeout: Option<f64>,
     pub(crate) skip_pull: bool,
+    /// The pull keeps locally edited pulled files.
+    pub(crate) keep_local: bool,
     /// `--skip-upload` (false) / `--no-skip-upload` (true); last wins.
     pub(crate) upload: Option<bool>,
     pub(crate) junit: Option<PathBuf>,
@@ -748,6 +750,7 @@ fn parse_test(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
                 a.timeout = Some(t);
             }
             Long("skip-pull") => a.skip_pull = true,
+            Long("keep-local") => a.keep_local = true,
             Long("skip-upload") => a.upload = Some(false),
             Long("no-skip-upload") | Long("upload") => a.upload = Some(true),
             Long("junit") => a.junit = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),

@@ -76,8 +76,9 @@ impl Human for PullReport {
         );
         if !self.kept_local.is_empty() {
             s.push_str(&format!(
-                "Kept local edits: {}\n",
-                self.kept_local.join(", ")
+                "Kept your local edits of {} (the platform's version of {} was not written)\n",
+                self.kept_local.join(", "),
+                if self.kept_local.len() == 1 { "it" } else { "them" }
             ));
         }
         s
@@ -456,7 +457,8 @@ fn settle_edits(
     ))? {
         Ok((vec![], shown))
     } else {
-        Err(Error::SyncConflict { files: shown })
+        // "No" keeps the edits, as --keep-local does; the report says so.
+        Ok((edits, vec![]))
     }
 }
 

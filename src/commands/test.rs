@@ -316,6 +316,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         (Some(s), true) => {
             let pull_args = PullArgs {
                 scenario: settings.scenario.clone(),
+                keep_local: args.keep_local,
                 ..PullArgs::default()
             };
             let report = sync::pull(ctx, &s.client, &pull_args)?;

@@ -489,3 +489,49 @@ fn regression_16_quiet_means_quiet() {
         r.stderr
     );
 }
+
+/// Item 14: `test --keep-local` exists, says which files it kept, and "n"
+/// at the conflict prompt keeps the edits and exits 0.
+#[test]
+fn regression_16_pull_conflicts_keep_local_edits_on_request() {
+    let fx = setup(0);
+    fx.cmd(&["sync", "pull", "--yes"]).run().ok();
+    let inputs = fx.sb.work().join(".fluxloop/scenarios/support-bot/pulled/inputs.json");
+    let edited = r#"[{"id": "mine", "messages": [{"role": "user", "content": "my own input"}]}]"#;
+    std::fs::write(&inputs, edited).unwrap();
+    let r = fx
+        .cmd(&["test", "--keep-local", "--skip-upload", "--", "echo", crate::fixtures::ECHO_OK])
+        .run();
+    r.ok();
+    assert!(
+        r.stderr.contains("Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json (the platform's version of it was not written)\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&inputs).unwrap(), edited);
+    assert!(r.stdout.starts_with("PASSED support-bot: 1 of 1 runs passed\n"), "{}", r.stdout);
+    // Answering "n" on a terminal: `script` gives the pull a pseudo-terminal.
+    let fluxloop = env!("CARGO_BIN_EXE_fluxloop");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{fluxloop} sync pull"), "/dev/null"])
+        .env_clear()
+        .env("HOME", fx.sb.home())
+        .env("FLUXLOOP_HOME", fx.sb.fluxloop_home())
+        .env("FLUXLOOP_API_KEY", &fx.demo.key)
+        .env("FLUXLOOP_API_ENDPOINT", fx.p.url())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(fx.sb.work())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"n\n")?;
+            child.wait_with_output()
+        })
+        .expect("script (util-linux) runs the pull on a pseudo-terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json"), "{text}");
+    assert_eq!(std::fs::read_to_string(&inputs).unwrap(), edited);
+}
