@@ -206,6 +206,9 @@ struct TestReport {
     upload_error: Option<String>,
     #[serde(skip)]
     root: PathBuf,
+    /// Rendered for GitHub Actions, where failures are annotations.
+    #[serde(skip)]
+    github: bool,
 }
 
 impl TestReport {
@@ -247,7 +250,14 @@ impl Human for TestReport {
                 s.push_str(&format!("  {:>8}  {}\n", human_ms(b.duration_ms), b.label));
             }
         }
-        if !self.failures.is_empty() {
+        if self.github && !self.failures.is_empty() {
+            // Under GitHub Actions each failure is an annotation and a row of
+            // the job summary already; once more here would be noise.
+            s.push_str(&format!(
+                "\n{} failed: see the annotations and the job summary\n",
+                if self.failed == 1 { "1 run".to_string() } else { format!("{} runs", self.failed) }
+            ));
+        } else if !self.failures.is_empty() {
             s.push_str("\nFailed runs:\n");
             for b in &self.failures {
                 s.push_str(&format!(
@@ -494,6 +504,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         upload: None,
         upload_error: None,
         root: root.clone(),
+        github: ctx.out.github && !ctx.globals.json,
     };
     github_annotations(ctx, &tally);
 
@@ -557,18 +568,8 @@ fn github_annotations(ctx: &Ctx, tally: &Tally) {
             ))
         ));
     }
-    ctx.out.workflow_command("::group::fluxloop: failed runs");
-    let mut details = String::new();
-    for b in &tally.failed {
-        details.push_str(&format!(
-            "{} {}\n    {}\n",
-            b.run_id,
-            b.label,
-            b.error.as_deref().unwrap_or("")
-        ));
-    }
-    ctx.out.workflow_text(&details);
-    ctx.out.workflow_command("::endgroup::");
+    // The details are in the job summary; repeating them in a log group
+    // would show every failure once more.
 }
 
 /// The Markdown job summary and the step outputs.

@@ -269,19 +269,6 @@ impl Output {
         }
     }
 
-    /// Untrusted text in the GitHub log (inside a group), fenced so that
-    /// none of its lines acts as a workflow command.
-    pub(crate) fn workflow_text(&self, text: &str) {
-        if self.github && !self.json {
-            let text = self.printable(text, false);
-            let _guard = self.lock.lock();
-            let _ = write!(io::stdout().lock(), "{}", text);
-            if !text.ends_with('\n') {
-                let _ = writeln!(io::stdout().lock());
-            }
-        }
-    }
-
     /// Prints a command's report on stdout.
     pub(crate) fn report(&self, report: &dyn Render) -> io::Result<()> {
         let mut out = io::stdout().lock();

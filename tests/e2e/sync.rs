@@ -296,8 +296,12 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
         .stdout_has("FAILED support-bot: 10 of 20 runs passed")
         .stdout_has("::error title=fluxloop run failed::")
         .stdout_has("the agent exited with code 3; stderr: Traceback: boom")
-        .stdout_has("::group::fluxloop: failed runs");
+        .stdout_has("\n10 runs failed: see the annotations and the job summary\n");
     assert_eq!(run.stdout.matches("::error ").count(), 10);
+    // Each failure once in the log (its annotation) and once in the summary
+    // (issue 16, item 15): no log group, no list in the report.
+    assert!(!run.stdout.contains("::group::"), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("Traceback: boom").count(), 10);
     let batch = batch_id_from(&run.stdout);
     assert_eq!(p.run_count(&batch).unwrap(), 20);
 
