@@ -312,8 +312,29 @@ pub(crate) struct Input {
     pub(crate) text: String,
     pub(crate) id: Option<String>,
     pub(crate) persona: Option<String>,
+    /// The persona's name and description from `personas.json`.
+    pub(crate) persona_detail: Option<(String, String)>,
     /// The whole pulled item (`input_metadata` in `trace_summary.jsonl`).
     pub(crate) item: Value,
+}
+
+/// Fills in each input's persona name and description from `personas.json`
+/// (absent or unreadable: the inputs keep only the persona id).
+pub(crate) fn attach_personas(dir: &Path, inputs: &mut [Input]) {
+    let Some(personas) = std::fs::read(dir.join(PERSONAS))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
+    else {
+        return;
+    };
+    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let by_id: BTreeMap<String, (String, String)> = personas
+        .iter()
+        .map(|p| (text(p, "id"), (text(p, "name"), text(p, "description"))))
+        .collect();
+    for input in inputs {
+        input.persona_detail = input.persona.as_ref().and_then(|id| by_id.get(id).cloned());
+    }
 }
 
 /// Reads `inputs.json`. Items without any text are skipped, as FluxLoop CLI 0.4 does.
@@ -345,6 +366,7 @@ pub(crate) fn load_inputs(dir: &Path) -> Result<Vec<Input>> {
                 text,
                 id: str_of("input_item_id").or_else(|| str_of("id")),
                 persona: str_of("persona").or_else(|| str_of("persona_id")),
+                persona_detail: None,
                 item,
             })
         })

@@ -78,7 +78,11 @@ impl Human for PullReport {
             s.push_str(&format!(
                 "Kept your local edits of {} (the platform's version of {} was not written)\n",
                 self.kept_local.join(", "),
-                if self.kept_local.len() == 1 { "it" } else { "them" }
+                if self.kept_local.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
             ));
         }
         s

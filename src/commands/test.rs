@@ -255,7 +255,11 @@ impl Human for TestReport {
             // the job summary already; once more here would be noise.
             s.push_str(&format!(
                 "\n{} failed: see the annotations and the job summary\n",
-                if self.failed == 1 { "1 run".to_string() } else { format!("{} runs", self.failed) }
+                if self.failed == 1 {
+                    "1 run".to_string()
+                } else {
+                    format!("{} runs", self.failed)
+                }
             ));
         } else if !self.failures.is_empty() {
             s.push_str("\nFailed runs:\n");
@@ -338,7 +342,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     // From here the runner stops the agents itself and keeps what finished.
     drop(pull_phase);
     let pulled_dir = pulled::pulled_dir(&root, &scenario);
-    let inputs = pulled::load_inputs(&pulled_dir)?;
+    let mut inputs = pulled::load_inputs(&pulled_dir)?;
+    pulled::attach_personas(&pulled_dir, &mut inputs);
     if inputs.is_empty() {
         return Err(Error::config(
             format!("no inputs with text in {}", pulled_dir.join(pulled::INPUTS).display()),

@@ -330,9 +330,10 @@ fn signal_name(sig: i32) -> Option<&'static str> {
     })
 }
 
-/// The JSON line written to the agent's stdin (CLI.md §5).
+/// The JSON line written to the agent's stdin (CLI.md §5). `persona` stays
+/// the id, as FluxLoop CLI 0.4 sends it; its name and description go beside.
 pub(crate) fn request_line(run_id: &str, input: &Input, iteration: u32, scenario: &str) -> Vec<u8> {
-    let req = serde_json::json!({
+    let mut req = serde_json::json!({
         "run_id": run_id,
         "input_text": input.text,
         "context": {
@@ -342,6 +343,10 @@ pub(crate) fn request_line(run_id: &str, input: &Input, iteration: u32, scenario
             "metadata": input.item.get("metadata").cloned().unwrap_or(Value::Null),
         },
     });
+    if let Some((name, description)) = &input.persona_detail {
+        req["context"]["persona_name"] = Value::String(name.clone());
+        req["context"]["persona_description"] = Value::String(description.clone());
+    }
     let mut line = req.to_string().into_bytes();
     line.push(b'\n');
     line
@@ -524,10 +529,11 @@ mod tests {
 
     #[test]
     fn request_line_shape() {
-        let input = Input {
+        let mut input = Input {
             text: "hello".into(),
             id: Some("i1".into()),
             persona: Some("p1".into()),
+            persona_detail: None,
             item: serde_json::json!({"id": "i1", "metadata": {"k": "v"}}),
         };
         let line = request_line("run-1", &input, 2, "support-bot");
@@ -538,5 +544,10 @@ mod tests {
             serde_json::json!({"run_id": "run-1", "input_text": "hello",
                 "context": {"iteration": 2, "persona": "p1", "scenario": "support-bot", "metadata": {"k": "v"}}})
         );
+        input.persona_detail = Some(("Angry customer".into(), "wants a refund now".into()));
+        let v: Value = serde_json::from_slice(&request_line("run-1", &input, 2, "s")).unwrap();
+        assert_eq!(v["context"]["persona"], "p1");
+        assert_eq!(v["context"]["persona_name"], "Angry customer");
+        assert_eq!(v["context"]["persona_description"], "wants a refund now");
     }
 }

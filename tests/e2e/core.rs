@@ -964,7 +964,10 @@ fn json_errors_are_one_document_on_stdout() {
     assert!(doc["target"].as_str().unwrap().contains("linux"), "{doc}");
     let r = sb.cmd(&["--json", "help", "test"]).run();
     r.ok();
-    assert!(r.json()["help"].as_str().unwrap().starts_with("usage: fluxloop test"));
+    assert!(r.json()["help"]
+        .as_str()
+        .unwrap()
+        .starts_with("usage: fluxloop test"));
 }
 
 #[test]

@@ -496,11 +496,21 @@ fn regression_16_quiet_means_quiet() {
 fn regression_16_pull_conflicts_keep_local_edits_on_request() {
     let fx = setup(0);
     fx.cmd(&["sync", "pull", "--yes"]).run().ok();
-    let inputs = fx.sb.work().join(".fluxloop/scenarios/support-bot/pulled/inputs.json");
+    let inputs = fx
+        .sb
+        .work()
+        .join(".fluxloop/scenarios/support-bot/pulled/inputs.json");
     let edited = r#"[{"id": "mine", "messages": [{"role": "user", "content": "my own input"}]}]"#;
     std::fs::write(&inputs, edited).unwrap();
     let r = fx
-        .cmd(&["test", "--keep-local", "--skip-upload", "--", "echo", crate::fixtures::ECHO_OK])
+        .cmd(&[
+            "test",
+            "--keep-local",
+            "--skip-upload",
+            "--",
+            "echo",
+            crate::fixtures::ECHO_OK,
+        ])
         .run();
     r.ok();
     assert!(
@@ -509,7 +519,12 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
         r.stderr
     );
     assert_eq!(std::fs::read_to_string(&inputs).unwrap(), edited);
-    assert!(r.stdout.starts_with("PASSED support-bot: 1 of 1 runs passed\n"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("PASSED support-bot: 1 of 1 runs passed\n"),
+        "{}",
+        r.stdout
+    );
     // Answering "n" on a terminal: `script` gives the pull a pseudo-terminal.
     let fluxloop = env!("CARGO_BIN_EXE_fluxloop");
     let out = std::process::Command::new("script")
@@ -532,6 +547,11 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
         .expect("script (util-linux) runs the pull on a pseudo-terminal");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json"), "{text}");
+    assert!(
+        text.contains(
+            "Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json"
+        ),
+        "{text}"
+    );
     assert_eq!(std::fs::read_to_string(&inputs).unwrap(), edited);
 }
