@@ -35,8 +35,9 @@ pub(crate) enum Event {
 
 pub(crate) type Observer = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// Trades a stored login's refresh token for a fresh access token.
-pub(crate) type Refresh = Box<dyn Fn() -> Result<Secret> + Send + Sync>;
+/// Trades a stored login's refresh token for a fresh access token; with
+/// `true`, only when the token in store expires soon (else `None`).
+pub(crate) type Refresh = Box<dyn Fn(bool) -> Result<Option<Secret>> + Send + Sync>;
 
 /// How a call may be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +132,23 @@ impl Client {
     pub(crate) fn with_refresh(mut self, refresh: Refresh) -> Client {
         self.refresh = Some(refresh);
         self
+    }
+
+    /// Refreshes a stored login that expires soon, before a stage that
+    /// needs the platform (a long `test` run ends in an upload).
+    pub(crate) fn refresh_ahead(&self) -> Result<()> {
+        if let Some(refresh) = &self.refresh {
+            if let Some(fresh) = refresh(true)? {
+                self.use_token(fresh);
+            }
+        }
+        Ok(())
+    }
+
+    fn use_token(&self, token: Secret) {
+        if let Ok(mut slot) = self.refreshed.lock() {
+            *slot = Some(token);
+        }
     }
 
     /// The bearer token sent now.
@@ -315,9 +333,8 @@ impl Client {
             if let (Error::TokenExpired { .. }, true) = (&failure, may_refresh) {
                 may_refresh = false;
                 if let Some(refresh) = &self.refresh {
-                    let fresh = refresh()?;
-                    if let Ok(mut slot) = self.refreshed.lock() {
-                        *slot = Some(fresh);
+                    if let Some(fresh) = refresh(false)? {
+                        self.use_token(fresh);
                     }
                     self.trace(
                         "* the access token expired; refreshed the login, repeating the request"

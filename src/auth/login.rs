@@ -81,8 +81,13 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     if let CredentialKind::Login { profile, .. } = &resolved.credential.val.kind {
         // The new tokens are masked for GitHub Actions as they are stored.
         let refresher = ctx.refresher(&endpoint.val, profile)?;
-        client = client.with_refresh(Box::new(move || {
-            refresher.run(Refresh::Always).map(|(secret, _)| secret)
+        client = client.with_refresh(Box::new(move |only_if_expiring| {
+            let when = if only_if_expiring {
+                Refresh::IfExpiring
+            } else {
+                Refresh::Always
+            };
+            refresher.run(when).map(|(secret, _)| Some(secret))
         }));
     }
     Ok(Session {

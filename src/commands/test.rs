@@ -516,6 +516,10 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let mut upload_failure = None;
     if let (Some(session), true) = (&session, settings.upload) {
         let _stop = sync::upload_watchdog(ctx, &result_dir);
+        // The runs may have outlived the login's access token. A refresh
+        // that fails here fails the upload below, which keeps the results
+        // and says how to upload them later.
+        let _ = session.client.refresh_ahead();
         ctx.out.info(&format!("Uploading {} runs", tally.total));
         match sync::upload_dir(ctx, session, &result_dir, Some(&scenario), 0) {
             Ok(u) => report.upload = Some(u),

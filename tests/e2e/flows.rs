@@ -555,3 +555,36 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
     );
     assert_eq!(std::fs::read_to_string(&inputs).unwrap(), edited);
 }
+
+/// Item 6: when the platform says the token expired although the stored
+/// expiry says otherwise (clock skew), the CLI refreshes once and repeats.
+#[test]
+fn regression_16_token_expired_from_the_platform_is_refreshed_and_repeated() {
+    let p = fluxloop_platform::Platform::start(fluxloop_platform::Config {
+        poll_interval_secs: 1,
+        access_token_ttl: std::time::Duration::from_secs(1),
+        ..fluxloop_platform::Config::default()
+    })
+    .unwrap();
+    p.seed_demo().unwrap();
+    let sb = Sandbox::new();
+    login(&sb, &p, &[]).ok();
+    let path = sb.credentials_path();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["profiles"]["default"]["expires_at"] = "2099-01-01T00:00:00Z".into();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Poll until the platform has expired the token.
+    loop {
+        let r = fast(sb.cmd(&["apikeys", "list", "-v"])).run();
+        if r.stderr
+            .contains("refreshed the login, repeating the request")
+        {
+            r.ok();
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.stderr);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
