@@ -178,6 +178,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX access_tokens_by_family ON access_tokens (family_id);
     CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
     ",
+    // 2 -> 3: people sign in to the pages: a password per user (argon2id PHC
+    // string; none for users made before, who cannot sign in until one is
+    // set) and browser sessions; and the last 4 characters of each new key,
+    // so the key page can tell keys apart (older keys show none).
+    "
+    ALTER TABLE users ADD COLUMN password_hash TEXT;
+    ALTER TABLE api_keys ADD COLUMN key_suffix TEXT;
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// Opens the database at `path` (or in memory), applies pending migrations and
