@@ -31,8 +31,8 @@ fn web_platform() -> Platform {
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// axe-core as `npm install -g axe-core` puts it.
-const AXE: &str = "/usr/lib/node_modules/axe-core/axe.min.js";
+/// axe-core as `npm install -g axe-core` puts it, under `npm root -g`.
+const AXE: &str = "axe-core/axe.min.js";
 /// The password the tests give the demo user.
 const PASSWORD: &str = "correct-horse-battery";
 
@@ -197,8 +197,14 @@ impl Browser {
     /// critical accessibility violation.
     #[track_caller]
     fn assert_accessible(&self, what: &str) {
-        let axe = std::fs::read_to_string(AXE)
-            .unwrap_or_else(|e| panic!("{AXE}: {e} (npm install -g axe-core)"));
+        let root = Command::new("npm")
+            .args(["root", "-g"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let path = Path::new(&root).join(AXE);
+        let axe = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (npm install -g axe-core)", path.display()));
         self.script(&format!("{axe}\nreturn true;"));
         let found = self.post(
             "execute/async",
