@@ -219,42 +219,7 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         Command::Help => write!(out, "{HELP}")?,
         Command::Version => writeln!(out, "fluxloop-platform {}", env!("CARGO_PKG_VERSION"))?,
-        Command::Serve { config, demo } => {
-            let platform = Platform::start(config)?;
-            writeln!(out, "fluxloop-platform listening on {}", platform.url())?;
-            if demo {
-                if platform.store().is_empty()? {
-                    let d = platform.seed_demo()?;
-                    writeln!(out, "demo key: {}", d.key)?;
-                    writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
-                    writeln!(
-                        out,
-                        "demo scenario: {} ({})",
-                        d.scenario_name, d.scenario_id
-                    )?;
-                    let password = platform.store().reset_demo_password()?;
-                    writeln!(out, "demo user: {}", d.user_email)?;
-                    writeln!(out, "demo password: {password}")?;
-                    let url = platform.url();
-                    writeln!(
-                        out,
-                        "pages: {url}/login {url}/device {url}/settings/api-keys {url}/run-batches"
-                    )?;
-                } else {
-                    eprintln!(
-                        "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
-                    );
-                }
-            }
-            out.flush()?;
-            drop(out);
-            eprintln!("open {}/ in a browser; stop with Ctrl-C", platform.url());
-            // Serve until the process is killed; the request threads do the work
-            // and SQLite in WAL mode is consistent at every commit.
-            loop {
-                std::thread::park();
-            }
-        }
+        Command::Serve { config, demo } => serve(config, demo, out)?,
         Command::SeedDemo { data, inputs } => {
             let st = store(data)?;
             let d = st.seed_demo(inputs)?;
@@ -308,6 +273,50 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Runs the server until the process is killed, after printing where it
+/// listens and, with `demo` on a fresh database, the demo's key, user and
+/// password, and the pages to visit.
+fn serve(
+    config: Config,
+    demo: bool,
+    mut out: std::io::StdoutLock<'_>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let platform = Platform::start(config)?;
+    writeln!(out, "fluxloop-platform listening on {}", platform.url())?;
+    if demo {
+        if platform.store().is_empty()? {
+            let d = platform.seed_demo()?;
+            writeln!(out, "demo key: {}", d.key)?;
+            writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
+            writeln!(
+                out,
+                "demo scenario: {} ({})",
+                d.scenario_name, d.scenario_id
+            )?;
+            let password = platform.store().reset_demo_password()?;
+            writeln!(out, "demo user: {}", d.user_email)?;
+            writeln!(out, "demo password: {password}")?;
+            let url = platform.url();
+            writeln!(
+                out,
+                "pages: {url}/login {url}/device {url}/settings/api-keys {url}/run-batches"
+            )?;
+        } else {
+            eprintln!(
+                "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
+            );
+        }
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!("open {}/ in a browser; stop with Ctrl-C", platform.url());
+    // Serve until the process is killed; the runtime's threads do the work
+    // and SQLite in WAL mode is consistent at every commit.
+    loop {
+        std::thread::park();
+    }
 }
 
 fn main() -> ExitCode {
