@@ -299,8 +299,8 @@ pub(crate) fn insert_key(
         revoked_ms: None,
     };
     conn.execute(
-        "INSERT INTO api_keys (id, key_hash, project_id, name, type, scope, created_ms, expires_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO api_keys (id, key_hash, project_id, name, type, scope, created_ms, expires_ms, key_suffix)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             rec.id,
             sha256(&key),
@@ -309,7 +309,8 @@ pub(crate) fn insert_key(
             rec.key_type,
             scope.as_str(),
             rec.created_ms,
-            rec.expires_ms
+            rec.expires_ms,
+            &key[key.len().saturating_sub(4)..]
         ],
     )?;
     Ok((rec, key))

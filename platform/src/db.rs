@@ -182,6 +182,20 @@ const MIGRATIONS: &[&str] = &[
     // so a key replayed with another body is refused instead of answered
     // with the first body's result. Rows from before have none and replay.
     "ALTER TABLE idempotency ADD COLUMN body_hash BLOB",
+    // 3 -> 4: people sign in to the pages: a password per user (argon2id PHC
+    // string; none for users made before, who cannot sign in until one is
+    // set) and browser sessions; and the last 4 characters of each new key,
+    // so the key page can tell keys apart (older keys show none).
+    "
+    ALTER TABLE users ADD COLUMN password_hash TEXT;
+    ALTER TABLE api_keys ADD COLUMN key_suffix TEXT;
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// Opens the database at `path` (or in memory), applies pending migrations and

@@ -266,18 +266,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Headers of every HTML answer: no framing (clickjacking of Authorize), and
-/// a content policy that allows nothing but the page's own inline style
-/// (by hash), so injected markup can load or run nothing.
+/// a content policy that allows nothing but the pages' own inline style and
+/// copy-button script (by hash), so injected markup can load or run nothing.
 pub(crate) fn page_headers() -> Vec<(&'static str, String)> {
-    let hash =
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(crate::routes::STYLE));
+    let hash = |text: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text));
+    let (style, script) = (hash(crate::routes::STYLE), hash(crate::routes::SCRIPT));
     vec![
         ("X-Frame-Options", "DENY".to_owned()),
         (
             "Content-Security-Policy",
             format!(
-                "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'sha256-{style}'; script-src 'sha256-{script}'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             ),
         ),
     ]

@@ -14,6 +14,7 @@
 //! policies, `http` the wire (axum and hyper on tokio, limits, faults, logging), `routes/` one
 //! file per resource, `seed` the demo data, `util` time, randomness and escaping.
 
+mod accounts;
 mod auth;
 mod db;
 mod guard;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use accounts::random_password;
 pub use routes::{Route, ROUTES};
 pub use store::{CreatedKey, Demo, SeededScenario, Store};
 

@@ -22,6 +22,7 @@ USAGE:
     fluxloop-platform seed-demo [--data PATH] [--inputs N]
     fluxloop-platform create-key [--project ID_OR_NAME] [--scope SCOPE] [--type user|service-account]
                                  [--name NAME] [--data PATH]
+    fluxloop-platform create-user EMAIL [--password-stdin] [--data PATH]
     fluxloop-platform approve-device USER_CODE [--data PATH]
     fluxloop-platform deny-device USER_CODE [--data PATH]
 
@@ -41,13 +42,16 @@ OPTIONS:
                           real platform; raise it only to benchmark clients that
                           send every run in one request)
     --inputs N            inputs in the demo bundle (default 10)
+    --password-stdin      read the new user's password from the first line of stdin
+                          (otherwise a random one is made and printed)
     --scope SCOPE         read, write, read-write (default) or admin
     --type TYPE           user or service-account (default)
     -h, --help            this help
     -V, --version         version
 
 `serve` prints `fluxloop-platform listening on http://127.0.0.1:PORT` as its first line,
-then with --demo `demo key: flx_sa_...` (this key is shown once; keep it).
+then with --demo `demo key: flx_sa_...` (this key is shown once; keep it), the demo
+user's email and a new password for it, and the pages to visit.
 ";
 
 const DEFAULT_DATA: &str = ".fluxloop-platform/platform.db";
@@ -75,6 +79,11 @@ enum Command {
         data: PathBuf,
         code: String,
         approve: bool,
+    },
+    CreateUser {
+        data: PathBuf,
+        email: String,
+        password_stdin: bool,
     },
 }
 
@@ -110,6 +119,7 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
         "cli key".to_owned(),
     );
     let mut code: Option<String> = None;
+    let mut password_stdin = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -157,9 +167,16 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             Long("scope") if sub == "create-key" => scope = parser.value()?.string()?,
             Long("type") if sub == "create-key" => key_type = parser.value()?.string()?,
             Long("name") if sub == "create-key" => name = parser.value()?.string()?,
-            Value(v) if code.is_none() && (sub == "approve-device" || sub == "deny-device") => {
+            Value(v)
+                if code.is_none()
+                    && matches!(
+                        sub.as_str(),
+                        "approve-device" | "deny-device" | "create-user"
+                    ) =>
+            {
                 code = Some(v.string()?)
             }
+            Long("password-stdin") if sub == "create-user" => password_stdin = true,
             _ => return Err(arg.unexpected()),
         }
     }
@@ -181,6 +198,11 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             code: code.ok_or("missing argument USER_CODE")?,
             approve: sub == "approve-device",
         },
+        "create-user" => Command::CreateUser {
+            data,
+            email: code.ok_or("missing argument EMAIL")?,
+            password_stdin,
+        },
         other => return Err(format!("unknown command `{other}`; see --help").into()),
     })
 }
@@ -197,37 +219,16 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         Command::Help => write!(out, "{HELP}")?,
         Command::Version => writeln!(out, "fluxloop-platform {}", env!("CARGO_PKG_VERSION"))?,
-        Command::Serve { config, demo } => {
-            let platform = Platform::start(config)?;
-            writeln!(out, "fluxloop-platform listening on {}", platform.url())?;
-            if demo {
-                if platform.store().is_empty()? {
-                    let d = platform.seed_demo()?;
-                    writeln!(out, "demo key: {}", d.key)?;
-                    writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
-                    writeln!(
-                        out,
-                        "demo scenario: {} ({})",
-                        d.scenario_name, d.scenario_id
-                    )?;
-                } else {
-                    eprintln!(
-                        "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
-                    );
-                }
-            }
-            out.flush()?;
-            drop(out);
-            eprintln!("open {}/ in a browser; stop with Ctrl-C", platform.url());
-            // Serve until the process is killed; the request threads do the work
-            // and SQLite in WAL mode is consistent at every commit.
-            loop {
-                std::thread::park();
-            }
-        }
+        Command::Serve { config, demo } => serve(config, demo, out)?,
         Command::SeedDemo { data, inputs } => {
-            let d = store(data)?.seed_demo(inputs)?;
+            let st = store(data)?;
+            let d = st.seed_demo(inputs)?;
             writeln!(out, "{}", d.key)?;
+            eprintln!(
+                "demo user {} can sign in to the pages with the password {}",
+                d.user_email,
+                st.reset_demo_password()?
+            );
             eprintln!(
                 "seeded project {} ({}), scenario {} with bundle v{}",
                 d.project_name, d.project_id, d.scenario_name, d.bundle_version
@@ -245,6 +246,23 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
             let k = s.create_key(&project_id, &name, &key_type, &scope)?;
             writeln!(out, "{}", k.key)?;
         }
+        Command::CreateUser {
+            data,
+            email,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                let p = fluxloop_platform::random_password();
+                writeln!(out, "{p}")?;
+                p
+            };
+            store(data)?.create_user(&email, &password)?;
+            eprintln!("created user {email}");
+        }
         Command::Device {
             data,
             code,
@@ -255,6 +273,50 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Runs the server until the process is killed, after printing where it
+/// listens and, with `demo` on a fresh database, the demo's key, user and
+/// password, and the pages to visit.
+fn serve(
+    config: Config,
+    demo: bool,
+    mut out: std::io::StdoutLock<'_>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let platform = Platform::start(config)?;
+    writeln!(out, "fluxloop-platform listening on {}", platform.url())?;
+    if demo {
+        if platform.store().is_empty()? {
+            let d = platform.seed_demo()?;
+            writeln!(out, "demo key: {}", d.key)?;
+            writeln!(out, "demo project: {} ({})", d.project_name, d.project_id)?;
+            writeln!(
+                out,
+                "demo scenario: {} ({})",
+                d.scenario_name, d.scenario_id
+            )?;
+            let password = platform.store().reset_demo_password()?;
+            writeln!(out, "demo user: {}", d.user_email)?;
+            writeln!(out, "demo password: {password}")?;
+            let url = platform.url();
+            writeln!(
+                out,
+                "pages: {url}/login {url}/device {url}/settings/api-keys {url}/run-batches"
+            )?;
+        } else {
+            eprintln!(
+                "demo data already present; make a new key with `fluxloop-platform create-key --project \"Demo Project\"`"
+            );
+        }
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!("open {}/ in a browser; stop with Ctrl-C", platform.url());
+    // Serve until the process is killed; the runtime's threads do the work
+    // and SQLite in WAL mode is consistent at every commit.
+    loop {
+        std::thread::park();
+    }
 }
 
 fn main() -> ExitCode {

@@ -2,13 +2,17 @@
 //! 404 for unknown paths, 405 (with `Allow`) for known paths with another
 //! method. The table is public so a test can keep `openapi.yaml` in step.
 
+mod account;
+mod batches;
 pub(crate) mod device;
+pub(crate) mod html;
 mod keys;
 mod pages;
 mod projects;
+mod settings;
 mod sync;
 
-pub(crate) use pages::STYLE;
+pub(crate) use html::{SCRIPT, STYLE};
 
 use std::sync::MutexGuard;
 
@@ -44,8 +48,15 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/", pages::index),
     route("GET", "/device", pages::device_form),
     route("POST", "/device", pages::device_decide),
-    route("GET", "/settings/api-keys", pages::api_keys),
-    route("GET", "/run-batches/{id}", pages::run_batch),
+    route("GET", "/login", account::login_form),
+    route("POST", "/login", account::login),
+    route("GET", "/logout", account::logout_form),
+    route("POST", "/logout", account::logout),
+    route("GET", "/settings/api-keys", settings::api_keys),
+    route("POST", "/settings/api-keys", settings::create),
+    route("POST", "/settings/api-keys/revoke", settings::revoke),
+    route("GET", "/run-batches", batches::run_batches),
+    route("GET", "/run-batches/{id}", batches::run_batch),
     route("GET", "/api/health", projects::health),
     route("POST", "/api/cli-connect/start", device::start),
     route("POST", "/api/cli-connect/complete", device::complete),

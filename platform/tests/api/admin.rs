@@ -14,12 +14,19 @@ fn settings_page_lists_keys_escaped() {
     let demo = e.demo();
     e.p.create_key(&demo.project_id, "<script>x</script>", "user", "read")
         .expect("key");
-    let page = e.get("/settings/api-keys").send().expect(200).text;
-    assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>"));
+    let session = e.sign_in();
+    let page = e
+        .get("/settings/api-keys")
+        .header("Cookie", &session)
+        .send()
+        .expect(200)
+        .text;
+    assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>x"));
     assert!(page.contains("demo key") && page.contains("read-write"));
     assert!(!page.contains(&demo.key), "a key must never be shown again");
     let index = e.get("/").send().expect(200).text;
     assert!(index.contains("/device") && index.contains("/settings/api-keys"));
+    assert!(index.contains("/run-batches") && index.contains("/login"));
     // DNS rebinding and cross-site posts are refused (the attacks in full:
     // tests/api/hardening.rs).
     e.get("/settings/api-keys")

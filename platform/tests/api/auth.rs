@@ -35,8 +35,25 @@ fn device_flow_pending_approved_redeemed_once() {
     };
     assert_eq!(poll(), json!({"status": "pending"}));
     // The page shows the code and the escaped device name, with both buttons.
+    // Signed out, the page sends the browser to sign in and back.
+    let to_login = e
+        .get(&format!("/device?user_code={}", code.to_lowercase()))
+        .send()
+        .expect(303);
+    assert_eq!(
+        to_login.header("location"),
+        Some(
+            format!(
+                "/login?next=%2Fdevice%3Fuser_code%3D{}",
+                code.to_lowercase()
+            )
+            .as_str()
+        )
+    );
+    let session = e.sign_in();
     let page = e
         .get(&format!("/device?user_code={}", code.to_lowercase()))
+        .header("Cookie", &session)
         .send()
         .expect(200)
         .text;
@@ -46,12 +63,12 @@ fn device_flow_pending_approved_redeemed_once() {
             && page.contains("Authorize")
             && page.contains("Deny")
     );
-    let (_, cookie, csrf) = crate::hardening::device_page(&e, &code, None);
+    let (_, cookie, csrf) = crate::hardening::device_page(&e, &session, &code, None);
     let form = format!("user_code={code}&action=approve&csrf={csrf}");
     e.post("/device")
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("Origin", &e.p.url())
-        .header("Cookie", &cookie)
+        .header("Cookie", &format!("{cookie}; {session}"))
         .raw(&form)
         .send()
         .expect(200);

@@ -96,10 +96,7 @@ fn issue11_dns_rebinding_a_foreign_host_reaches_no_route() {
             .header("Host", &host)
             .send()
             .expect(200);
-        e.get("/settings/api-keys")
-            .header("Host", &host)
-            .send()
-            .expect(200);
+        e.get("/login").header("Host", &host).send().expect(200);
     }
 }
 
@@ -144,7 +141,7 @@ fn issue11_dns_rebinding_public_url_hosts_are_the_only_extra_names() {
         start["verification_url"],
         format!("https://flux.example.test/device?user_code={code}").as_str()
     );
-    e.get("/device")
+    e.get("/login")
         .header("Host", "flux.example.test:443")
         .send()
         .expect(200);
@@ -167,13 +164,24 @@ fn issue11_dns_rebinding_public_url_hosts_are_the_only_extra_names() {
     }
 }
 
-/// The device page of a pending login: (page reply, cookie pair, form token).
-pub(crate) fn device_page(e: &Env, code: &str, cookie: Option<&str>) -> (Reply, String, String) {
-    let mut call = e.get(&format!("/device?user_code={code}"));
-    if let Some(c) = cookie {
-        call = call.header("Cookie", c);
-    }
-    let r = call.send().expect(200);
+/// The device page of a pending login, seen by the signed-in `session`
+/// (a `flx_session=` pair) with the CSRF `cookie` if the browser has one:
+/// (page reply, CSRF cookie pair, form token).
+pub(crate) fn device_page(
+    e: &Env,
+    session: &str,
+    code: &str,
+    cookie: Option<&str>,
+) -> (Reply, String, String) {
+    let jar = match cookie {
+        Some(c) => format!("{c}; {session}"),
+        None => session.to_owned(),
+    };
+    let r = e
+        .get(&format!("/device?user_code={code}"))
+        .header("Cookie", &jar)
+        .send()
+        .expect(200);
     let token = r
         .text
         .split("name=\"csrf\" value=\"")
@@ -207,13 +215,22 @@ fn assert_page_headers(r: &Reply) {
         .nth(1)
         .and_then(|s| s.split("</style>").next())
         .expect("style element");
-    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
+    let script = r
+        .text
+        .split("<script>")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .expect("script element");
+    let hash =
+        |t: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(t.as_bytes()));
     assert_eq!(
         r.header("content-security-policy"),
         Some(
             format!(
-                "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
-                 frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'sha256-{}'; script-src 'sha256-{}'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                hash(style),
+                hash(script)
             )
             .as_str()
         )
@@ -234,12 +251,13 @@ fn issue11_cross_site_device_posts_need_origin_and_the_session_token() {
             .json()["status"]
             .clone()
     };
-    let (page, cookie, token) = device_page(&e, &code, None);
+    let session = e.sign_in();
+    let (page, cookie, token) = device_page(&e, &session, &code, None);
     assert_page_headers(&page);
     // The same session gets the same token; another session another one.
-    let (_, _, again) = device_page(&e, &code, Some(&cookie));
+    let (_, _, again) = device_page(&e, &session, &code, Some(&cookie));
     assert_eq!(again, token);
-    let (_, other_cookie, other_token) = device_page(&e, &code, None);
+    let (_, other_cookie, other_token) = device_page(&e, &session, &code, None);
     assert_ne!(other_token, token);
     let own = e.p.url();
     let form = |t: &str| format!("user_code={code}&action=approve&csrf={t}");
@@ -285,10 +303,11 @@ fn issue11_cross_site_device_posts_need_origin_and_the_session_token() {
         if let Some(o) = origin {
             call = call.header("Origin", o);
         }
-        if let Some(c) = cookie {
-            call = call.header("Cookie", c);
-        }
-        let r = call.raw(&body).send().expect(403);
+        let jar = match cookie {
+            Some(c) => format!("{c}; {session}"),
+            None => session.clone(),
+        };
+        let r = call.header("Cookie", &jar).raw(&body).send().expect(403);
         assert!(
             r.text.contains("<h1>Request refused</h1>"),
             "{what}: {}",
@@ -301,7 +320,7 @@ fn issue11_cross_site_device_posts_need_origin_and_the_session_token() {
         .post("/device")
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("Origin", &own)
-        .header("Cookie", &format!("theme=dark; {cookie}"))
+        .header("Cookie", &format!("theme=dark; {cookie}; {session}"))
         .raw(&form(&token))
         .send()
         .expect(200);
@@ -325,15 +344,20 @@ fn issue11_every_page_forbids_framing_and_foreign_content() {
             .expect("id")
             .to_owned()
     };
+    let session = e.sign_in();
     for path in [
         "/".to_owned(),
+        "/login".to_owned(),
+        "/logout".to_owned(),
+        "/run-batches".to_owned(),
         "/device".to_owned(),
         "/device?user_code=NOPE-NOPE".to_owned(),
         "/settings/api-keys".to_owned(),
         format!("/run-batches/{batch}"),
     ] {
-        let r = e.get(&path).send();
-        assert!(r.status == 200 || r.status == 404, "{path}: {}", r.status);
+        let r = e.get(&path).header("Cookie", &session).send();
+        // 303: /login sends a signed-in browser on.
+        assert!([200, 303, 404].contains(&r.status), "{path}: {}", r.status);
         assert_page_headers(&r);
     }
 }

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod hardening;
 mod sync;
+mod web;
 mod wire;
 
 use std::time::Duration;
@@ -145,6 +146,20 @@ impl Call<'_> {
     }
 }
 
+/// The demo user, and the password every test platform gives it.
+pub(crate) const DEMO_EMAIL: &str = "demo@fluxloop.local";
+pub(crate) const DEMO_PASSWORD: &str = "correct-horse-battery";
+
+/// The value of the hidden form field `name` in a page.
+#[track_caller]
+pub(crate) fn hidden(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no hidden field {name} in {page}"))
+        .to_owned()
+}
+
 /// A platform for one test, with an HTTP client.
 pub(crate) struct Env {
     p: Platform,
@@ -155,6 +170,7 @@ pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .new_agent()
@@ -162,10 +178,40 @@ pub(crate) fn agent() -> ureq::Agent {
 
 impl Env {
     fn with(config: Config) -> Env {
-        Env {
-            p: Platform::start(config).expect("start platform"),
-            agent: agent(),
-        }
+        let p = Platform::start(config).expect("start platform");
+        p.store()
+            .set_password(DEMO_EMAIL, DEMO_PASSWORD)
+            .expect("demo password");
+        Env { p, agent: agent() }
+    }
+    /// Signs the demo user in through the `/login` form; returns the
+    /// session's cookie pair (`flx_session=...`).
+    fn sign_in(&self) -> String {
+        let form = self.get("/login").send().expect(200);
+        let csrf_cookie = form
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("csrf cookie")
+            .to_owned();
+        let token = hidden(&form.text, "csrf");
+        let r = self
+            .post("/login")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Origin", &self.p.url())
+            .header("Cookie", &csrf_cookie)
+            .raw(&format!(
+                "email=demo%40fluxloop.local&password={DEMO_PASSWORD}&next=%2F&csrf={token}"
+            ))
+            .send()
+            .expect(303);
+        let session = r
+            .header_all("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with("flx_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        session
     }
     fn new() -> Env {
         Env::with(Config {

@@ -215,8 +215,10 @@ fn upload_stores_a_batch_that_reads_back() {
         .send()
         .expect_error(403, "forbidden");
     // The page the CLI links to, with values escaped.
+    let session = e.sign_in();
     let page = e
         .get(&format!("/run-batches/{batch_id}"))
+        .header("Cookie", &session)
         .send()
         .expect(200)
         .text;
