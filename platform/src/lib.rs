@@ -119,8 +119,10 @@ pub enum PlatformError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The address is not a loopback address: the pages sign in as the local
-    /// user without a password, so they must not be reachable from elsewhere.
+    /// The address is not a loopback address: this is a platform for one
+    /// machine (plain HTTP, a demo user whose password is printed), so it must
+    /// not be reachable from elsewhere; put a TLS proxy in front and name it
+    /// with `--public-url` instead.
     NotLoopback {
         /// The address asked for.
         addr: String,
