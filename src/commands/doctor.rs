@@ -520,7 +520,11 @@ fn resolve_program(
         return Err("the command is empty".into());
     }
     if program.contains('/') {
-        let p = dir.join(program);
+        let p: PathBuf = dir
+            .join(program)
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect();
         return match p.metadata() {
             Err(_) => Err(format!("{} does not exist", p.display())),
             Ok(_) if !executable(&p) => {
@@ -585,10 +589,7 @@ mod tests {
             resolve_program("agent", Path::new("/"), Some(&path)).unwrap(),
             bin
         );
-        assert_eq!(
-            resolve_program("./agent", tmp.path(), None).unwrap(),
-            tmp.path().join("./agent")
-        );
+        assert_eq!(resolve_program("./agent", tmp.path(), None).unwrap(), bin);
         assert!(resolve_program("./nope", tmp.path(), None)
             .unwrap_err()
             .contains("does not exist"));

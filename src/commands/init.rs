@@ -237,7 +237,7 @@ pub(crate) fn github_workflow(scenario: &str, working_directory: Option<&str>) -
          on: [push, pull_request]\n\
          permissions:\n  contents: read\n\
          jobs:\n  fluxloop:\n    runs-on: ubuntu-latest\n    steps:\n\
-         \x20     - uses: actions/checkout@v4\n\
+         \x20     - uses: actions/checkout@v5\n\
          \x20     - uses: fluxloop/fluxloop-rs@v0\n        with:\n{with}"
     )
 }
