@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::api::types::ApiKeyRecord;
-use crate::api::{Client, Endpoint, Scheme};
+use crate::api::{Client, Endpoint, NetOptions, Scheme};
 use crate::auth::login::Session;
 use crate::auth::scope::{covers, Need};
 use crate::config::project::{CommandSpec, RunnerType};
@@ -268,13 +268,27 @@ fn network(
         "endpoint",
         format!("{} from {}", endpoint_value.val, endpoint_value.origin),
     );
-    let (host, port, via) = match &opts.proxy {
+    let (host, port, via) = first_hop(c, &opts, &endpoint)?;
+    let addr = dns(c, &host, port, &via)?;
+    tcp(c, addr, opts.connect_timeout, &via)?;
+    let probe = tls(c, &client, &opts)?;
+    Some((client, probe))
+}
+
+/// Where the first connection goes: the proxy, if one applies, else the
+/// platform. The third value says which, for the check lines.
+fn first_hop(
+    c: &mut Checks,
+    opts: &NetOptions,
+    endpoint: &Endpoint,
+) -> Option<(String, u16, String)> {
+    match &opts.proxy {
         Some((url, var)) => match Endpoint::parse(url) {
-            Ok(p) => (
+            Ok(p) => Some((
                 p.host().to_string(),
                 p.port(),
                 format!(" (proxy from {var})"),
-            ),
+            )),
             Err(why) => {
                 c.fail(
                     "dns",
@@ -282,13 +296,16 @@ fn network(
                     format!("fix {var}"),
                     code::USAGE,
                 );
-                return None;
+                None
             }
         },
-        None => (endpoint.host().to_string(), endpoint.port(), String::new()),
-    };
-    let addr = dns(c, &host, port, &via)?;
-    tcp(c, addr, opts.connect_timeout, &via)?;
+        None => Some((endpoint.host().to_string(), endpoint.port(), String::new())),
+    }
+}
+
+/// The request itself, through the proxy and with the configured trust.
+fn tls(c: &mut Checks, client: &Client, opts: &NetOptions) -> Option<crate::api::Probe> {
+    let endpoint = client.endpoint();
     let probe = match client.probe("/api/api-keys/self") {
         Ok(p) => p,
         Err(f) if f.tls => {
@@ -301,12 +318,13 @@ fn network(
             return None;
         }
         Err(f) => {
-            c.fail(
-                "tls",
-                f.detail,
-                "check the endpoint and the proxy settings",
-                code::NETWORK,
-            );
+            let fix = match &opts.proxy {
+                Some((_, var)) => format!(
+                    "check {var}, or add the platform's host to NO_PROXY to connect directly"
+                ),
+                None => "check the endpoint and that the platform is up".into(),
+            };
+            c.fail("tls", f.detail, fix, code::NETWORK);
             return None;
         }
     };
@@ -332,7 +350,7 @@ fn network(
             format!("plain http to this machine (no TLS); HTTP {}", probe.status),
         ),
     }
-    Some((client, probe))
+    Some(probe)
 }
 
 fn dns(c: &mut Checks, host: &str, port: u16, via: &str) -> Option<SocketAddr> {

@@ -82,10 +82,16 @@ pub(crate) fn run(ctx: &Ctx, args: InitArgs) -> Result<Outcome> {
         .scenario
         .clone()
         .unwrap_or_else(|| default_scenario(&dir));
+    let offered = found.unwrap_or_else(default_command);
     let (scenario, command) = if ctx.globals.yes {
-        (default_scenario, found.unwrap_or_else(default_command))
+        (default_scenario, offered.clone())
     } else {
-        ask(ctx, default_scenario, found.unwrap_or_else(default_command))?
+        ask(ctx, default_scenario, offered.clone())?
+    };
+    let agent = if command == offered {
+        agent
+    } else {
+        "given at the prompt".into()
     };
     let root = repository_root(&dir);
     let mut files = vec![write_file(

@@ -350,3 +350,39 @@ fn doctor_with_a_ca_it_does_not_trust_then_with_the_right_one() {
         )
     );
 }
+
+#[test]
+fn doctor_checks_the_proxy_it_would_use() {
+    // A proxy that records what it is sent and connects nowhere: the
+    // platform's host is never resolved or contacted from here.
+    let proxy = Trap::proxy();
+    let sb = Sandbox::new();
+    project(&sb, "");
+    let key = "flx_sa_0123456789abcdefghijKLMN";
+    let r = fast(sb.cmd(&["doctor"]))
+        .env("FLUXLOOP_API_KEY", key)
+        .env("FLUXLOOP_API_ENDPOINT", "https://platform.example")
+        .env("HTTPS_PROXY", proxy.url())
+        .run();
+    r.code(4);
+    let port = port_of(&proxy.url());
+    let out = normalise(&sb, &r, port, key);
+    let lines: Vec<&str> = out.lines().skip(2).take(5).collect();
+    assert_eq!(
+        lines,
+        [
+            "✓ endpoint    https://platform.example from environment variable FLUXLOOP_API_ENDPOINT",
+            "✓ dns         127.0.0.1 is 127.0.0.1 (proxy from HTTPS_PROXY)",
+            "✓ tcp         connected to 127.0.0.1:[PORT] (proxy from HTTPS_PROXY)",
+            "✗ tls         the proxy refused the connection: proxy server responded 403/403",
+            "    fix: check HTTPS_PROXY, or add the platform's host to NO_PROXY to connect directly",
+        ]
+    );
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].line(), "CONNECT platform.example:443 HTTP/1.1");
+    assert!(
+        !proxy.all().contains(key),
+        "the key never reaches the proxy"
+    );
+}

@@ -174,6 +174,10 @@ fn canary_credentials_never_leak_anywhere() {
     for (key, endpoint, label) in [(&demo.key, &url, "ok"), (&demo.key, &dead, "dead endpoint")] {
         for (mode, cmd) in modes(|| key_cmd(key, endpoint, &["auth", "token"]), &gh) {
             let r = cmd.run();
+            // Real runs, not refusals: a key is printed without asking the
+            // platform (so a dead endpoint does not matter), and the stderr
+            // checked is that of a run that printed it.
+            assert_eq!(r.code, Some(0), "{label}: {r:?}");
             ck.run_auth_token(&format!("auth token [{label}, {mode}]"), &r);
         }
     }

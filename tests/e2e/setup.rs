@@ -474,3 +474,40 @@ fn the_init_workflow_passes_actionlint() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn init_asks_on_a_terminal() {
+    // util-linux `script` gives init a real pseudo-terminal; what is typed
+    // is piped into it.
+    let sb = Sandbox::new();
+    sb.write("agent.py", "");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "printf 'billing-bot\\npython3 -u agent.py\\n' | script -qec \"$0 init\" /dev/null",
+            bin(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", sb.home())
+        .env("FLUXLOOP_HOME", sb.fluxloop_home())
+        .env("NO_COLOR", "1")
+        .current_dir(sb.work())
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{out:?}");
+    let transcript = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    // The terminal echoes the typed lines as they arrive, interleaved with
+    // the prompts in no fixed order: the prompts and the report are looked for.
+    for want in [
+        "Scenario [work]: ",
+        "Agent command [python3 agent.py]: ",
+        "created fluxloop.yaml (project config)\n",
+        "agent: python3 -u agent.py (given at the prompt)\n",
+    ] {
+        assert!(transcript.contains(want), "{want:?} in:\n{transcript}");
+    }
+    let v = yaml(&sb.work().join("fluxloop.yaml"));
+    assert_eq!(v["scenario"], "billing-bot");
+    assert_eq!(v["runner"]["command"], json!(["python3", "-u", "agent.py"]));
+}
