@@ -101,7 +101,9 @@ pub(crate) fn run(ctx: &Ctx, args: InitArgs) -> Result<Outcome> {
         "project config",
     )?];
     let ci = ci_snippet(&root, &dir, &scenario, args.force, &mut files)?;
-    files.push(gitignore(&root)?);
+    // Beside fluxloop.yaml: its patterns are relative to the directory of
+    // the .gitignore that holds them, which is where .fluxloop/ will be.
+    files.push(gitignore(&dir)?);
     let files = files
         .into_iter()
         .map(|mut f| {
@@ -332,8 +334,8 @@ fn gitlab_include(path: &Path, scenario: &str) -> Result<FileReport> {
 }
 
 /// Adds the missing ignore lines.
-fn gitignore(root: &Path) -> Result<FileReport> {
-    let path = root.join(".gitignore");
+fn gitignore(dir: &Path) -> Result<FileReport> {
+    let path = dir.join(".gitignore");
     let text = if path.exists() {
         read(&path)?
     } else {

@@ -511,3 +511,44 @@ fn init_asks_on_a_terminal() {
     assert_eq!(v["scenario"], "billing-bot");
     assert_eq!(v["runner"]["command"], json!(["python3", "-u", "agent.py"]));
 }
+
+#[test]
+fn init_in_a_subdirectory_of_the_repository() {
+    let sb = Sandbox::new();
+    let root = repo(
+        &sb,
+        &[
+            (".github/workflows/ci.yml", "on: push\n"),
+            ("agents/bot/agent.py", ""),
+        ],
+    );
+    let r = sb
+        .cmd(&["init", "--yes", "--scenario", "bot"])
+        .cwd(root.join("agents/bot"))
+        .run();
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "created fluxloop.yaml (project config)\n\
+         created ../../.github/workflows/fluxloop.yml (GitHub Actions workflow)\n\
+         created .gitignore (ignores results and credentials files)\n\
+         agent: python3 agent.py (found agent.py)\n\
+         next: fluxloop doctor, then fluxloop sync pull && fluxloop test\n"
+    );
+    let wf = yaml(&root.join(".github/workflows/fluxloop.yml"));
+    assert_eq!(
+        wf["jobs"]["fluxloop"]["steps"][1]["with"]["working-directory"],
+        "agents/bot"
+    );
+    // The .gitignore beside fluxloop.yaml covers the project's .fluxloop/.
+    let ignored = Command::new("git")
+        .args([
+            "check-ignore",
+            "--no-index",
+            "agents/bot/.fluxloop/results/r/summary.json",
+        ])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(ignored.status.success(), "{ignored:?}");
+}
