@@ -2,6 +2,27 @@
 //! uses only std, so the channels tests can take it with
 //! `#[path = "../e2e/init_workflow.rs"] mod init_workflow;` and run the
 //! workflow under act.
+//!
+//! What ran it under act 0.2.89 by hand, with no network and no container
+//! (`-P ubuntu-latest=-self-hosted` runs the steps on this machine; act
+//! skips `actions/checkout` for a local repository), against a
+//! `fluxloop-platform serve --demo` on 127.0.0.1:
+//!
+//! ```text
+//! # in the repository init_github_repo made, after adding to the step's `with:`
+//! #   binary: <path of the fluxloop binary>     (no release download)
+//! #   endpoint: http://127.0.0.1:<port>
+//! # and one commit (act reads the push event from git):
+//! act push -W .github/workflows/fluxloop.yml -P ubuntu-latest=-self-hosted \
+//!     --local-repository fluxloop/fluxloop-rs@v0=<directory holding action.yml> \
+//!     -s FLUXLOOP_API_KEY=<demo key>
+//! ```
+//!
+//! The job pulled, ran and uploaded the demo scenario (10 runs, outputs and
+//! step summary set). act 0.2.89 rejects the repository's action.yml as it
+//! is ("Line: 27 Column 18: expressions are not allowed here": the
+//! `${{ secrets.FLUXLOOP_API_KEY }}` inside the api-key input's
+//! description); with that text changed the run above succeeded.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
