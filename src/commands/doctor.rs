@@ -143,7 +143,15 @@ pub(crate) fn run(ctx: &Ctx) -> crate::error::Result<Outcome> {
         None => c.skip("git-ignore", "not checked: no credential"),
     }
     match crate::ci::provider(&ctx.env) {
-        Some(p) => c.ok("ci", format!("{p} detected")),
+        Some(p) => {
+            let name = match p {
+                "github_actions" => "GitHub Actions (GITHUB_ACTIONS=true)",
+                "gitlab_ci" => "GitLab CI (GITLAB_CI=true)",
+                "jenkins" => "Jenkins (JENKINS_URL)",
+                _ => "a CI system (CI=true)",
+            };
+            c.ok("ci", format!("{name} detected"))
+        }
         None => c.ok("ci", "not in CI (no CI variables set)"),
     }
     let exit_code =

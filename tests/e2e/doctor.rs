@@ -99,6 +99,11 @@ fn doctor_all_good_then_a_read_only_key() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(failed, ["scope"]);
+    let ci = v["checks"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        ci,
+        &serde_json::json!({"name": "ci", "status": "ok", "detail": "GitHub Actions (GITHUB_ACTIONS=true) detected"})
+    );
     assert!(!r.stdout.contains(&read.key), "the key is masked");
     assert_eq!(
         r.stderr, "",
