@@ -392,3 +392,30 @@ fn doctor_checks_the_proxy_it_would_use() {
         "the key never reaches the proxy"
     );
 }
+
+#[test]
+fn doctor_stops_at_a_config_file_that_does_not_parse() {
+    let sb = Sandbox::new();
+    sb.write("fluxloop.yaml", "scenario: [unclosed\n");
+    let r = fast(sb.cmd(&["doctor"]))
+        .env("FLUXLOOP_API_KEY", "flx_sa_0123456789abcdefghijKLMN")
+        .env("FLUXLOOP_API_ENDPOINT", "http://127.0.0.1:9")
+        .run();
+    r.code(2);
+    let out = normalise(&sb, &r, 9, "KLMN");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "✗ config      [TMP]/work/fluxloop.yaml:1:11: scenario: expected string scalar",
+            "    fix: see the fluxloop.yaml reference in README.md",
+            "- credential  not checked: fix the config first",
+            "- network     not checked: fix the config first",
+            "- clock       not checked: no answer from the platform",
+            "- scope       not checked: no answer from the platform",
+            "- agent       not checked: no fluxloop.yaml",
+            "- git-ignore  not checked: no credential",
+            "✓ ci          not in CI (no CI variables set)",
+        ]
+    );
+}
