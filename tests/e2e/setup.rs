@@ -98,6 +98,30 @@ fn zsh_reads_and_loads_the_script() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&load.stderr), "");
     assert_eq!(String::from_utf8_lossy(&load.stdout), "_fluxloop\n");
+    // The function run by zsh for a few command lines, with compadd
+    // replaced by a printer (zsh's own compadd filters by the prefix typed).
+    let run = Command::new(&zsh)
+        .args(["-f", "-c"])
+        .arg(
+            r#"compdef() { :; }; source "$1"; compadd() { shift; print -r -- "$*"; }
+words=(fluxloop auth ""); CURRENT=3; _fluxloop
+words=(fluxloop apikeys create --scope ""); CURRENT=5; _fluxloop
+words=(fluxloop --profile ci completion ""); CURRENT=5; _fluxloop"#,
+        )
+        .arg("zsh")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "");
+    let globals = "--profile --api-key --endpoint --config --ca-cert --yes --json --quiet --verbose --color --no-color --help --version";
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        format!(
+            "login refresh logout status whoami token {globals}\n\
+             read write read-write admin\n\
+             bash zsh fish {globals}\n"
+        )
+    );
 }
 
 #[test]
