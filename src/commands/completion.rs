@@ -89,6 +89,8 @@ fn words_after(c: Option<&CommandSpec>) -> Vec<String> {
     words.extend(
         table::global_options()
             .iter()
+            // --version is read before the command only.
+            .filter(|o| path.is_empty() || o.long != "version")
             .map(|o| format!("--{}", o.long)),
     );
     words
@@ -225,7 +227,8 @@ fn fish() -> String {
          complete -c fluxloop -f\n",
     );
     for o in table::global_options() {
-        s.push_str(&fish_option(None, &o));
+        let before_the_command = (o.long == "version").then_some("__fish_use_subcommand");
+        s.push_str(&fish_option(before_the_command, &o));
     }
     let seen = |path: &[&str]| {
         path.iter()

@@ -72,6 +72,9 @@ fn bash_completes_commands_options_and_values() {
         (&["fluxloop", "init", "--fo"], &["--force"]),
         (&["fluxloop", "do"], &["doctor"]),
         (&["fluxloop", "sync", "pull", "--zz"], &[]),
+        (&["fluxloop", "--vers"], &["--version"]),
+        // --version is read before the command only.
+        (&["fluxloop", "test", "--vers"], &[]),
     ] {
         assert_eq!(bash_complete(&s, words), want, "{words:?}");
     }
@@ -113,7 +116,7 @@ words=(fluxloop --profile ci completion ""); CURRENT=5; _fluxloop"#,
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stderr), "");
-    let globals = "--profile --api-key --endpoint --config --ca-cert --yes --json --quiet --verbose --color --no-color --help --version";
+    let globals = "--profile --api-key --endpoint --config --ca-cert --yes --json --quiet --verbose --color --no-color --help";
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         format!(
