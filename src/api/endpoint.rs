@@ -88,6 +88,14 @@ impl Endpoint {
         &self.host
     }
 
+    /// The port connected to: the URL's, else the scheme's.
+    pub(crate) fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        })
+    }
+
     /// `localhost`, `127.0.0.0/8` or `::1`. Names under `.localhost` are not
     /// trusted: nothing guarantees the resolver keeps them on this machine.
     pub(crate) fn is_loopback(&self) -> bool {

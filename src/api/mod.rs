@@ -10,6 +10,7 @@
 mod client_tests;
 mod endpoint;
 mod net;
+mod probe;
 pub(crate) mod types;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::secret::Secret;
 
 pub(crate) use endpoint::{Endpoint, Scheme};
 pub(crate) use net::NetOptions;
+pub(crate) use probe::Probe;
 
 /// What the client tells the outside world while it works.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ Global options (before or after the command):
   -h, --help               this help
   -V, --version            version and target";
 
-pub(super) const TOP: &str = "\
+pub(crate) const TOP: &str = "\
 usage: fluxloop [OPTIONS] <COMMAND>
 
 Pull FluxLoop test scenarios, run your agent against them, upload the results.
@@ -32,6 +32,9 @@ Commands:
   sync pull                          download a scenario's inputs, personas, criteria
   sync upload (push)                 upload a finished local run
   test                               run the agent over the pulled inputs, upload results
+  init                               write fluxloop.yaml, the CI snippet and .gitignore entries
+  doctor                             check config, credential, network, clock, scope, agent
+  completion bash|zsh|fish           shell completions (man page: fluxloop help --man)
 
 Typical CI job:
   export FLUXLOOP_API_KEY=flx_sa_…
@@ -58,13 +61,23 @@ Exit codes: 0 ok, 1 error, 2 usage/config, 3 auth, 4 network, 5 not found,
 Run `fluxloop help COMMAND` for a command's options.";
 
 pub(super) const AUTH: &str = "\
-usage: fluxloop auth <login|refresh|logout|status> [OPTIONS]
+usage: fluxloop auth <login|refresh|logout|status|token> [OPTIONS]
 
 Commands:
   login     log in through the browser (device code) and store the tokens
   refresh   trade the stored refresh token for a new access token
   logout    remove the stored login of the profile (--all: every profile)
-  status    which credential is in effect, where it came from, and whether it works (alias: whoami)";
+  status    which credential is in effect, where it came from, and whether it works (alias: whoami)
+  token     print the token in effect, for curl and scripts";
+
+pub(super) const AUTH_TOKEN: &str = "\
+usage: fluxloop auth token [--profile NAME]
+
+Prints the credential in effect (a stored login is refreshed first when it
+is about to expire) alone on stdout, for curl and scripts:
+  curl -H \"Authorization: Bearer $(fluxloop auth token)\" …
+Under GitHub Actions it is registered with ::add-mask:: (on stderr) first.
+Anything that prints or stores its output holds a live credential.";
 
 pub(super) const AUTH_LOGIN: &str = "\
 usage: fluxloop auth login [--no-browser] [--force] [--profile NAME]
@@ -127,7 +140,11 @@ usage: fluxloop apikeys list [--project-id ID] [--all]
 
 Lists the project's active keys: id, name, the key's masked end, scope, last
 used, usage count, and flags keys due for rotation (older than 90 days or
-unused for 30). --all (-a) includes revoked keys. --json has every field.";
+unused for 30). --json has every field.
+
+Options:
+      --project-id ID   the project (default: .fluxloop/project.json or your only project)
+  -a, --all             include revoked keys";
 
 pub(super) const APIKEYS_INFO: &str = "\
 usage: fluxloop apikeys info [KEY|ID|NAME]
@@ -226,6 +243,39 @@ Options:
       --junit PATH      where to write the JUnit XML report (default: junit.xml in the result dir)
   -- AGENT...          the agent command, overriding runner.command";
 
+pub(super) const INIT: &str = "\
+usage: fluxloop init [--yes] [--force]
+
+Writes fluxloop.yaml (scenario, runner command, test settings), the CI
+snippet for this repository (.github/workflows/ → a workflow, .gitlab-ci.yml
+→ an include, Jenkinsfile → a stage, each printed when it cannot be added)
+and .gitignore entries for results and credentials files. Asks on a
+terminal; --yes takes the defaults. Finds the agent: agent.py, or a
+[project.scripts] entry of pyproject.toml.
+
+Options:
+  -s, --scenario S   the scenario (default: asked, or the directory's name)
+  -f, --force        overwrite files that exist (never without it)";
+
+pub(super) const DOCTOR: &str = "\
+usage: fluxloop doctor [--json]
+
+Checks, in order: config files parse; the credential in effect and where it
+came from; the endpoint's DNS, TCP and TLS (custom CA, proxy); clock skew
+against the server's Date; the key's validity and scope for pull (read) and
+upload (write); the agent command resolves; the key file is git-ignored; CI
+detected. Each is shown as ✓ or ✗ with the fix. Exits with the code of the
+first failing check (2 config, 3 auth, 4 network, 1 other).";
+
+pub(super) const COMPLETION: &str = "\
+usage: fluxloop completion <bash|zsh|fish>
+
+Prints the shell completion script, generated from the same table as --help:
+  bash:  source <(fluxloop completion bash)
+  zsh:   source <(fluxloop completion zsh)
+  fish:  fluxloop completion fish | source
+The man page comes from the same table: fluxloop help --man | man -l -";
+
 #[cfg(test)]
 pub(super) const ALL: &[&str] = &[
     TOP,
@@ -234,6 +284,7 @@ pub(super) const ALL: &[&str] = &[
     AUTH_REFRESH,
     AUTH_LOGOUT,
     AUTH_STATUS,
+    AUTH_TOKEN,
     APIKEYS,
     APIKEYS_CREATE,
     APIKEYS_LIST,
@@ -248,6 +299,9 @@ pub(super) const ALL: &[&str] = &[
     SYNC_PULL,
     SYNC_UPLOAD,
     TEST,
+    INIT,
+    DOCTOR,
+    COMPLETION,
 ];
 
 /// A command's help followed by the global options (the top help has them already).

@@ -5,6 +5,10 @@
 //! first offers every argument to [`global`].
 
 pub(crate) mod help;
+mod setup;
+pub(crate) mod table;
+
+pub(crate) use setup::{InitArgs, Shell};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -72,6 +76,11 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     Sync(SyncCommand),
     Test(TestArgs),
+    Init(InitArgs),
+    Doctor,
+    Completion(Shell),
+    /// `fluxloop help --man`.
+    Man,
 }
 
 #[derive(Debug)]
@@ -80,6 +89,7 @@ pub(crate) enum AuthCommand {
     Refresh,
     Logout { all: bool },
     Status,
+    Token,
 }
 
 /// `apikeys create` scopes (PLATFORM-API §1).
@@ -274,13 +284,25 @@ where
                     "config" => parse_config(p, g),
                     "sync" => parse_sync(p, g),
                     "test" => parse_test(p, g),
-                    "help" => help_for(p, ctx).map(Parsed::Help),
+                    "init" => setup::parse_init(p, g),
+                    "doctor" => finish(p, g, help::DOCTOR, Command::Doctor),
+                    "completion" | "completions" => setup::parse_completion(p, g),
+                    "help" => help_for(p, g, ctx),
                     "version" => Ok(Parsed::Version),
                     other => Err(unknown_command(
                         ctx,
                         other,
                         &[
-                            "auth", "apikeys", "config", "sync", "test", "whoami", "help",
+                            "auth",
+                            "apikeys",
+                            "config",
+                            "sync",
+                            "test",
+                            "whoami",
+                            "init",
+                            "doctor",
+                            "completion",
+                            "help",
                         ],
                     )),
                 };
@@ -505,10 +527,11 @@ fn parse_auth(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             Ok(Parsed::Run(g, Command::Auth(AuthCommand::Logout { all })))
         }
         "status" | "whoami" => finish(p, g, help::AUTH_STATUS, Command::Auth(AuthCommand::Status)),
+        "token" => finish(p, g, help::AUTH_TOKEN, Command::Auth(AuthCommand::Token)),
         other => Err(unknown_command(
             ctx,
             other,
-            &["login", "refresh", "logout", "status", "whoami"],
+            &["login", "refresh", "logout", "status", "whoami", "token"],
         )),
     }
 }
@@ -767,42 +790,41 @@ fn parse_test(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
     Ok(Parsed::Run(g, Command::Test(a)))
 }
 
-/// `fluxloop help [COMMAND...]`.
-fn help_for(p: &mut Parser, ctx: Ctx) -> Result<&'static str> {
+/// `fluxloop help [COMMAND...]`, or the man page with `--man`.
+fn help_for(p: &mut Parser, mut g: GlobalArgs, ctx: Ctx) -> Result<Parsed> {
     let mut words = Vec::new();
-    while let Ok(Some(Value(v))) = p.next() {
-        words.push(v.to_string_lossy().into_owned());
+    let mut man = false;
+    while let Some(owned) = next(p, ctx)? {
+        match owned.arg() {
+            Value(v) => words.push(v.to_string_lossy().into_owned()),
+            Long("man") => man = true,
+            // `help --help` is still a request for help.
+            Short('h') | Long("help") => {}
+            arg => {
+                if !global(&arg, p, &mut g, ctx)? {
+                    return Err(ctx.lexopt(arg.unexpected()));
+                }
+            }
+        }
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    Ok(match words.as_slice() {
-        [] => help::TOP,
-        ["auth"] => help::AUTH,
-        ["auth", "login"] => help::AUTH_LOGIN,
-        ["auth", "refresh"] => help::AUTH_REFRESH,
-        ["auth", "logout"] => help::AUTH_LOGOUT,
-        ["auth", "status"] | ["auth", "whoami"] | ["whoami"] => help::AUTH_STATUS,
-        ["apikeys"] => help::APIKEYS,
-        ["apikeys", "create"] => help::APIKEYS_CREATE,
-        ["apikeys", "list"] => help::APIKEYS_LIST,
-        ["apikeys", "info"] => help::APIKEYS_INFO,
-        ["apikeys", "revoke"] => help::APIKEYS_REVOKE,
-        ["config"] => help::CONFIG,
-        ["config", "set"] => help::CONFIG_SET,
-        ["config", "unset"] => help::CONFIG_UNSET,
-        ["config", "get"] => help::CONFIG_GET,
-        ["config", "list"] => help::CONFIG_LIST,
-        ["sync"] => help::SYNC,
-        ["sync", "pull"] => help::SYNC_PULL,
-        ["sync", "upload"] | ["sync", "push"] => help::SYNC_UPLOAD,
-        ["test"] => help::TEST,
-        [first, ..] => {
-            let known = ["auth", "apikeys", "config", "sync", "test", "whoami"];
-            if known.contains(first) {
-                return Err(ctx.usage_error(format!("no help for '{}'", words.join(" "))));
-            }
-            return Err(unknown_command(ctx, first, &known));
+    if man {
+        if !words.is_empty() {
+            return Err(ctx.usage_error("--man shows the whole manual; leave out the command"));
         }
-    })
+        return Ok(Parsed::Run(g, Command::Man));
+    }
+    if words.is_empty() {
+        return Ok(Parsed::Help(help::TOP));
+    }
+    if let Some(spec) = table::find(&words) {
+        return Ok(Parsed::Help(spec.help));
+    }
+    let known = table::child_words(&[]);
+    if known.contains(&words[0]) {
+        return Err(ctx.usage_error(format!("no help for '{}'", words.join(" "))));
+    }
+    Err(unknown_command(ctx, words[0], &known))
 }
 
 #[cfg(test)]

@@ -275,3 +275,61 @@ fn every_help_starts_with_its_usage_line() {
         assert!(text.starts_with("usage: fluxloop"), "{text}");
     }
 }
+
+#[test]
+fn setting_up_commands_parse() {
+    assert!(matches!(
+        run(&["auth", "token"]).1,
+        Command::Auth(AuthCommand::Token)
+    ));
+    assert!(matches!(run(&["doctor", "--json"]), (g, Command::Doctor) if g.json));
+    for (args, want) in [
+        (&["init"][..], InitArgs::default()),
+        (
+            &["init", "-y", "--force", "--scenario", "a", "-s", "b"],
+            InitArgs {
+                scenario: Some("b".into()),
+                force: true,
+            },
+        ),
+        (
+            &["init", "--scenario=c", "-f"],
+            InitArgs {
+                scenario: Some("c".into()),
+                force: true,
+            },
+        ),
+    ] {
+        match run(args).1 {
+            Command::Init(a) => assert_eq!(a, want, "{args:?}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+    for (shell, want) in [
+        ("bash", Shell::Bash),
+        ("zsh", Shell::Zsh),
+        ("fish", Shell::Fish),
+    ] {
+        assert!(matches!(run(&["completion", shell]).1, Command::Completion(s) if s == want));
+    }
+    assert!(matches!(run(&["help", "--man"]).1, Command::Man));
+    let (msg, usage) = usage_err(&["completion", "tcsh"]);
+    assert_eq!(
+        msg,
+        "unsupported shell 'tcsh' (choose from: bash, zsh, fish)"
+    );
+    assert_eq!(usage, "fluxloop completion <bash|zsh|fish>");
+    let (msg, _) = usage_err(&["completion"]);
+    assert_eq!(msg, "missing argument SHELL (bash, zsh or fish)");
+    let (msg, _) = usage_err(&["completion", "bash", "zsh"]);
+    assert_eq!(msg, "unexpected argument \"zsh\"");
+    let (msg, _) = usage_err(&["init", "--scenario", " "]);
+    assert_eq!(msg, "--scenario must not be empty");
+    let (msg, _) = usage_err(&["help", "test", "--man"]);
+    assert_eq!(msg, "--man shows the whole manual; leave out the command");
+    let (msg, _) = usage_err(&["doctr"]);
+    assert_eq!(msg, "unknown command 'doctr' (did you mean 'doctor'?)");
+    assert!(
+        matches!(parse(["auth", "token", "--help"]), Ok(Parsed::Help(h)) if h == help::AUTH_TOKEN)
+    );
+}

@@ -24,7 +24,42 @@ pub(crate) fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<Outcome> {
         AuthCommand::Refresh => refresh(ctx),
         AuthCommand::Logout { all } => logout(ctx, all),
         AuthCommand::Status => status(ctx),
+        AuthCommand::Token => token(ctx),
     }
+}
+
+/// `auth token`: the credential alone on stdout, as `gh auth token` prints
+/// it. Not through `login::session`, which registers the mask on stdout:
+/// here that line would end up inside `$(fluxloop auth token)`, so the mask
+/// goes to stderr, which the runner reads too.
+fn token(ctx: &Ctx) -> Result<Outcome> {
+    let mut resolved = ctx.credential()?.credential;
+    if let CredentialKind::Login {
+        profile,
+        issuer,
+        expires_at,
+        ..
+    } = &resolved.val.kind
+    {
+        let endpoint = ctx.endpoint()?;
+        login::check_issuer(profile, issuer.as_deref(), &endpoint)?;
+        let soon = OffsetDateTime::now_utc() + login::REFRESH_WINDOW;
+        if expires_at.is_some_and(|e| e <= soon) {
+            let (secret, _) = login::refresh(
+                ctx,
+                &endpoint.val,
+                &profile.clone(),
+                login::Refresh::IfExpiring,
+            )?;
+            resolved.val.secret = secret;
+        }
+    }
+    let secret = resolved.val.secret.expose();
+    ctx.out.add_mask_stderr(secret);
+    Ok(message(
+        secret.to_string(),
+        serde_json::json!({ "token": secret, "origin": resolved.origin.to_string() }),
+    ))
 }
 
 /// A sentence-style result.

@@ -2,7 +2,10 @@
 
 pub(crate) mod apikeys;
 pub(crate) mod auth;
+pub(crate) mod completion;
 pub(crate) mod config;
+pub(crate) mod doctor;
+pub(crate) mod init;
 pub(crate) mod sync;
 pub(crate) mod test;
 
@@ -18,5 +21,9 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Config(c) => config::run(ctx, c),
         Command::Sync(c) => sync::run(ctx, c),
         Command::Test(a) => test::run(ctx, a),
+        Command::Init(a) => init::run(ctx, a),
+        Command::Doctor => doctor::run(ctx),
+        Command::Completion(shell) => Ok(completion::run(shell)),
+        Command::Man => Ok(completion::man()),
     }
 }

@@ -6,6 +6,9 @@ mod util;
 mod auth;
 mod browser;
 mod core;
+mod doctor;
+mod init_workflow;
+mod setup;
 mod snapshots;
 mod sync;
 

@@ -59,6 +59,20 @@ impl Checker {
         }
     }
 
+    /// `auth token` prints the credential on stdout: that is the command
+    /// (docs/security.md). Its stdout is the one stream left out of the
+    /// check, and only for that command; stderr is checked as for any other.
+    #[track_caller]
+    fn run_auth_token(&mut self, what: &str, r: &Run) {
+        let stderr_only = Run {
+            args: r.args.clone(),
+            code: r.code,
+            stdout: String::new(),
+            stderr: r.stderr.clone(),
+        };
+        self.run(what, &stderr_only);
+    }
+
     #[track_caller]
     fn file(&self, what: &str, path: &Path) {
         let bytes = std::fs::read(path).unwrap_or_default();
@@ -157,6 +171,16 @@ fn canary_credentials_never_leak_anywhere() {
             }
         }
     }
+    for (key, endpoint, label) in [(&demo.key, &url, "ok"), (&demo.key, &dead, "dead endpoint")] {
+        for (mode, cmd) in modes(|| key_cmd(key, endpoint, &["auth", "token"]), &gh) {
+            let r = cmd.run();
+            // Real runs, not refusals: a key is printed without asking the
+            // platform (so a dead endpoint does not matter), and the stderr
+            // checked is that of a run that printed it.
+            assert_eq!(r.code, Some(0), "{label}: {r:?}");
+            ck.run_auth_token(&format!("auth token [{label}, {mode}]"), &r);
+        }
+    }
     // Malformed variants of a canary: the error names the problem, never the value.
     for bad in [
         format!("{} ", demo.key),
@@ -240,6 +264,10 @@ fn canary_credentials_never_leak_anywhere() {
             }
             ck.run(&format!("profile {args:?} [{mode}]"), &r);
         }
+    }
+    for (mode, cmd) in modes(|| fast(sb.cmd(&["auth", "token"])), &gh) {
+        let r = cmd.run();
+        ck.run_auth_token(&format!("profile auth token [{mode}]"), &r);
     }
     // A dead refresh token and a dead endpoint for the stored profile.
     for (mode, cmd) in modes(
