@@ -223,6 +223,16 @@ Options:
       --skip-upload     do not upload the results
       --no-skip-upload  upload even if test.auto_upload is false
       --junit PATH      where to write the JUnit XML report (default: junit.xml in the result dir)
+      --retries N       retry a failed run up to N times; a pass on a retry is flaky (default 0)
+      --fail-under RATE exit 0 if the success rate is at least RATE (0 to 1, e.g. 0.95)
+      --max-failures N  stop starting runs after N failures; the rest are skipped
+      --rate N/s|N/m    at most N run starts per second or minute
+      --input ID        run only this input (repeatable)
+      --persona NAME    run only the inputs of this persona (name or id)
+      --grep TEXT       run only the inputs whose text contains TEXT
+      --last-failed     rerun only the runs that failed in the newest result directory
+      --list            print the runs that would execute, and run nothing
+      --dry-run         print the whole plan, and run and upload nothing
   -- AGENT...          the agent command, overriding runner.command";
 
 #[cfg(test)]

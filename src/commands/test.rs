@@ -15,11 +15,13 @@ use crate::cli::{PullArgs, TestArgs};
 use crate::commands::sync::{self, display_rel, UploadReport};
 use crate::config::project::{CommandSpec, RunnerType};
 use crate::ctx::Ctx;
-use crate::error::{code, Error, Result};
+use crate::error::{Error, Result};
 use crate::output::{github, junit, table, Human, Outcome, Style};
 use crate::pulled;
 use crate::results::{self, human_ms, RunBrief, RunInfo, Tally, TraceRecord, TraceWriter};
 use crate::runner::{self, Agent, Plan};
+
+mod plan;
 
 /// Defaults of CLI.md §5.
 const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
@@ -40,6 +42,7 @@ struct TestSettings {
     pull: bool,
     upload: bool,
     junit: Option<PathBuf>,
+    run: plan::RunSettings,
 }
 
 fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
@@ -150,6 +153,7 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
         pull: !args.skip_pull,
         upload: args.upload.or(test.auto_upload).unwrap_or(true),
         junit: args.junit.as_ref().map(|p| ctx.cwd.join(p)),
+        run: plan::RunSettings::resolve(&args.select, &test),
     })
 }
 
@@ -194,7 +198,13 @@ struct TestReport {
     total: usize,
     passed: usize,
     failed: usize,
+    /// Passed on a retry (counted in `passed` too).
+    flaky: usize,
+    /// Not started: `--max-failures` was reached.
+    skipped: usize,
     success_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<plan::Threshold>,
     total_duration_ms: u64,
     wall_time_ms: u64,
     slowest: Vec<RunBrief>,
@@ -210,7 +220,7 @@ struct TestReport {
 impl Human for TestReport {
     fn human(&self, style: &Style) -> String {
         let mut s = String::new();
-        let verdict = if self.failed == 0 {
+        let verdict = if self.passing() {
             style.green("PASSED")
         } else {
             style.red("FAILED")
@@ -229,6 +239,7 @@ impl Human for TestReport {
                 human_ms(self.wall_time_ms),
             ]],
         ));
+        s.push_str(&self.extra_counts());
         if !self.slowest.is_empty() && self.total > 1 {
             s.push_str("\nSlowest runs:\n");
             for b in &self.slowest {
@@ -266,6 +277,42 @@ impl Human for TestReport {
     }
 }
 
+impl TestReport {
+    /// The verdict that sets the exit code (CLI.md §6, `--fail-under`).
+    fn passing(&self) -> bool {
+        self.skipped == 0 && self.threshold.as_ref().map_or(self.failed == 0, |t| t.met)
+    }
+
+    /// The lines for flaky and skipped runs and the threshold, when there are any.
+    fn extra_counts(&self) -> String {
+        let mut s = String::new();
+        let runs = |n: usize| {
+            if n == 1 {
+                "1 run".to_string()
+            } else {
+                format!("{n} runs")
+            }
+        };
+        if self.flaky > 0 {
+            s.push_str(&format!(
+                "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
+                runs(self.flaky)
+            ));
+        }
+        if self.skipped > 0 {
+            s.push_str(&format!(
+                "\nSkipped: {} not started, as --max-failures was reached\n",
+                runs(self.skipped)
+            ));
+        }
+        if let Some(t) = &self.threshold {
+            s.push('\n');
+            s.push_str(&t.human());
+        }
+        s
+    }
+}
+
 pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let settings = resolve(ctx, &args)?;
     let root = ctx.workspace_root()?;
@@ -285,16 +332,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let _caught = crate::signals::Caught::new();
     let pull_phase = sync::pull_watchdog(ctx);
     // Credential and scope first: never find out after a long run.
-    let session = if settings.pull || settings.upload {
+    // `--list` and `--dry-run` only pull: nothing is uploaded, so no write scope is asked for.
+    let preview = args.select.list || args.select.dry_run;
+    let session = if settings.pull || (settings.upload && !args.select.list) {
         let session = login::session(ctx)?;
         let mut needs = Vec::new();
         if settings.pull {
             needs.push(Need::Read);
         }
-        if settings.upload {
+        if settings.upload && !preview {
             needs.push(Need::Write);
         }
-        scope::require(ctx, &session.client, &needs)?;
+        if !needs.is_empty() {
+            scope::require(ctx, &session.client, &needs)?;
+        }
         Some(session)
     } else {
         None
@@ -322,6 +373,18 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             Some("add inputs to the scenario's bundle on the platform, then `fluxloop sync pull --yes`".into()),
         ));
     }
+    let selection = plan::choose(&root, &scenario, &inputs, settings.iterations, &args.select)?;
+    if let Some(outcome) = preview_outcome(
+        &args,
+        &settings,
+        &root,
+        &scenario,
+        &inputs,
+        &selection,
+        session.as_ref(),
+    ) {
+        return Ok(outcome);
+    }
     let meta = pulled::read_meta(&pulled_dir)?;
     let bundle_version_id = meta.as_ref().and_then(pulled::bundle_version_id);
     if settings.upload && bundle_version_id.is_none() {
@@ -343,13 +406,21 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         iterations: settings.iterations,
         parallel: settings.parallel as usize,
         reaper: reaper.as_ref(),
+        slots: selection.slots(),
+        retries: settings.run.retries,
+        max_failures: settings.run.max_failures,
+        start_interval: settings.run.start_interval(),
     };
     let total = plan.total();
     ctx.out.info(&format!(
         "Running {total} run{} ({} input{} × {} iteration{}, {} at a time, timeout {}) with `{}`",
         if total == 1 { "" } else { "s" },
-        inputs.len(),
-        if inputs.len() == 1 { "" } else { "s" },
+        total / settings.iterations as usize,
+        if total / settings.iterations as usize == 1 {
+            ""
+        } else {
+            "s"
+        },
         settings.iterations,
         if settings.iterations == 1 { "" } else { "s" },
         settings.parallel.min(total as u32),
@@ -418,6 +489,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         ctx.out.progress_done();
     }
     let interrupted = matches!(outcome, Err(Error::Interrupted));
+    let unrun = outcome.as_ref().cloned().unwrap_or_default();
+    tally.skipped = unrun.len();
     let completed_at = OffsetDateTime::now_utc();
     info.completed_at = completed_at;
     info.interrupted = interrupted;
@@ -444,6 +517,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             started_at.minute(),
             started_at.second()
         ),
+        skipped: plan::skipped_labels(&inputs, &unrun),
     };
     junit::write(&junit_path, &suite, |each| {
         results::read_trace(&result_dir, each).map(|_| ())
@@ -473,7 +547,10 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         total: tally.total,
         passed: tally.success,
         failed: tally.failure,
+        flaky: tally.flaky,
+        skipped: tally.skipped,
         success_rate: tally.success_rate(),
+        threshold: None,
         total_duration_ms: tally.total_duration_ms,
         wall_time_ms,
         slowest: tally.slowest.clone(),
@@ -482,6 +559,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         upload_error: None,
         root: root.clone(),
     };
+    report.threshold = plan::verdict(&tally, &settings.run).1;
     github_annotations(ctx, &tally);
 
     let mut upload_failure = None;
@@ -514,11 +592,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             code,
         });
     }
-    let code = if tally.failure > 0 {
-        code::TESTS_FAILED
-    } else {
-        code::SUCCESS
-    };
+    let (code, _) = plan::verdict(&tally, &settings.run);
     Ok(Outcome {
         report: Box::new(report),
         code,
@@ -566,7 +640,7 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
     if let Some(path) = ctx.env.path("GITHUB_STEP_SUMMARY") {
         let mut md = format!(
             "### {} FluxLoop: {}\n\n| Runs | Passed | Failed | Success rate | Time |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {:.1}% | {} |\n",
-            if r.failed == 0 { "✅" } else { "❌" },
+            if r.passing() { "✅" } else { "❌" },
             github::md_cell(&r.scenario),
             r.total,
             r.passed,
@@ -574,6 +648,7 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             r.success_rate * 100.0,
             human_ms(r.wall_time_ms)
         );
+        md.push_str(&github_extra(r));
         if !r.failures.is_empty() {
             md.push_str("\n**Failed runs**\n\n| Input | Error |\n|---|---|\n");
             for b in &r.failures {
@@ -615,6 +690,8 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             ("total", r.total.to_string()),
             ("failed", r.failed.to_string()),
             ("passed", r.passed.to_string()),
+            ("flaky", r.flaky.to_string()),
+            ("skipped", r.skipped.to_string()),
         ]);
         if let Err(e) = github::append(&path, &text) {
             ctx.out.warn(&format!(
@@ -623,4 +700,62 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             ));
         }
     }
+}
+
+/// The step summary's flaky and skipped counts and threshold verdict.
+fn github_extra(r: &TestReport) -> String {
+    let mut md = String::new();
+    if r.flaky > 0 {
+        md.push_str(&format!(
+            "\n**Flaky:** {} passed only on a retry.\n",
+            r.flaky
+        ));
+    }
+    if r.skipped > 0 {
+        md.push_str(&format!(
+            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
+            r.skipped
+        ));
+    }
+    if let Some(t) = &r.threshold {
+        md.push('\n');
+        md.push_str(&t.human());
+    }
+    md
+}
+
+/// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end
+/// here, before any run.
+fn preview_outcome(
+    args: &TestArgs,
+    settings: &TestSettings,
+    root: &Path,
+    scenario: &str,
+    inputs: &[crate::pulled::Input],
+    selection: &plan::Selection,
+    session: Option<&login::Session>,
+) -> Option<Outcome> {
+    if let plan::Selection::NothingFailed(dir) = selection {
+        return Some(Outcome::ok(plan::NothingToRerun::new(
+            scenario,
+            display_rel(root, dir),
+        )));
+    }
+    let slots = plan::all_slots(inputs, settings.iterations, selection);
+    if args.select.dry_run {
+        return Some(Outcome::ok(plan::DryRunReport::new(plan::DryRun {
+            root,
+            scenario,
+            inputs,
+            slots: &slots,
+            parallel: settings.parallel,
+            run: &settings.run,
+            agent: &settings.agent,
+            session: session.filter(|_| settings.upload),
+        })));
+    }
+    if args.select.list {
+        return Some(Outcome::ok(plan::ListReport::new(scenario, inputs, &slots)));
+    }
+    None
 }
