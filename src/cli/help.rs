@@ -229,7 +229,7 @@ Options:
       --rate N/s|N/m    at most N run starts per second or minute
       --input ID        run only this input (repeatable)
       --persona NAME    run only the inputs of this persona (name or id)
-      --grep TEXT       run only the inputs whose text contains TEXT
+      --grep TEXT       run only the inputs whose text contains TEXT (ignoring case)
       --last-failed     rerun only the runs that failed in the newest result directory
       --list            print the runs that would execute, and run nothing
       --dry-run         print the whole plan, and run and upload nothing

@@ -413,16 +413,13 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     };
     let total = plan.total();
     ctx.out.info(&format!(
-        "Running {total} run{} ({} input{} × {} iteration{}, {} at a time, timeout {}) with `{}`",
+        "Running {total} run{} ({}, {} at a time, timeout {}) with `{}`",
         if total == 1 { "" } else { "s" },
-        total / settings.iterations as usize,
-        if total / settings.iterations as usize == 1 {
-            ""
-        } else {
-            "s"
-        },
-        settings.iterations,
-        if settings.iterations == 1 { "" } else { "s" },
+        plan::shape(
+            inputs.len(),
+            settings.iterations,
+            selection.slots().is_some()
+        ),
         settings.parallel.min(total as u32),
         human_ms(settings.agent.timeout.as_millis() as u64),
         settings.agent.display()

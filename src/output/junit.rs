@@ -272,4 +272,52 @@ mod tests {
         }
         assert_eq!(depth, 0);
     }
+
+    #[test]
+    fn flaky_and_skipped_cases_the_surefire_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("junit.xml");
+        let suite = Suite {
+            name: "s",
+            tests: 1,
+            failures: 0,
+            time_ms: 5,
+            timestamp: "2024-01-02T03:04:05".into(),
+            skipped: vec!["later [iteration 0]".into()],
+        };
+        write(&path, &suite, |each| {
+            each(TraceRecord {
+                run_id: "r1".into(),
+                input: "hi".into(),
+                success: true,
+                duration_ms: 5,
+                attempts: Some(2),
+                failed_attempts: vec![AttemptRecord {
+                    message: "flaked <once>".into(),
+                    output: "partial".into(),
+                    stderr: String::new(),
+                }],
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let body = &xml[xml.find("<testsuite ").unwrap()..];
+        assert_eq!(
+            body,
+            r##"<testsuite name="s" tests="2" failures="0" errors="0" skipped="1" time="0.005" timestamp="2024-01-02T03:04:05" hostname="localhost">
+    <testcase name="#1 hi [iteration 0]" classname="fluxloop.s" time="0.005">
+      <flakyFailure message="flaked &lt;once&gt;" type="AgentRunFailed">
+        <stackTrace>flaked &lt;once&gt;</stackTrace>
+        <system-out>partial</system-out>
+      </flakyFailure>
+    </testcase>
+    <testcase name="#2 later [iteration 0]" classname="fluxloop.s" time="0.000">
+      <skipped message="not run: --max-failures was reached"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"##
+        );
+    }
 }

@@ -349,3 +349,24 @@ pub(super) fn skipped_labels(inputs: &[Input], unrun: &[Slot]) -> Vec<String> {
         })
         .collect()
 }
+
+/// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected.
+pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool) -> String {
+    let plural = |n: usize, what: &str| {
+        if n == 1 {
+            format!("1 {what}")
+        } else {
+            format!("{n} {what}s")
+        }
+    };
+    let all = format!(
+        "{} × {}",
+        plural(inputs, "input"),
+        plural(iterations as usize, "iteration")
+    );
+    if chosen {
+        format!("chosen from {all}")
+    } else {
+        all
+    }
+}
