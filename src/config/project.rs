@@ -123,9 +123,10 @@ pub(crate) mod limits {
             _ => return Err(refuse()),
         };
         let per_second = n / unit_secs;
-        if !(n > 0.0 && per_second <= MAX_RATE_PER_SECOND) {
+        // The interval must stay a finite Duration: at least one start a day.
+        if !(per_second >= 1.0 / 86_400.0 && per_second <= MAX_RATE_PER_SECOND) {
             return Err(format!(
-                "{} (above 0 and at most {MAX_RATE_PER_SECOND}/s)",
+                "{} (from one a day to {MAX_RATE_PER_SECOND}/s)",
                 refuse()
             ));
         }
