@@ -239,7 +239,7 @@ impl Human for TestReport {
                 human_ms(self.wall_time_ms),
             ]],
         ));
-        s.push_str(&self.extra_counts());
+        s.push_str(&plan::extra_counts(self));
         if !self.slowest.is_empty() && self.total > 1 {
             s.push_str("\nSlowest runs:\n");
             for b in &self.slowest {
@@ -281,35 +281,6 @@ impl TestReport {
     /// The verdict that sets the exit code (CLI.md §6, `--fail-under`).
     fn passing(&self) -> bool {
         self.skipped == 0 && self.threshold.as_ref().map_or(self.failed == 0, |t| t.met)
-    }
-
-    /// The lines for flaky and skipped runs and the threshold, when there are any.
-    fn extra_counts(&self) -> String {
-        let mut s = String::new();
-        let runs = |n: usize| {
-            if n == 1 {
-                "1 run".to_string()
-            } else {
-                format!("{n} runs")
-            }
-        };
-        if self.flaky > 0 {
-            s.push_str(&format!(
-                "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
-                runs(self.flaky)
-            ));
-        }
-        if self.skipped > 0 {
-            s.push_str(&format!(
-                "\nSkipped: {} not started, as --max-failures was reached\n",
-                runs(self.skipped)
-            ));
-        }
-        if let Some(t) = &self.threshold {
-            s.push('\n');
-            s.push_str(&t.human());
-        }
-        s
     }
 }
 
@@ -374,7 +345,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         ));
     }
     let selection = plan::choose(&root, &scenario, &inputs, settings.iterations, &args.select)?;
-    if let Some(outcome) = preview_outcome(
+    if let Some(outcome) = plan::preview_outcome(
         &args,
         &settings,
         &root,
@@ -645,7 +616,7 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             r.success_rate * 100.0,
             human_ms(r.wall_time_ms)
         );
-        md.push_str(&github_extra(r));
+        md.push_str(&plan::github_extra(r));
         if !r.failures.is_empty() {
             md.push_str("\n**Failed runs**\n\n| Input | Error |\n|---|---|\n");
             for b in &r.failures {
@@ -697,62 +668,4 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             ));
         }
     }
-}
-
-/// The step summary's flaky and skipped counts and threshold verdict.
-fn github_extra(r: &TestReport) -> String {
-    let mut md = String::new();
-    if r.flaky > 0 {
-        md.push_str(&format!(
-            "\n**Flaky:** {} passed only on a retry.\n",
-            r.flaky
-        ));
-    }
-    if r.skipped > 0 {
-        md.push_str(&format!(
-            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
-            r.skipped
-        ));
-    }
-    if let Some(t) = &r.threshold {
-        md.push('\n');
-        md.push_str(&t.human());
-    }
-    md
-}
-
-/// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end
-/// here, before any run.
-fn preview_outcome(
-    args: &TestArgs,
-    settings: &TestSettings,
-    root: &Path,
-    scenario: &str,
-    inputs: &[crate::pulled::Input],
-    selection: &plan::Selection,
-    session: Option<&login::Session>,
-) -> Option<Outcome> {
-    if let plan::Selection::NothingFailed(dir) = selection {
-        return Some(Outcome::ok(plan::NothingToRerun::new(
-            scenario,
-            display_rel(root, dir),
-        )));
-    }
-    let slots = plan::all_slots(inputs, settings.iterations, selection);
-    if args.select.dry_run {
-        return Some(Outcome::ok(plan::DryRunReport::new(plan::DryRun {
-            root,
-            scenario,
-            inputs,
-            slots: &slots,
-            parallel: settings.parallel,
-            run: &settings.run,
-            agent: &settings.agent,
-            session: session.filter(|_| settings.upload),
-        })));
-    }
-    if args.select.list {
-        return Some(Outcome::ok(plan::ListReport::new(scenario, inputs, &slots)));
-    }
-    None
 }

@@ -124,7 +124,7 @@ pub(crate) mod limits {
         };
         let per_second = n / unit_secs;
         // The interval must stay a finite Duration: at least one start a day.
-        if !(per_second >= 1.0 / 86_400.0 && per_second <= MAX_RATE_PER_SECOND) {
+        if !(1.0 / 86_400.0..=MAX_RATE_PER_SECOND).contains(&per_second) {
             return Err(format!(
                 "{} (from one a day to {MAX_RATE_PER_SECOND}/s)",
                 refuse()

@@ -248,6 +248,36 @@ fn issue_18_the_human_summary_states_flaky_skipped_and_the_threshold() {
     );
     run.stdout_has("\nFlaky: 2 runs passed only on a retry (flakyFailure in junit.xml)\n")
         .stdout_has("\nPass rate threshold 90.0%: met\n");
+
+    let md = fx.sb.write("gh/summary.md", "");
+    let run = test(
+        &fx,
+        &[
+            "--skip-pull",
+            "--skip-upload",
+            "--max-failures",
+            "1",
+            "--grep",
+            "GDPR",
+            "-n",
+            "3",
+            "--fail-under",
+            "0.5",
+        ],
+    )
+    .env("BROKEN", "1")
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_STEP_SUMMARY", &md)
+    .run();
+    run.code(10);
+    // Annotations come first under GitHub Actions, and the table holds times.
+    run.stdout_has("\nFAILED support-bot: 0 of 1 runs passed\n");
+    run.stdout_has("\nSkipped: 2 runs not started, as --max-failures was reached\n")
+        .stdout_has("\nPass rate threshold 50.0%: not met\n");
+    // The step summary also holds the wall time, hence substrings.
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.starts_with("### ❌ FluxLoop: support-bot\n"), "{md}");
+    assert!(md.contains("\n**Skipped:** 2 not started, as `--max-failures` was reached.\n\nPass rate threshold 50.0%: not met\n"), "{md}");
 }
 
 #[test]

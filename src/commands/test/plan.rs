@@ -8,14 +8,18 @@ use serde::Serialize;
 
 use crate::auth::login::Session;
 use crate::cli::RunFlags;
+use crate::cli::TestArgs;
 use crate::commands::sync::display_rel;
 use crate::config::project::TestConfig;
 use crate::error::{code, Result};
+use crate::output::Outcome;
 use crate::output::{Human, Style};
 use crate::pulled::{self, Input};
 use crate::results::{self, excerpt, human_ms, Tally};
 use crate::runner::select::{self, Filters};
 use crate::runner::{Agent, Slot};
+
+use super::{TestReport, TestSettings};
 
 /// How runs are retried, paced and judged: the flag, else `test:` in
 /// fluxloop.yaml (both checked by `config::project::limits`).
@@ -369,4 +373,91 @@ pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool) -> String {
     } else {
         all
     }
+}
+
+/// The lines for flaky and skipped runs and the threshold, when there are any.
+pub(super) fn extra_counts(r: &TestReport) -> String {
+    let mut s = String::new();
+    let runs = |n: usize| {
+        if n == 1 {
+            "1 run".to_string()
+        } else {
+            format!("{n} runs")
+        }
+    };
+    if r.flaky > 0 {
+        s.push_str(&format!(
+            "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
+            runs(r.flaky)
+        ));
+    }
+    if r.skipped > 0 {
+        s.push_str(&format!(
+            "\nSkipped: {} not started, as --max-failures was reached\n",
+            runs(r.skipped)
+        ));
+    }
+    if let Some(t) = &r.threshold {
+        s.push('\n');
+        s.push_str(&t.human());
+    }
+    s
+}
+
+/// The step summary's flaky and skipped counts and threshold verdict.
+pub(super) fn github_extra(r: &TestReport) -> String {
+    let mut md = String::new();
+    if r.flaky > 0 {
+        md.push_str(&format!(
+            "\n**Flaky:** {} passed only on a retry.\n",
+            r.flaky
+        ));
+    }
+    if r.skipped > 0 {
+        md.push_str(&format!(
+            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
+            r.skipped
+        ));
+    }
+    if let Some(t) = &r.threshold {
+        md.push('\n');
+        md.push_str(&t.human());
+    }
+    md
+}
+
+/// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end
+/// here, before any run.
+pub(super) fn preview_outcome(
+    args: &TestArgs,
+    settings: &TestSettings,
+    root: &Path,
+    scenario: &str,
+    inputs: &[crate::pulled::Input],
+    selection: &Selection,
+    session: Option<&Session>,
+) -> Option<Outcome> {
+    if let Selection::NothingFailed(dir) = selection {
+        return Some(Outcome::ok(NothingToRerun::new(
+            scenario,
+            display_rel(root, dir),
+        )));
+    }
+    let slots = all_slots(inputs, settings.iterations, selection);
+    if args.select.dry_run {
+        return Some(Outcome::ok(DryRunReport::new(DryRun {
+            root,
+            scenario,
+            inputs,
+            slots: &slots,
+            parallel: settings.parallel,
+            run: &settings.run,
+            agent: &settings.agent,
+            session: session.filter(|_| settings.upload),
+        })));
+    }
+    if args.select.list {
+        return Some(Outcome::ok(ListReport::new(scenario, inputs, &slots)));
+    }
+    None
 }
