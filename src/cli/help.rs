@@ -212,7 +212,8 @@ usage: fluxloop test [OPTIONS] [-- AGENT COMMAND...]
 
 Runs the agent over the pulled inputs, writes results and reports under
 .fluxloop/results/, and uploads them (unless --skip-upload or
-test.auto_upload: false). Exits 10 if any run failed.
+test.auto_upload: false). Exits 10 if any run failed, unless the success
+rate is at least --fail-under; always 10 if --max-failures skipped runs.
 
 Options:
   -s, --scenario S      scenario (default: scenario in fluxloop.yaml)

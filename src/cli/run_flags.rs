@@ -78,7 +78,7 @@ pub(super) fn run_flag(
         "input" => f.inputs.push(string(p, ctx, &flag)?),
         "persona" => f.persona = Some(string(p, ctx, &flag)?),
         "grep" => f.grep = Some(string(p, ctx, &flag)?),
-        "last-failed" | "lf" => f.last_failed = true,
+        "last-failed" => f.last_failed = true,
         "list" => f.list = true,
         "dry-run" => f.dry_run = true,
         _ => return Ok(false),
