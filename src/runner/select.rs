@@ -165,3 +165,66 @@ pub(crate) fn last_failed(
     })?;
     Ok((dir, failed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: &str, text: &str, persona: &str) -> Input {
+        Input {
+            text: text.into(),
+            id: Some(id.into()),
+            persona: Some(persona.into()),
+            item: Value::Null,
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_last_failed_keeps_its_iterations() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join(PERSONAS),
+            r#"[{"id": "p1", "name": "Busy"}, {"id": "p2", "name": "Calm"}]"#,
+        )
+        .unwrap();
+        let inputs = [
+            input("a", "Refund please", "p1"),
+            input("b", "refund now", "p2"),
+            input("c", "Where is it", "p1"),
+        ];
+        let slot = |iteration, input| Slot { iteration, input };
+        let pick = |f: &Filters<'_>, iterations| choose(tmp.path(), &inputs, iterations, f);
+        assert_eq!(pick(&Filters::default(), 2).unwrap(), None);
+        let grep = Filters {
+            grep: Some("REFUND"),
+            ..Filters::default()
+        };
+        assert_eq!(
+            pick(&grep, 2).unwrap(),
+            Some(vec![slot(0, 0), slot(0, 1), slot(1, 0), slot(1, 1)])
+        );
+        let both = Filters {
+            grep: Some("refund"),
+            persona: Some("busy"),
+            ..Filters::default()
+        };
+        assert_eq!(pick(&both, 1).unwrap(), Some(vec![slot(0, 0)]));
+        let failed: HashSet<(String, u32)> = [("id:c".to_string(), 3)].into();
+        let lf = Filters {
+            failed: Some(&failed),
+            ..Filters::default()
+        };
+        assert_eq!(pick(&lf, 1).unwrap(), Some(vec![slot(3, 2)]));
+        let ids = ["c".to_string(), "a".to_string()];
+        let by_id = Filters {
+            inputs: &ids,
+            ..Filters::default()
+        };
+        assert_eq!(pick(&by_id, 1).unwrap(), Some(vec![slot(0, 0), slot(0, 2)]));
+        let none = Filters {
+            grep: Some("zzz"),
+            ..Filters::default()
+        };
+        assert!(pick(&none, 1).is_err());
+    }
+}
