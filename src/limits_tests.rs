@@ -128,4 +128,33 @@ proptest! {
             prop_assert!(e > 86_400 || i > 86_400);
         }
     }
+
+    #[test]
+    fn run_settings_never_panic(
+        rate in extreme_f64(),
+        per_minute in any::<bool>(),
+        pass in extreme_f64(),
+        n in extreme_u64(),
+    ) {
+        let unit = if per_minute { "m" } else { "s" };
+        let rate = format!("{}/{unit}", yaml_f64(rate).trim_start_matches('.'));
+        let yaml = |kv: String| parse_config(&format!("test:\n  {kv}\n")).map(|c| c.test);
+        // runner::pace adds the interval to an Instant for every start.
+        if let Ok(t) = yaml(format!("rate: \"{rate}\"")) {
+            let interval = t.rate.unwrap().interval;
+            prop_assert!(interval <= Duration::from_secs(86_400));
+            prop_assert!(Instant::now().checked_add(interval * 1_000_000).is_some());
+        }
+        // The flag goes through the same check.
+        prop_assert_eq!(limits::rate(&rate).is_ok(), yaml(format!("rate: \"{rate}\"")).is_ok());
+        if let Ok(t) = yaml(format!("pass_rate: {}", yaml_f64(pass))) {
+            prop_assert!((0.0..=1.0).contains(&t.pass_rate.unwrap()));
+        }
+        if let Ok(t) = yaml(format!("retries: {n}")) {
+            prop_assert!(t.retries.unwrap().checked_add(1).is_some());
+        }
+        if let Ok(t) = yaml(format!("max_failures: {n}")) {
+            prop_assert!(t.max_failures.unwrap() >= 1);
+        }
+    }
 }

@@ -68,6 +68,25 @@ pub(crate) struct TraceRecord {
     /// The agent's own `metadata`, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metadata: Option<Value>,
+    /// How many times the run was started (`--retries`); absent in
+    /// records of FluxLoop CLI 0.4, which means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) attempts: Option<u32>,
+    /// The earlier attempts that failed, oldest first: a passing run with
+    /// any is flaky.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) failed_attempts: Vec<AttemptRecord>,
+}
+
+/// A failed attempt that was retried.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct AttemptRecord {
+    #[serde(default)]
+    pub(crate) message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) output: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) stderr: String,
 }
 
 /// `token_usage` as read back (FluxLoop CLI 0.4 writes the same three fields).
@@ -114,7 +133,22 @@ impl TraceRecord {
             }),
             timestamp: rfc3339(f.started_at + f.elapsed),
             metadata: reply.and_then(|r| r.metadata.clone()),
+            attempts: Some(f.attempts),
+            failed_attempts: f
+                .failed_attempts
+                .iter()
+                .map(|a| AttemptRecord {
+                    message: a.message.clone(),
+                    output: a.stdout_tail.trim().to_string(),
+                    stderr: a.stderr_tail.trim().to_string(),
+                })
+                .collect(),
         }
+    }
+
+    /// Passed, but only after a failed attempt.
+    pub(crate) fn flaky(&self) -> bool {
+        self.success && !self.failed_attempts.is_empty()
     }
 
     /// The failure message, if the run failed.
@@ -133,14 +167,19 @@ impl TraceRecord {
 
     /// A short label: input id (or the start of the text) and iteration.
     pub(crate) fn label(&self) -> String {
-        let text = excerpt(&self.input, 60);
-        match &self.input_item_id {
-            Some(id) => {
-                let short: String = id.chars().take(8).collect();
-                format!("{text} [input {short}, iteration {}]", self.iteration)
-            }
-            None => format!("{text} [iteration {}]", self.iteration),
+        label(&self.input, self.input_item_id.as_deref(), self.iteration)
+    }
+}
+
+/// How a run is named for people: input id (or the start of the text) and iteration.
+pub(crate) fn label(input: &str, input_item_id: Option<&str>, iteration: u32) -> String {
+    let text = excerpt(input, 60);
+    match input_item_id {
+        Some(id) => {
+            let short: String = id.chars().take(8).collect();
+            format!("{text} [input {short}, iteration {iteration}]")
         }
+        None => format!("{text} [iteration {iteration}]"),
     }
 }
 
@@ -228,6 +267,10 @@ pub(crate) struct Tally {
     pub(crate) total: usize,
     pub(crate) success: usize,
     pub(crate) failure: usize,
+    /// Passed on a retry (counted in `success` too).
+    pub(crate) flaky: usize,
+    /// Never started: `--max-failures` was reached first.
+    pub(crate) skipped: usize,
     pub(crate) total_duration_ms: u64,
     pub(crate) total_tokens: u64,
     /// The slowest runs, slowest first.
@@ -265,6 +308,7 @@ impl Tally {
         };
         if r.success {
             self.success += 1;
+            self.flaky += usize::from(r.flaky());
         } else {
             self.failure += 1;
             if self.failed.len() < KEEP_FAILED {
@@ -324,6 +368,8 @@ pub(crate) fn write_summary(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Re
         "parallel": info.parallel,
         "interrupted": info.interrupted,
         "complete": info.complete,
+        "flaky_count": tally.flaky,
+        "skipped_count": tally.skipped,
         "cli": format!("fluxloop-rs {}", env!("CARGO_PKG_VERSION")),
     });
     // Rewritten at the end of the run: a kill then must leave the first

@@ -140,7 +140,8 @@ pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
         "run_id": r.run_id,
         "status": status(r.success),
         "transcript": transcript,
-        "metrics": {"duration_ms": r.duration_ms, "turn_count": r.turn_count.unwrap_or(0)},
+        // `attempts` > 1: it failed first and was retried (`--retries`).
+        "metrics": {"duration_ms": r.duration_ms, "turn_count": r.turn_count.unwrap_or(0), "attempts": r.attempts.unwrap_or(1)},
     });
     (run, result)
 }
@@ -479,7 +480,7 @@ mod tests {
             result,
             json!({"run_id": "r1", "status": "completed",
                 "transcript": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
-                "metrics": {"duration_ms": 12, "turn_count": 1}})
+                "metrics": {"duration_ms": 12, "turn_count": 1, "attempts": 1}})
         );
         let failed = TraceRecord {
             run_id: "r2".into(),

@@ -229,7 +229,8 @@ usage: fluxloop test [OPTIONS] [-- AGENT COMMAND...]
 
 Runs the agent over the pulled inputs, writes results and reports under
 .fluxloop/results/, and uploads them (unless --skip-upload or
-test.auto_upload: false). Exits 10 if any run failed.
+test.auto_upload: false). Exits 10 if any run failed, unless the success
+rate is at least --fail-under; always 10 if --max-failures skipped runs.
 
 Options:
   -s, --scenario S      scenario (default: scenario in fluxloop.yaml)
@@ -241,6 +242,16 @@ Options:
       --skip-upload     do not upload the results
       --no-skip-upload  upload even if test.auto_upload is false
       --junit PATH      where to write the JUnit XML report (default: junit.xml in the result dir)
+      --retries N       retry a failed run up to N times; a pass on a retry is flaky (default 0)
+      --fail-under RATE exit 0 if the success rate is at least RATE (0 to 1, e.g. 0.95)
+      --max-failures N  stop starting runs after N failures; the rest are skipped
+      --rate N/s|N/m    at most N run starts per second or minute
+      --input ID        run only this input (repeatable)
+      --persona NAME    run only the inputs of this persona (name or id)
+      --grep TEXT       run only the inputs whose text contains TEXT (ignoring case)
+      --last-failed     rerun only the runs that failed in the newest result directory
+      --list            print the runs that would execute, and run nothing
+      --dry-run         print the whole plan, and run and upload nothing
   -- AGENT...          the agent command, overriding runner.command";
 
 pub(super) const INIT: &str = "\

@@ -19,6 +19,10 @@ use lexopt::Parser;
 
 use crate::error::{Error, Result};
 
+mod run_flags;
+use run_flags::run_flag;
+pub(crate) use run_flags::RunFlags;
+
 /// Flags every command accepts.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GlobalArgs {
@@ -223,6 +227,8 @@ pub(crate) struct TestArgs {
     pub(crate) junit: Option<PathBuf>,
     /// The agent command after `--`, overriding `runner.command`.
     pub(crate) command: Vec<String>,
+    /// Choosing and pacing runs (issue 18).
+    pub(crate) select: RunFlags,
 }
 
 /// The command being parsed, for errors and help.
@@ -778,6 +784,7 @@ fn parse_test(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             Long("no-skip-upload") | Long("upload") => a.upload = Some(true),
             Long("junit") => a.junit = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
             Short('h') | Long("help") => return Ok(Parsed::Help(help::TEST)),
+            Long(_) if run_flag(&arg, p, ctx, &mut a.select)? => {}
             Value(v) => {
                 return Err(ctx.usage_error(format!(
                     "unexpected argument '{}' (put the agent command after --, e.g. fluxloop test -- python3 agent.py)",

@@ -333,3 +333,86 @@ fn setting_up_commands_parse() {
         matches!(parse(["auth", "token", "--help"]), Ok(Parsed::Help(h)) if h == help::AUTH_TOKEN)
     );
 }
+
+#[test]
+fn run_flags_all_forms_and_last_wins() {
+    let (_, c) = run(&[
+        "test",
+        "--retries",
+        "2",
+        "--retries=3",
+        "--fail-under=0.9",
+        "--max-failures",
+        "4",
+        "--rate",
+        "5/s",
+        "--rate=30/m",
+        "--input",
+        "a",
+        "--input=b",
+        "--persona",
+        "Busy professional",
+        "--grep=refund",
+        "--last-failed",
+        "--list",
+        "--dry-run",
+    ]);
+    let Command::Test(a) = c else { panic!() };
+    let f = a.select;
+    assert_eq!(f.retries, Some(3), "last wins");
+    assert_eq!(f.fail_under, Some(0.9));
+    assert_eq!(f.max_failures, Some(4));
+    let rate = f.rate.unwrap();
+    assert_eq!(
+        (rate.text.as_str(), rate.interval),
+        ("30/m", std::time::Duration::from_secs(2))
+    );
+    assert_eq!(f.inputs, ["a", "b"]);
+    assert_eq!(f.persona.as_deref(), Some("Busy professional"));
+    assert_eq!(f.grep.as_deref(), Some("refund"));
+    assert!(f.last_failed && f.list && f.dry_run);
+}
+
+#[test]
+fn run_flags_share_the_yaml_validators() {
+    for (args, want) in [
+        (
+            &["test", "--retries", "11"][..],
+            "invalid value '11' for --retries: must be a whole number of retries from 0 to 10, not 11",
+        ),
+        (
+            &["test", "--retries", "-1"][..],
+            "invalid value '-1' for --retries: must be a whole number",
+        ),
+        (
+            &["test", "--fail-under", "95"][..],
+            "invalid value '95' for --fail-under: must be a success rate from 0 to 1 (e.g. 0.95), not 95.0",
+        ),
+        (
+            &["test", "--max-failures", "0"][..],
+            "invalid value '0' for --max-failures: must be a whole number of failures of at least 1, not 0",
+        ),
+        (
+            &["test", "--rate", "5/h"][..],
+            "invalid value '5/h' for --rate: must be a number of run starts per second or minute, like 5/s or 30/m, not \"5/h\"",
+        ),
+        (&["test", "--input"][..], "missing argument for option '--input'"),
+    ] {
+        assert_eq!(usage_err(args).0, want, "{args:?}");
+    }
+    let config = crate::config::project::parse_config(
+        "test: {retries: 2, pass_rate: 0.95, max_failures: 3, rate: 10/s}\n",
+    )
+    .unwrap();
+    assert_eq!(config.test.retries, Some(2));
+    assert_eq!(config.test.pass_rate, Some(0.95));
+    assert_eq!(config.test.max_failures, Some(3));
+    assert_eq!(config.test.rate.unwrap().text, "10/s");
+    let (_, msg) = crate::config::project::parse_config("test: {retries: 11}\n").unwrap_err();
+    assert_eq!(
+        msg,
+        "test.retries: must be a whole number of retries from 0 to 10, not 11"
+    );
+    let (_, msg) = crate::config::project::parse_config("test: {pass_rat: 1}\n").unwrap_err();
+    assert_eq!(msg, "test.pass_rat: unknown field, did you mean pass_rate?");
+}

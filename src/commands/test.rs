@@ -15,11 +15,13 @@ use crate::cli::{PullArgs, TestArgs};
 use crate::commands::sync::{self, display_rel, UploadReport};
 use crate::config::project::{CommandSpec, RunnerType};
 use crate::ctx::Ctx;
-use crate::error::{code, Error, Result};
+use crate::error::{Error, Result};
 use crate::output::{github, junit, table, Human, Outcome, Style};
 use crate::pulled;
 use crate::results::{self, human_ms, RunBrief, RunInfo, Tally, TraceRecord, TraceWriter};
 use crate::runner::{self, Agent, Plan};
+
+mod plan;
 
 /// Defaults of CLI.md §5.
 const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
@@ -40,6 +42,7 @@ struct TestSettings {
     pull: bool,
     upload: bool,
     junit: Option<PathBuf>,
+    run: plan::RunSettings,
 }
 
 fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
@@ -151,6 +154,7 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
         pull: !args.skip_pull,
         upload: args.upload.or(test.auto_upload).unwrap_or(true),
         junit: args.junit.as_ref().map(|p| ctx.cwd.join(p)),
+        run: plan::RunSettings::resolve(&args.select, &test),
     })
 }
 
@@ -195,7 +199,13 @@ struct TestReport {
     total: usize,
     passed: usize,
     failed: usize,
+    /// Passed on a retry (counted in `passed` too).
+    flaky: usize,
+    /// Not started: `--max-failures` was reached.
+    skipped: usize,
     success_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<plan::Threshold>,
     total_duration_ms: u64,
     wall_time_ms: u64,
     slowest: Vec<RunBrief>,
@@ -214,7 +224,7 @@ struct TestReport {
 impl TestReport {
     /// `PASSED support-bot: 10 of 10 runs passed`.
     fn verdict_line(&self, style: &Style) -> String {
-        let verdict = if self.failed == 0 {
+        let verdict = if self.passing() {
             style.green("PASSED")
         } else {
             style.red("FAILED")
@@ -244,6 +254,7 @@ impl Human for TestReport {
                 human_ms(self.wall_time_ms),
             ]],
         ));
+        s.push_str(&plan::extra_counts(self));
         if !self.slowest.is_empty() && self.total > 1 {
             s.push_str("\nSlowest runs:\n");
             for b in &self.slowest {
@@ -292,6 +303,13 @@ impl Human for TestReport {
     }
 }
 
+impl TestReport {
+    /// The verdict that sets the exit code (CLI.md §6, `--fail-under`).
+    fn passing(&self) -> bool {
+        self.skipped == 0 && self.threshold.as_ref().map_or(self.failed == 0, |t| t.met)
+    }
+}
+
 pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let settings = resolve(ctx, &args)?;
     let root = ctx.workspace_root()?;
@@ -311,16 +329,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let _caught = crate::signals::Caught::new();
     let pull_phase = sync::pull_watchdog(ctx);
     // Credential and scope first: never find out after a long run.
-    let session = if settings.pull || settings.upload {
+    // `--list` and `--dry-run` only pull: nothing is uploaded, so no write scope is asked for.
+    let preview = args.select.list || args.select.dry_run;
+    let session = if settings.pull || (settings.upload && !args.select.list) {
         let session = login::session(ctx)?;
         let mut needs = Vec::new();
         if settings.pull {
             needs.push(Need::Read);
         }
-        if settings.upload {
+        if settings.upload && !preview {
             needs.push(Need::Write);
         }
-        scope::require(ctx, &session.client, &needs)?;
+        if !needs.is_empty() {
+            scope::require(ctx, &session.client, &needs)?;
+        }
         Some(session)
     } else {
         None
@@ -350,6 +372,18 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             Some("add inputs to the scenario's bundle on the platform, then `fluxloop sync pull --yes`".into()),
         ));
     }
+    let selection = plan::choose(&root, &scenario, &inputs, settings.iterations, &args.select)?;
+    if let Some(outcome) = plan::preview_outcome(
+        &args,
+        &settings,
+        &root,
+        &scenario,
+        &inputs,
+        &selection,
+        session.as_ref(),
+    ) {
+        return Ok(outcome);
+    }
     let meta = pulled::read_meta(&pulled_dir)?;
     let bundle_version_id = meta.as_ref().and_then(pulled::bundle_version_id);
     if settings.upload && bundle_version_id.is_none() {
@@ -371,15 +405,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         iterations: settings.iterations,
         parallel: settings.parallel as usize,
         reaper: reaper.as_ref(),
+        slots: selection.slots(),
+        retries: settings.run.retries,
+        max_failures: settings.run.max_failures,
+        start_interval: settings.run.start_interval(),
     };
     let total = plan.total();
     ctx.out.info(&format!(
-        "Running {total} run{} ({} input{} × {} iteration{}, {} at a time, timeout {}) with `{}`",
+        "Running {total} run{} ({}, {} at a time, timeout {}) with `{}`",
         if total == 1 { "" } else { "s" },
-        inputs.len(),
-        if inputs.len() == 1 { "" } else { "s" },
-        settings.iterations,
-        if settings.iterations == 1 { "" } else { "s" },
+        plan::shape(
+            inputs.len(),
+            settings.iterations,
+            selection.slots().is_some()
+        ),
         settings.parallel.min(total as u32),
         human_ms(settings.agent.timeout.as_millis() as u64),
         settings.agent.display()
@@ -446,6 +485,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         ctx.out.progress_done();
     }
     let interrupted = matches!(outcome, Err(Error::Interrupted));
+    let unrun = outcome.as_ref().cloned().unwrap_or_default();
+    tally.skipped = unrun.len();
     let completed_at = OffsetDateTime::now_utc();
     info.completed_at = completed_at;
     info.interrupted = interrupted;
@@ -472,6 +513,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             started_at.minute(),
             started_at.second()
         ),
+        skipped: plan::skipped_labels(&inputs, &unrun),
     };
     junit::write(&junit_path, &suite, |each| {
         results::read_trace(&result_dir, each).map(|_| ())
@@ -501,7 +543,10 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         total: tally.total,
         passed: tally.success,
         failed: tally.failure,
+        flaky: tally.flaky,
+        skipped: tally.skipped,
         success_rate: tally.success_rate(),
+        threshold: None,
         total_duration_ms: tally.total_duration_ms,
         wall_time_ms,
         slowest: tally.slowest.clone(),
@@ -511,6 +556,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         root: root.clone(),
         github: ctx.out.github && !ctx.globals.json,
     };
+    report.threshold = plan::verdict(&tally, &settings.run).1;
     github_annotations(ctx, &tally);
 
     let mut upload_failure = None;
@@ -547,11 +593,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             code,
         });
     }
-    let code = if tally.failure > 0 {
-        code::TESTS_FAILED
-    } else {
-        code::SUCCESS
-    };
+    let (code, _) = plan::verdict(&tally, &settings.run);
     Ok(Outcome {
         report: Box::new(report),
         code,
@@ -589,7 +631,7 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
     if let Some(path) = ctx.env.path("GITHUB_STEP_SUMMARY") {
         let mut md = format!(
             "### {} FluxLoop: {}\n\n| Runs | Passed | Failed | Success rate | Time |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {:.1}% | {} |\n",
-            if r.failed == 0 { "✅" } else { "❌" },
+            if r.passing() { "✅" } else { "❌" },
             github::md_cell(&r.scenario),
             r.total,
             r.passed,
@@ -597,6 +639,7 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             r.success_rate * 100.0,
             human_ms(r.wall_time_ms)
         );
+        md.push_str(&plan::github_extra(r));
         if !r.failures.is_empty() {
             md.push_str("\n**Failed runs**\n\n| Input | Error |\n|---|---|\n");
             for b in &r.failures {
@@ -638,6 +681,8 @@ fn github_summary(ctx: &Ctx, r: &TestReport) {
             ("total", r.total.to_string()),
             ("failed", r.failed.to_string()),
             ("passed", r.passed.to_string()),
+            ("flaky", r.flaky.to_string()),
+            ("skipped", r.skipped.to_string()),
         ]);
         if let Err(e) = github::append(&path, &text) {
             ctx.out.warn(&format!(

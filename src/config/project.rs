@@ -74,6 +74,78 @@ pub(crate) mod limits {
         }
     }
 
+    /// Most attempts after the first failed run of one input (`--retries`).
+    pub(crate) const MAX_RUN_RETRIES: u64 = 10;
+    /// Most run starts per second (`--rate`).
+    pub(crate) const MAX_RATE_PER_SECOND: f64 = 1000.0;
+
+    /// `--retries`, `test.retries`: how often a failed run is tried again.
+    pub(crate) fn run_retries(v: u64) -> Result<u32, String> {
+        match u32::try_from(v) {
+            Ok(n) if v <= MAX_RUN_RETRIES => Ok(n),
+            _ => Err(format!(
+                "must be a whole number of retries from 0 to {MAX_RUN_RETRIES}, not {v}"
+            )),
+        }
+    }
+
+    /// `--fail-under`, `test.pass_rate`: a success rate from 0 to 1.
+    pub(crate) fn pass_rate(v: f64) -> Result<f64, String> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "must be a success rate from 0 to 1 (e.g. 0.95), not {v:?}"
+            ))
+        }
+    }
+
+    /// `--max-failures`, `test.max_failures`: at least one failure.
+    pub(crate) fn max_failures(v: u64) -> Result<usize, String> {
+        match usize::try_from(v) {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!(
+                "must be a whole number of failures of at least 1, not {v}"
+            )),
+        }
+    }
+
+    /// `--rate`, `test.rate`: `N/s` or `N/m`, the most run starts in that time.
+    pub(crate) fn rate(v: &str) -> Result<Rate, String> {
+        let refuse = || {
+            format!(
+                "must be a number of run starts per second or minute, like 5/s or 30/m, not {v:?}"
+            )
+        };
+        let (n, unit) = v.trim().split_once('/').ok_or_else(refuse)?;
+        let n: f64 = n.trim().parse().map_err(|_| refuse())?;
+        let unit_secs = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            _ => return Err(refuse()),
+        };
+        let per_second = n / unit_secs;
+        // The interval must stay a finite Duration: at least one start a day.
+        if !(1.0 / 86_400.0..=MAX_RATE_PER_SECOND).contains(&per_second) {
+            return Err(format!(
+                "{} (from one a day to {MAX_RATE_PER_SECOND}/s)",
+                refuse()
+            ));
+        }
+        Ok(Rate {
+            text: v.trim().to_string(),
+            interval: std::time::Duration::from_secs_f64(1.0 / per_second),
+        })
+    }
+
+    /// A limit on run starts: one every `interval`.
+    #[derive(Clone, Debug, PartialEq)]
+    pub(crate) struct Rate {
+        /// As written, for messages.
+        pub(crate) text: String,
+        pub(crate) interval: std::time::Duration,
+    }
+
     /// `api.retries`, `FLUXLOOP_HTTP_RETRIES`: a whole number up to 100.
     pub(crate) fn retries(v: u64) -> Result<u32, String> {
         match u32::try_from(v) {
@@ -98,6 +170,38 @@ fn yaml_retries<'de, D: serde::Deserializer<'de>>(
 ) -> std::result::Result<Option<u32>, D::Error> {
     Option::<u64>::deserialize(d)?
         .map(|v| limits::retries(v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn yaml_run_retries<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u32>, D::Error> {
+    Option::<u64>::deserialize(d)?
+        .map(|v| limits::run_retries(v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn yaml_pass_rate<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(d)?
+        .map(|v| limits::pass_rate(v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn yaml_max_failures<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<usize>, D::Error> {
+    Option::<u64>::deserialize(d)?
+        .map(|v| limits::max_failures(v).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn yaml_rate<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<limits::Rate>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|v| limits::rate(&v).map_err(serde::de::Error::custom))
         .transpose()
 }
 
@@ -141,6 +245,18 @@ pub(crate) struct TestConfig {
     pub(crate) parallel: Option<u32>,
     pub(crate) timeout: Option<f64>,
     pub(crate) auto_upload: Option<bool>,
+    /// `--retries`.
+    #[serde(default, deserialize_with = "yaml_run_retries")]
+    pub(crate) retries: Option<u32>,
+    /// `--fail-under`.
+    #[serde(default, deserialize_with = "yaml_pass_rate")]
+    pub(crate) pass_rate: Option<f64>,
+    /// `--max-failures`.
+    #[serde(default, deserialize_with = "yaml_max_failures")]
+    pub(crate) max_failures: Option<usize>,
+    /// `--rate`.
+    #[serde(default, deserialize_with = "yaml_rate")]
+    pub(crate) rate: Option<limits::Rate>,
 }
 
 /// A parsed `fluxloop.yaml` and where it was.

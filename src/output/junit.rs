@@ -11,7 +11,7 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
 use crate::error::{Error, Result};
-use crate::results::{excerpt, TraceRecord};
+use crate::results::{excerpt, AttemptRecord, TraceRecord};
 
 /// The suite-level facts (known before the cases are streamed).
 pub(crate) struct Suite<'a> {
@@ -21,6 +21,9 @@ pub(crate) struct Suite<'a> {
     pub(crate) time_ms: u64,
     /// `YYYY-MM-DDTHH:MM:SS` (the JUnit schema's timestamp has no zone).
     pub(crate) timestamp: String,
+    /// The labels of the runs never started (`--max-failures`), written
+    /// after the others as `<skipped/>` cases.
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Replaces characters that are not allowed in XML 1.0 documents.
@@ -62,8 +65,9 @@ pub(crate) fn write(
     let file = File::create(path).map_err(|e| Error::io("create", path, e))?;
     let mut w = Writer::new_with_indent(BufWriter::new(file), b' ', 2);
     let io = |e: std::io::Error| Error::io("write", path, e);
-    let tests = suite.tests.to_string();
+    let tests = (suite.tests + suite.skipped.len()).to_string();
     let failures = suite.failures.to_string();
+    let skipped = suite.skipped.len().to_string();
     let time = seconds(suite.time_ms);
     let name = xml_safe(suite.name);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
@@ -72,7 +76,7 @@ pub(crate) fn write(
         ("tests", tests.as_str()),
         ("failures", failures.as_str()),
         ("errors", "0"),
-        ("skipped", "0"),
+        ("skipped", skipped.as_str()),
         ("time", time.as_str()),
     ];
     w.write_event(Event::Start(
@@ -120,6 +124,11 @@ pub(crate) fn write(
             w.write_event(Event::End(BytesEnd::new("failure")))
                 .map_err(io)?;
         }
+        if r.success {
+            for a in &r.failed_attempts {
+                flaky_failure(&mut w, a).map_err(io)?;
+            }
+        }
         if !r.output.is_empty() {
             let out = cap(&r.output, 16 * 1024);
             let out = xml_safe(&out);
@@ -134,6 +143,23 @@ pub(crate) fn write(
             .map_err(io)?;
         Ok(())
     })?;
+    for label in &suite.skipped {
+        n += 1;
+        let case_name = format!("#{n} {label}");
+        let case_name = xml_safe(&case_name);
+        w.write_event(Event::Start(BytesStart::new("testcase").with_attributes([
+            ("name", case_name.as_ref()),
+            ("classname", classname.as_str()),
+            ("time", "0.000"),
+        ])))
+        .map_err(io)?;
+        w.write_event(Event::Empty(BytesStart::new("skipped").with_attributes([
+            ("message", "not run: --max-failures was reached"),
+        ])))
+        .map_err(io)?;
+        w.write_event(Event::End(BytesEnd::new("testcase")))
+            .map_err(io)?;
+    }
     w.write_event(Event::End(BytesEnd::new("testsuite")))
         .map_err(io)?;
     w.write_event(Event::End(BytesEnd::new("testsuites")))
@@ -143,6 +169,33 @@ pub(crate) fn write(
         .write_all(b"\n")
         .and_then(|_| inner.flush())
         .map_err(io)
+}
+
+/// A failed attempt of a run that then passed, the way Maven Surefire
+/// writes it (Jenkins and GitLab read it): `<flakyFailure message type>`
+/// with `<stackTrace>`, `<system-out>`, `<system-err>` inside.
+fn flaky_failure<W: Write>(w: &mut Writer<W>, a: &AttemptRecord) -> std::io::Result<()> {
+    let message = xml_safe(&a.message);
+    let short = excerpt(&message, 200);
+    w.write_event(Event::Start(
+        BytesStart::new("flakyFailure")
+            .with_attributes([("message", short.as_str()), ("type", "AgentRunFailed")]),
+    ))?;
+    for (tag, text) in [
+        ("stackTrace", a.message.as_str()),
+        ("system-out", a.output.as_str()),
+        ("system-err", a.stderr.as_str()),
+    ] {
+        if text.is_empty() {
+            continue;
+        }
+        let text = cap(text, 16 * 1024);
+        let text = xml_safe(&text);
+        w.write_event(Event::Start(BytesStart::new(tag)))?;
+        w.write_event(Event::Text(BytesText::new(&text)))?;
+        w.write_event(Event::End(BytesEnd::new(tag)))?;
+    }
+    w.write_event(Event::End(BytesEnd::new("flakyFailure")))
 }
 
 #[cfg(test)]
@@ -182,6 +235,7 @@ mod tests {
             failures: 1,
             time_ms: 1520,
             timestamp: "2024-01-02T03:04:05".into(),
+            skipped: Vec::new(),
         };
         write(&path, &suite, |each| {
             for r in records {
@@ -217,5 +271,53 @@ mod tests {
             }
         }
         assert_eq!(depth, 0);
+    }
+
+    #[test]
+    fn flaky_and_skipped_cases_the_surefire_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("junit.xml");
+        let suite = Suite {
+            name: "s",
+            tests: 1,
+            failures: 0,
+            time_ms: 5,
+            timestamp: "2024-01-02T03:04:05".into(),
+            skipped: vec!["later [iteration 0]".into()],
+        };
+        write(&path, &suite, |each| {
+            each(TraceRecord {
+                run_id: "r1".into(),
+                input: "hi".into(),
+                success: true,
+                duration_ms: 5,
+                attempts: Some(2),
+                failed_attempts: vec![AttemptRecord {
+                    message: "flaked <once>".into(),
+                    output: "partial".into(),
+                    stderr: String::new(),
+                }],
+                ..Default::default()
+            })
+        })
+        .unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        let body = &xml[xml.find("<testsuite ").unwrap()..];
+        assert_eq!(
+            body,
+            r##"<testsuite name="s" tests="2" failures="0" errors="0" skipped="1" time="0.005" timestamp="2024-01-02T03:04:05" hostname="localhost">
+    <testcase name="#1 hi [iteration 0]" classname="fluxloop.s" time="0.005">
+      <flakyFailure message="flaked &lt;once&gt;" type="AgentRunFailed">
+        <stackTrace>flaked &lt;once&gt;</stackTrace>
+        <system-out>partial</system-out>
+      </flakyFailure>
+    </testcase>
+    <testcase name="#2 later [iteration 0]" classname="fluxloop.s" time="0.000">
+      <skipped message="not run: --max-failures was reached"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"##
+        );
     }
 }

@@ -8,8 +8,13 @@
 //! [`Outcome`] says how it ended.
 
 pub(crate) mod function;
+mod pace;
 pub(crate) mod process;
 pub(crate) mod reaper;
+pub(crate) mod select;
+mod worker;
+
+pub(crate) use select::Slot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -106,11 +111,35 @@ pub(crate) struct Plan<'a> {
     /// Kills the running agents' groups if `fluxloop` dies (SIGKILL
     /// included); `None` if it could not be started.
     pub(crate) reaper: Option<&'a reaper::Reaper>,
+    /// The runs chosen (`--input`, `--last-failed`…), in order; `None`:
+    /// every input × iteration.
+    pub(crate) slots: Option<&'a [Slot]>,
+    /// How often a failed run is tried again.
+    pub(crate) retries: u32,
+    /// No new run starts once this many runs have failed.
+    pub(crate) max_failures: Option<usize>,
+    /// At least this long between two run starts (retries included).
+    pub(crate) start_interval: Option<Duration>,
 }
 
 impl Plan<'_> {
     pub(crate) fn total(&self) -> usize {
-        self.inputs.len() * self.iterations as usize
+        match self.slots {
+            Some(s) => s.len(),
+            None => self.inputs.len() * self.iterations as usize,
+        }
+    }
+
+    /// The `i`th run of the plan.
+    pub(crate) fn slot(&self, i: usize) -> Slot {
+        match self.slots {
+            Some(s) => s[i],
+            // Iteration-major order, as FluxLoop CLI 0.4 runs them.
+            None => Slot {
+                iteration: (i / self.inputs.len()) as u32,
+                input: i % self.inputs.len(),
+            },
+        }
     }
 }
 
@@ -223,6 +252,18 @@ pub(crate) struct Finished {
     /// The last bytes of stdout when no result line was found, for the reason.
     pub(crate) stdout_tail: String,
     /// The last bytes of stderr.
+    pub(crate) stderr_tail: String,
+    /// How many times it was started (1 without retries).
+    pub(crate) attempts: u32,
+    /// Why each earlier attempt failed, oldest first.
+    pub(crate) failed_attempts: Vec<FailedAttempt>,
+}
+
+/// An attempt that failed and was retried.
+#[derive(Clone, Debug)]
+pub(crate) struct FailedAttempt {
+    pub(crate) message: String,
+    pub(crate) stdout_tail: String,
     pub(crate) stderr_tail: String,
 }
 
@@ -358,58 +399,38 @@ pub(crate) fn stopping() -> bool {
 
 /// Runs the plan and hands every finished run to `sink`, in completion
 /// order, on this thread. Stops early (after the running ones end) when the
-/// sink fails or on Ctrl-C/SIGTERM.
-pub(crate) fn run(plan: &Plan<'_>, sink: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
+/// sink fails or on Ctrl-C/SIGTERM. Returns the runs never started because
+/// `max_failures` was reached.
+pub(crate) fn run(
+    plan: &Plan<'_>,
+    sink: &mut dyn FnMut(Finished) -> Result<()>,
+) -> Result<Vec<Slot>> {
     let total = plan.total();
     if total == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Ctrl-C / SIGTERM (a cancelled CI job) stop the run: running agents'
     // process groups are killed, finished runs stay recorded.
     crate::signals::catch(&[libc::SIGINT, libc::SIGTERM]);
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
+    let failures = AtomicUsize::new(0);
+    let pacer = pace::Pacer::new(plan.start_interval);
     let workers = plan.parallel.clamp(1, total);
-    let n_inputs = plan.inputs.len();
     let (tx, rx) = mpsc::channel::<Finished>();
     let mut sink_error = None;
     let panicked = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let tx = tx.clone();
-            let (next, abort) = (&next, &abort);
-            handles.push(scope.spawn(move || loop {
-                if abort.load(Ordering::SeqCst) || stopping() {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= total {
-                    return;
-                }
-                // Iteration-major order, as FluxLoop CLI 0.4 runs them.
-                let (iteration, input) = ((i / n_inputs) as u32, i % n_inputs);
-                let run_id = uuid::Uuid::new_v4().to_string();
-                let line = request_line(&run_id, &plan.inputs[input], iteration, &plan.scenario);
-                let started_at = OffsetDateTime::now_utc();
-                let done = process::run_one(&plan.agent, &line, plan.reaper);
-                if done.cancelled {
-                    return;
-                }
-                let finished = Finished {
-                    run_id,
-                    iteration,
-                    input,
-                    started_at,
-                    elapsed: done.elapsed,
-                    outcome: done.outcome,
-                    reply: done.reply,
-                    stdout_tail: done.stdout_tail,
-                    stderr_tail: done.stderr_tail,
-                };
-                if tx.send(finished).is_err() {
-                    return;
-                }
-            }));
+            let shared = worker::Shared {
+                plan,
+                next: &next,
+                abort: &abort,
+                failures: &failures,
+                pacer: &pacer,
+            };
+            handles.push(scope.spawn(move || shared.work(total, &tx)));
         }
         drop(tx);
         for finished in rx.iter() {
@@ -441,7 +462,8 @@ pub(crate) fn run(plan: &Plan<'_>, sink: &mut dyn FnMut(Finished) -> Result<()>)
     if stopping() {
         return Err(Error::Interrupted);
     }
-    Ok(())
+    let started = next.load(Ordering::SeqCst).min(total);
+    Ok((started..total).map(|i| plan.slot(i)).collect())
 }
 
 #[cfg(test)]
@@ -459,6 +481,8 @@ mod tests {
             reply: result_line(stdout.as_bytes()),
             stdout_tail: stdout.into(),
             stderr_tail: stderr.into(),
+            attempts: 1,
+            failed_attempts: Vec::new(),
         }
     }
 

@@ -31,3 +31,6 @@ mod numbers_safety;
 mod process_safety;
 mod pull_safety;
 mod upload_safety;
+
+// Issue 18: retries, thresholds, run selection, rate.
+mod runner_features;

@@ -70,7 +70,7 @@ fn batch_id_from(stdout: &str) -> String {
 
 /// Python with `junitparser`, in a venv under target/ (made once; `.ci/run`
 /// may have made it already).
-fn junit_python() -> PathBuf {
+pub(crate) fn junit_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
         let venv = Path::new(env!("CARGO_MANIFEST_DIR"))

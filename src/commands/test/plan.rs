@@ -1,0 +1,463 @@
+//! The issue-18 parts of `test`: retries, thresholds, run selection,
+//! pacing, and the `--list` / `--dry-run` reports that run nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::auth::login::Session;
+use crate::cli::RunFlags;
+use crate::cli::TestArgs;
+use crate::commands::sync::display_rel;
+use crate::config::project::TestConfig;
+use crate::error::{code, Result};
+use crate::output::Outcome;
+use crate::output::{Human, Style};
+use crate::pulled::{self, Input};
+use crate::results::{self, excerpt, human_ms, Tally};
+use crate::runner::select::{self, Filters};
+use crate::runner::{Agent, Slot};
+
+use super::{TestReport, TestSettings};
+
+/// How runs are retried, paced and judged: the flag, else `test:` in
+/// fluxloop.yaml (both checked by `config::project::limits`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct RunSettings {
+    pub(super) retries: u32,
+    pub(super) pass_rate: Option<f64>,
+    pub(super) max_failures: Option<usize>,
+    pub(super) rate: Option<crate::config::project::limits::Rate>,
+}
+
+impl RunSettings {
+    pub(super) fn resolve(flags: &RunFlags, test: &TestConfig) -> RunSettings {
+        RunSettings {
+            retries: flags.retries.or(test.retries).unwrap_or(0),
+            pass_rate: flags.fail_under.or(test.pass_rate),
+            max_failures: flags.max_failures.or(test.max_failures),
+            rate: flags.rate.clone().or_else(|| test.rate.clone()),
+        }
+    }
+
+    pub(super) fn start_interval(&self) -> Option<Duration> {
+        self.rate.as_ref().map(|r| r.interval)
+    }
+}
+
+/// The runs to execute.
+pub(super) enum Selection {
+    /// Every input × iteration.
+    All,
+    Chosen(Vec<Slot>),
+    /// `--last-failed`, and nothing failed in this result directory.
+    NothingFailed(PathBuf),
+}
+
+impl Selection {
+    pub(super) fn slots(&self) -> Option<&[Slot]> {
+        match self {
+            Selection::Chosen(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn choose(
+    root: &Path,
+    scenario: &str,
+    inputs: &[Input],
+    iterations: u32,
+    flags: &RunFlags,
+) -> Result<Selection> {
+    let failed = if flags.last_failed {
+        let (dir, failed) = select::last_failed(&pulled::results_root(root), scenario)?;
+        if failed.is_empty() {
+            return Ok(Selection::NothingFailed(dir));
+        }
+        Some(failed)
+    } else {
+        None
+    };
+    let filters = Filters {
+        inputs: &flags.inputs,
+        persona: flags.persona.as_deref(),
+        grep: flags.grep.as_deref(),
+        failed: failed.as_ref(),
+    };
+    let pulled_dir = pulled::pulled_dir(root, scenario);
+    Ok(
+        match select::choose(&pulled_dir, inputs, iterations, &filters)? {
+            Some(slots) => Selection::Chosen(slots),
+            None => Selection::All,
+        },
+    )
+}
+
+/// Every slot of the plan, in run order.
+pub(super) fn all_slots(inputs: &[Input], iterations: u32, sel: &Selection) -> Vec<Slot> {
+    match sel.slots() {
+        Some(s) => s.to_vec(),
+        None => (0..iterations)
+            .flat_map(|iteration| (0..inputs.len()).map(move |input| Slot { iteration, input }))
+            .collect(),
+    }
+}
+
+/// One run as `--list` prints it.
+#[derive(Serialize)]
+pub(super) struct ListedRun {
+    input_item_id: Option<String>,
+    iteration: u32,
+    input: String,
+}
+
+fn listed(inputs: &[Input], slots: &[Slot]) -> Vec<ListedRun> {
+    slots
+        .iter()
+        .map(|s| ListedRun {
+            input_item_id: inputs[s.input].id.clone(),
+            iteration: s.iteration,
+            input: inputs[s.input].text.clone(),
+        })
+        .collect()
+}
+
+fn list_lines(runs: &[ListedRun]) -> String {
+    runs.iter()
+        .map(|r| {
+            format!(
+                "{}\t{}\t{}\n",
+                r.input_item_id.as_deref().unwrap_or("-"),
+                r.iteration,
+                excerpt(&r.input, 60)
+            )
+        })
+        .collect()
+}
+
+/// `--list`: the runs that would execute, one per line (input id,
+/// iteration, start of the text, tab-separated for `cut`).
+#[derive(Serialize)]
+pub(super) struct ListReport {
+    scenario: String,
+    runs: Vec<ListedRun>,
+}
+
+impl ListReport {
+    pub(super) fn new(scenario: &str, inputs: &[Input], slots: &[Slot]) -> ListReport {
+        ListReport {
+            scenario: scenario.to_string(),
+            runs: listed(inputs, slots),
+        }
+    }
+}
+
+impl Human for ListReport {
+    fn human(&self, _style: &Style) -> String {
+        list_lines(&self.runs)
+    }
+}
+
+/// `--dry-run`: everything `test` would do, nothing done.
+#[derive(Serialize)]
+pub(super) struct DryRunReport {
+    scenario: String,
+    runs: Vec<ListedRun>,
+    parallel: u32,
+    retries: u32,
+    rate: Option<String>,
+    max_failures: Option<usize>,
+    pass_rate: Option<f64>,
+    command: String,
+    timeout_ms: u64,
+    result_dir: String,
+    upload: Option<UploadTarget>,
+}
+
+/// Where results would go, and with which credential (masked).
+#[derive(Serialize)]
+struct UploadTarget {
+    endpoint: String,
+    endpoint_origin: String,
+    credential: String,
+    credential_origin: String,
+}
+
+/// The facts a dry run states.
+pub(super) struct DryRun<'a> {
+    pub(super) root: &'a Path,
+    pub(super) scenario: &'a str,
+    pub(super) inputs: &'a [Input],
+    pub(super) slots: &'a [Slot],
+    pub(super) parallel: u32,
+    pub(super) run: &'a RunSettings,
+    pub(super) agent: &'a Agent,
+    pub(super) session: Option<&'a Session>,
+}
+
+impl DryRunReport {
+    pub(super) fn new(d: DryRun<'_>) -> DryRunReport {
+        let dir = pulled::results_root(d.root)
+            .join(format!("{}-YYYYmmdd-HHMMSS", pulled::dir_name(d.scenario)));
+        DryRunReport {
+            scenario: d.scenario.to_string(),
+            runs: listed(d.inputs, d.slots),
+            parallel: d.parallel.min(d.slots.len().max(1) as u32),
+            retries: d.run.retries,
+            rate: d.run.rate.as_ref().map(|r| r.text.clone()),
+            max_failures: d.run.max_failures,
+            pass_rate: d.run.pass_rate,
+            command: d.agent.display(),
+            timeout_ms: d.agent.timeout.as_millis() as u64,
+            result_dir: format!("{}/", display_rel(d.root, &dir)),
+            upload: d.session.map(|s| UploadTarget {
+                endpoint: s.endpoint.val.clone(),
+                endpoint_origin: s.endpoint.origin.to_string(),
+                credential: s.resolved.credential.val.secret.masked(),
+                credential_origin: s.resolved.credential.origin.to_string(),
+            }),
+        }
+    }
+}
+
+impl Human for DryRunReport {
+    fn human(&self, _style: &Style) -> String {
+        let n = self.runs.len();
+        let mut s = format!(
+            "Dry run of {}: {n} run{}, nothing is run or uploaded\n\n",
+            self.scenario,
+            if n == 1 { "" } else { "s" }
+        );
+        let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<13}{v}\n"));
+        row("command", self.command.clone());
+        row("parallel", self.parallel.to_string());
+        row("timeout", human_ms(self.timeout_ms));
+        row("retries", self.retries.to_string());
+        row(
+            "rate",
+            self.rate.clone().unwrap_or_else(|| "unlimited".into()),
+        );
+        row(
+            "max failures",
+            self.max_failures
+                .map_or_else(|| "unlimited".into(), |m| m.to_string()),
+        );
+        row(
+            "pass rate",
+            self.pass_rate
+                .map_or_else(|| "every run must pass".into(), percent),
+        );
+        row("results", self.result_dir.clone());
+        match &self.upload {
+            Some(u) => {
+                row(
+                    "upload to",
+                    format!("{} ({})", u.endpoint, u.endpoint_origin),
+                );
+                row(
+                    "credential",
+                    format!("{} ({})", u.credential, u.credential_origin),
+                );
+            }
+            None => row("upload", "no (--skip-upload)".into()),
+        }
+        s.push_str("\nRuns (input id, iteration, input):\n");
+        s.push_str(&list_lines(&self.runs));
+        s
+    }
+}
+
+/// `--last-failed` when every run passed last time.
+#[derive(Serialize)]
+pub(super) struct NothingToRerun {
+    scenario: String,
+    result_dir: String,
+    runs: Vec<ListedRun>,
+}
+
+impl NothingToRerun {
+    pub(super) fn new(scenario: &str, dir: String) -> NothingToRerun {
+        NothingToRerun {
+            scenario: scenario.to_string(),
+            result_dir: dir,
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl Human for NothingToRerun {
+    fn human(&self, _style: &Style) -> String {
+        format!(
+            "Nothing to rerun: no run of {} failed in {}\n",
+            self.scenario, self.result_dir
+        )
+    }
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+/// The threshold verdict, for the summary.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Threshold {
+    pub(super) pass_rate: f64,
+    pub(super) met: bool,
+}
+
+impl Threshold {
+    pub(super) fn human(&self) -> String {
+        format!(
+            "Pass rate threshold {}: {}\n",
+            percent(self.pass_rate),
+            if self.met { "met" } else { "not met" }
+        )
+    }
+}
+
+/// The exit code of finished runs: 10 when a run failed, unless the
+/// success rate is at or above `--fail-under`; always 10 when runs were
+/// skipped by `--max-failures`.
+pub(super) fn verdict(tally: &Tally, run: &RunSettings) -> (u8, Option<Threshold>) {
+    let threshold = run.pass_rate.map(|pass_rate| Threshold {
+        pass_rate,
+        met: tally.skipped == 0 && tally.success_rate() >= pass_rate,
+    });
+    let ok = if tally.skipped > 0 {
+        false
+    } else {
+        match &threshold {
+            Some(t) => t.met,
+            None => tally.failure == 0,
+        }
+    };
+    (
+        if ok {
+            code::SUCCESS
+        } else {
+            code::TESTS_FAILED
+        },
+        threshold,
+    )
+}
+
+/// The labels of runs never started, for JUnit.
+pub(super) fn skipped_labels(inputs: &[Input], unrun: &[Slot]) -> Vec<String> {
+    unrun
+        .iter()
+        .map(|s| {
+            let i = &inputs[s.input];
+            results::label(&i.text, i.id.as_deref(), s.iteration)
+        })
+        .collect()
+}
+
+/// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected.
+pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool) -> String {
+    let plural = |n: usize, what: &str| {
+        if n == 1 {
+            format!("1 {what}")
+        } else {
+            format!("{n} {what}s")
+        }
+    };
+    let all = format!(
+        "{} × {}",
+        plural(inputs, "input"),
+        plural(iterations as usize, "iteration")
+    );
+    if chosen {
+        format!("chosen from {all}")
+    } else {
+        all
+    }
+}
+
+/// The lines for flaky and skipped runs and the threshold, when there are any.
+pub(super) fn extra_counts(r: &TestReport) -> String {
+    let mut s = String::new();
+    let runs = |n: usize| {
+        if n == 1 {
+            "1 run".to_string()
+        } else {
+            format!("{n} runs")
+        }
+    };
+    if r.flaky > 0 {
+        s.push_str(&format!(
+            "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
+            runs(r.flaky)
+        ));
+    }
+    if r.skipped > 0 {
+        s.push_str(&format!(
+            "\nSkipped: {} not started, as --max-failures was reached\n",
+            runs(r.skipped)
+        ));
+    }
+    if let Some(t) = &r.threshold {
+        s.push('\n');
+        s.push_str(&t.human());
+    }
+    s
+}
+
+/// The step summary's flaky and skipped counts and threshold verdict.
+pub(super) fn github_extra(r: &TestReport) -> String {
+    let mut md = String::new();
+    if r.flaky > 0 {
+        md.push_str(&format!(
+            "\n**Flaky:** {} passed only on a retry.\n",
+            r.flaky
+        ));
+    }
+    if r.skipped > 0 {
+        md.push_str(&format!(
+            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
+            r.skipped
+        ));
+    }
+    if let Some(t) = &r.threshold {
+        md.push('\n');
+        md.push_str(&t.human());
+    }
+    md
+}
+
+/// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end
+/// here, before any run.
+pub(super) fn preview_outcome(
+    args: &TestArgs,
+    settings: &TestSettings,
+    root: &Path,
+    scenario: &str,
+    inputs: &[crate::pulled::Input],
+    selection: &Selection,
+    session: Option<&Session>,
+) -> Option<Outcome> {
+    if let Selection::NothingFailed(dir) = selection {
+        return Some(Outcome::ok(NothingToRerun::new(
+            scenario,
+            display_rel(root, dir),
+        )));
+    }
+    let slots = all_slots(inputs, settings.iterations, selection);
+    if args.select.dry_run {
+        return Some(Outcome::ok(DryRunReport::new(DryRun {
+            root,
+            scenario,
+            inputs,
+            slots: &slots,
+            parallel: settings.parallel,
+            run: &settings.run,
+            agent: &settings.agent,
+            session: session.filter(|_| settings.upload),
+        })));
+    }
+    if args.select.list {
+        return Some(Outcome::ok(ListReport::new(scenario, inputs, &slots)));
+    }
+    None
+}

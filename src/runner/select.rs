@@ -1,0 +1,231 @@
+//! Choosing the runs of a `test` (`--input`, `--persona`, `--grep`,
+//! `--last-failed`): the plan's input × iteration slots that pass every
+//! filter given, in the order they would run anyway.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::pulled::{Input, PERSONAS};
+use crate::results::{self, TraceRecord};
+
+/// One run of the plan: an iteration of an input (an index into the inputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) iteration: u32,
+    pub(crate) input: usize,
+}
+
+/// The filters typed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Filters<'a> {
+    pub(crate) inputs: &'a [String],
+    pub(crate) persona: Option<&'a str>,
+    pub(crate) grep: Option<&'a str>,
+    /// The (input, iteration) pairs that failed last time, from
+    /// [`last_failed`].
+    pub(crate) failed: Option<&'a HashSet<(String, u32)>>,
+}
+
+impl Filters<'_> {
+    pub(crate) fn any(&self) -> bool {
+        !self.inputs.is_empty()
+            || self.persona.is_some()
+            || self.grep.is_some()
+            || self.failed.is_some()
+    }
+}
+
+/// What identifies an input across pulls: its id, else its text.
+fn key(id: Option<&str>, text: &str) -> String {
+    match id {
+        Some(id) => format!("id:{id}"),
+        None => format!("text:{text}"),
+    }
+}
+
+/// The slots to run, or `None` when no filter is given (every slot).
+pub(crate) fn choose(
+    pulled_dir: &Path,
+    inputs: &[Input],
+    iterations: u32,
+    f: &Filters<'_>,
+) -> Result<Option<Vec<Slot>>> {
+    if !f.any() {
+        return Ok(None);
+    }
+    for id in f.inputs {
+        if !inputs.iter().any(|i| i.id.as_deref() == Some(id.as_str())) {
+            return Err(Error::config(
+                format!("--input {id}: no pulled input has this id"),
+                Some("`fluxloop test --list` prints the runs with their input ids".into()),
+            ));
+        }
+    }
+    let persona_ids = match f.persona {
+        Some(p) => Some(persona_ids(pulled_dir, p)?),
+        None => None,
+    };
+    let grep = f.grep.map(str::to_lowercase);
+    let wanted = |i: &Input| {
+        (f.inputs.is_empty() || f.inputs.iter().any(|id| i.id.as_deref() == Some(id)))
+            && persona_ids
+                .as_ref()
+                .is_none_or(|ids| i.persona.as_ref().is_some_and(|p| ids.contains(p)))
+            && grep
+                .as_ref()
+                .is_none_or(|g| i.text.to_lowercase().contains(g.as_str()))
+    };
+    // The failed runs are rerun whatever `--iterations` is now, as pytest
+    // `--lf` reruns the failed tests.
+    let last_iteration = f
+        .failed
+        .and_then(|set| set.iter().map(|(_, it)| it.saturating_add(1)).max());
+    let mut slots = Vec::new();
+    for iteration in 0..last_iteration.unwrap_or(iterations) {
+        for (n, input) in inputs.iter().enumerate() {
+            let failed_before = f.failed.is_none_or(|set| {
+                set.contains(&(key(input.id.as_deref(), &input.text), iteration))
+            });
+            if failed_before && wanted(input) {
+                slots.push(Slot {
+                    iteration,
+                    input: n,
+                });
+            }
+        }
+    }
+    if slots.is_empty() {
+        return Err(Error::config(
+            "no run matches the selection (--input, --persona, --grep, --last-failed)",
+            Some("`fluxloop test --list` without them prints every run".into()),
+        ));
+    }
+    Ok(Some(slots))
+}
+
+/// The ids of the pulled personas whose name (ignoring case) or id is `wanted`.
+fn persona_ids(pulled_dir: &Path, wanted: &str) -> Result<HashSet<String>> {
+    let path = pulled_dir.join(PERSONAS);
+    let personas: Vec<Value> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::config(format!("{}: not a JSON array: {e}", path.display()), None)
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let field = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).map(String::from);
+    let mut names = Vec::new();
+    let mut ids = HashSet::new();
+    for p in &personas {
+        let (id, name) = (field(p, "id"), field(p, "name"));
+        if id.as_deref() == Some(wanted)
+            || name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+        {
+            ids.extend(id.clone());
+        }
+        names.extend(name);
+    }
+    if ids.is_empty() {
+        let known = if names.is_empty() {
+            "the scenario has no personas".to_string()
+        } else {
+            format!("personas: {}", names.join(", "))
+        };
+        return Err(Error::config(
+            format!("--persona {wanted}: no such persona in the pulled scenario ({known})"),
+            None,
+        ));
+    }
+    Ok(ids)
+}
+
+/// `scenario`'s newest result directory and the (input, iteration) pairs
+/// that failed in it (empty when every run passed).
+pub(crate) fn last_failed(
+    results_root: &Path,
+    scenario: &str,
+) -> Result<(std::path::PathBuf, HashSet<(String, u32)>)> {
+    let Some(dir) = results::newest_dir(results_root, Some(scenario))? else {
+        return Err(Error::config(
+            format!("--last-failed: scenario {scenario} has no earlier results to rerun the failures of"),
+            Some("run `fluxloop test` first; its failed runs are then what --last-failed reruns".into()),
+        ));
+    };
+    let mut failed = HashSet::new();
+    results::read_trace(&dir, |r: TraceRecord| {
+        if !r.success {
+            failed.insert((key(r.input_item_id.as_deref(), &r.input), r.iteration));
+        }
+        Ok(())
+    })?;
+    Ok((dir, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: &str, text: &str, persona: &str) -> Input {
+        Input {
+            text: text.into(),
+            id: Some(id.into()),
+            persona: Some(persona.into()),
+            persona_detail: None,
+            item: Value::Null,
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_last_failed_keeps_its_iterations() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join(PERSONAS),
+            r#"[{"id": "p1", "name": "Busy"}, {"id": "p2", "name": "Calm"}]"#,
+        )
+        .unwrap();
+        let inputs = [
+            input("a", "Refund please", "p1"),
+            input("b", "refund now", "p2"),
+            input("c", "Where is it", "p1"),
+        ];
+        let slot = |iteration, input| Slot { iteration, input };
+        let pick = |f: &Filters<'_>, iterations| choose(tmp.path(), &inputs, iterations, f);
+        assert_eq!(pick(&Filters::default(), 2).unwrap(), None);
+        let grep = Filters {
+            grep: Some("REFUND"),
+            ..Filters::default()
+        };
+        assert_eq!(
+            pick(&grep, 2).unwrap(),
+            Some(vec![slot(0, 0), slot(0, 1), slot(1, 0), slot(1, 1)])
+        );
+        let both = Filters {
+            grep: Some("refund"),
+            persona: Some("busy"),
+            ..Filters::default()
+        };
+        assert_eq!(pick(&both, 1).unwrap(), Some(vec![slot(0, 0)]));
+        let failed: HashSet<(String, u32)> = [("id:c".to_string(), 3)].into();
+        let lf = Filters {
+            failed: Some(&failed),
+            ..Filters::default()
+        };
+        assert_eq!(pick(&lf, 1).unwrap(), Some(vec![slot(3, 2)]));
+        let ids = ["c".to_string(), "a".to_string()];
+        let by_id = Filters {
+            inputs: &ids,
+            ..Filters::default()
+        };
+        assert_eq!(pick(&by_id, 1).unwrap(), Some(vec![slot(0, 0), slot(0, 2)]));
+        let none = Filters {
+            grep: Some("zzz"),
+            ..Filters::default()
+        };
+        assert!(pick(&none, 1).is_err());
+    }
+}
