@@ -107,7 +107,7 @@ impl Act {
             ))
             .arg("--local-repository")
             .arg(format!(
-                "actions/setup-python@v5={}",
+                "actions/setup-python@v6={}",
                 self.root.path().join("setup-python").display()
             ))
             .current_dir(self.repo())

@@ -18,7 +18,7 @@ fn release(tamper: bool) -> (tempfile::TempDir, FileServer) {
 fn consumer(act: &Act, with: &[(&str, &str)]) -> String {
     let mut wf = format!(
         "name: consumer\non: push\njobs:\n  agent:\n    runs-on: ubuntu-latest\n    steps:\n      \
-         - uses: actions/checkout@v4\n      - uses: {}\n        id: fluxloop\n",
+         - uses: actions/checkout@v5\n      - uses: {}\n        id: fluxloop\n",
         act::action_ref()
     );
     if !with.is_empty() {

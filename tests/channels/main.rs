@@ -12,6 +12,7 @@
 
 mod act;
 mod docker;
+mod docs;
 mod github_action;
 mod gitlab;
 mod jenkins;
