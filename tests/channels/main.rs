@@ -16,6 +16,7 @@ mod docs;
 mod github_action;
 mod gitlab;
 mod jenkins;
+mod podman;
 mod release;
 mod schemas;
 mod util;
