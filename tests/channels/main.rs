@@ -15,6 +15,7 @@ mod docker;
 mod docs;
 mod github_action;
 mod gitlab;
+mod gitlab_podman;
 mod jenkins;
 mod podman;
 mod release;

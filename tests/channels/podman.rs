@@ -25,16 +25,21 @@ fn state() -> PathBuf {
 /// podman or buildah with this suite's own config and store: vfs storage,
 /// runc, cgroupfs, no ulimits to set (what this sandbox allows).
 pub fn tool(name: &str) -> Command {
-    let bin = util::require(name, INSTALL);
+    let mut c = Command::new(util::require(name, INSTALL));
+    store_env(&mut c);
+    c
+}
+
+/// Points podman and buildah, also when started by another tool
+/// (gitlab-ci-local), at this suite's config and store.
+pub fn store_env(c: &mut Command) {
     let dir = state();
-    let mut c = Command::new(bin);
     // TMPDIR: buildah keeps `RUN --mount=type=cache` directories there, so
     // the cargo registry and target caches stay under target/ too.
     std::fs::create_dir_all(dir.join("tmp")).expect("mkdir tmp");
     c.env("CONTAINERS_CONF", dir.join("containers.conf"))
         .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
         .env("TMPDIR", dir.join("tmp"));
-    c
 }
 
 #[track_caller]
@@ -124,6 +129,12 @@ pub fn images() {
                 "ENV CARGO_HOME=/usr/local/cargo",
             ],
         );
+        for name in [
+            "docker.io/library/python:3.12",
+            "docker.io/firecow/gitlab-ci-local-util:latest",
+        ] {
+            import(&dir.join("tarballs/tools.tar"), name, &[]);
+        }
         let dockerfile = standin_dockerfile(&dir);
         for (target, tag) in [(None, RUNTIME), (Some("shell"), SHELL)] {
             let mut b = tool("buildah");
@@ -137,6 +148,10 @@ pub fn images() {
             b.arg(util::repo());
             ok(b, Duration::from_secs(1800));
         }
+        // The name the GitLab template's `.fluxloop-image` job uses.
+        let mut tag = tool("podman");
+        tag.args(["tag", SHELL, &format!("ghcr.io/fluxloop/fluxloop:{}-shell", util::VERSION)]);
+        ok(tag, Duration::from_secs(60));
         // vfs stores every layer whole: drop the previous builds' leftovers.
         let mut prune = tool("podman");
         prune.args(["image", "prune", "-f"]);
