@@ -47,17 +47,15 @@ fn webdriver(agent: &ureq::Agent, method: &str, url: &str, body: Option<Value>) 
     v["value"].clone()
 }
 
+// Ignored by a plain `cargo test`; .ci/run passes --include-ignored, and then
+// missing browsers fail the test.
 #[test]
+#[ignore = "needs chromium and chromium-driver"]
 fn chromium_authorizes_a_waiting_login() {
-    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
-        // .ci/run installs both; on a developer machine without them, say why.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have chromium and chromium-driver (see .ci/run)"
-        );
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} not installed (apt-get install chromium chromium-driver)");
-        return;
-    }
+    assert!(
+        Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} or {CHROMEDRIVER} not installed (apt-get install chromium chromium-driver)"
+    );
     let p = platform();
     let sb = Sandbox::new();
 
