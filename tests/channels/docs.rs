@@ -161,7 +161,8 @@ fn docs_github_workflows_run_under_act_as_written() {
             server.requests(),
             [
                 format!("/v{}/{}", util::VERSION, util::ASSET),
-                format!("/v{}/SHA256SUMS", util::VERSION)
+                format!("/v{}/SHA256SUMS", util::VERSION),
+                format!("/v{}/SHA256SUMS.minisig", util::VERSION)
             ]
         );
     }
@@ -216,4 +217,121 @@ fn docs_and_repository_workflows_pass_actionlint() {
     cmd.arg("-no-color").args(&files);
     let ran = util::run_bounded(cmd, Duration::from_secs(120));
     assert!(ran.ok(), "actionlint {files:?}\n{}", ran.all());
+}
+
+/// Placeholders the reader fills in (`<old-key-id>`) become a word, so the
+/// shell's parser sees the command as it will be run.
+fn fill_placeholders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        match rest[i..].find('>') {
+            Some(j)
+                if rest[i + 1..i + j]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                out.push_str(&rest[..i]);
+                out.push_str("PLACEHOLDER");
+                rest = &rest[i + j + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out + rest
+}
+
+/// Every shell snippet parses (`sh -n`, dash: POSIX) and passes shellcheck;
+/// running them would need the real platform's accounts or root installs.
+#[test]
+#[ignore = "needs shellcheck"]
+fn docs_shell_snippets_parse_and_pass_shellcheck() {
+    let shellcheck = util::require("shellcheck", "apt-get install -y shellcheck");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snippets: Vec<Block> = DOCS
+        .iter()
+        .flat_map(|f| blocks(f))
+        .filter(|b| b.lang == "sh")
+        .collect();
+    assert!(snippets.len() >= 8, "{}", snippets.len());
+    for (i, b) in snippets.iter().enumerate() {
+        let f = dir.path().join(format!("snippet-{i}.sh"));
+        std::fs::write(&f, format!("#!/bin/sh\n{}", fill_placeholders(&b.text))).expect("write");
+        let mut parse = Command::new("sh");
+        parse.arg("-n").arg(&f);
+        let ran = util::run_bounded(parse, Duration::from_secs(30));
+        assert!(ran.ok(), "{}: sh -n\n{}\n{}", b.at(), ran.all(), b.text);
+        let mut sc = Command::new(&shellcheck);
+        sc.args(["--severity=warning", "--shell=sh"]).arg(&f);
+        let ran = util::run_bounded(sc, Duration::from_secs(30));
+        assert!(
+            ran.ok(),
+            "{}: shellcheck\n{}\n{}",
+            b.at(),
+            ran.all(),
+            b.text
+        );
+    }
+}
+
+/// GitLab snippets, read by gitlab-ci-local's own parser (`--list`); the ones
+/// in ci-templates/gitlab/README.md also run (tests/channels/gitlab_podman.rs).
+#[test]
+#[ignore = "needs gitlab-ci-local"]
+fn docs_gitlab_snippets_parse_with_gitlab_ci_local() {
+    let glc = util::require("gitlab-ci-local", "npm install -g gitlab-ci-local@4.56.2");
+    let snippets = yaml_blocks(Yaml::Gitlab);
+    assert!(snippets.len() >= 5, "{}", snippets.len());
+    for b in snippets {
+        let repo = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(repo.path().join("ci")).expect("mkdir");
+        std::fs::copy(
+            util::repo().join("ci-templates/gitlab/fluxloop.gitlab-ci.yml"),
+            repo.path().join("ci/fluxloop.gitlab-ci.yml"),
+        )
+        .expect("copy template");
+        // A snippet without `include:` extends the template's jobs: include it.
+        let mut ci = String::new();
+        if !b.text.contains("include:") && b.text.contains("extends:") {
+            ci.push_str("include:\n  - local: ci/fluxloop.gitlab-ci.yml\n");
+        }
+        for l in b.text.lines() {
+            if l.trim_start()
+                .starts_with("- remote: https://raw.githubusercontent.com/fluxloop/")
+            {
+                ci.push_str("  - local: ci/fluxloop.gitlab-ci.yml\n");
+            } else if !l.trim_start().starts_with("integrity:") {
+                ci.push_str(l);
+                ci.push('\n');
+            }
+        }
+        std::fs::write(repo.path().join(".gitlab-ci.yml"), &ci).expect("write");
+        crate::gitlab::commit(repo.path());
+        let mut c = Command::new(&glc);
+        c.args(["--list", "--color=false"]).current_dir(repo.path());
+        let ran = util::run_bounded(c, Duration::from_secs(120));
+        assert!(ran.ok(), "{}\n{}\n{ci}", b.at(), ran.all());
+    }
+}
+
+/// The fluxloop.yaml reference in README.md, read by fluxloop itself.
+#[test]
+fn docs_fluxloop_yaml_is_read_by_fluxloop() {
+    let configs = yaml_blocks(Yaml::FluxloopConfig);
+    assert!(!configs.is_empty());
+    for b in configs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("fluxloop.yaml"), &b.text).expect("write");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fluxloop"));
+        c.args(["config", "list"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("FLUXLOOP_HOME", dir.path().join("home"));
+        let ran = util::run_bounded(c, Duration::from_secs(30));
+        assert!(ran.ok(), "{}\n{}", b.at(), ran.all());
+    }
 }

@@ -3,6 +3,8 @@
 //! with the real release build served from 127.0.0.1: download, checksum,
 //! tool cache, outputs, masking, exit codes, and a tampered binary refused.
 
+use sha2::Digest;
+
 use crate::act::{self, Act};
 use crate::util::{self, FileServer, Ran};
 
@@ -83,7 +85,8 @@ fn action_under_act_downloads_verifies_caches_runs_and_uploads() {
         server.requests(),
         [
             format!("/v{v}/{}", util::ASSET),
-            format!("/v{v}/SHA256SUMS")
+            format!("/v{v}/SHA256SUMS"),
+            format!("/v{v}/SHA256SUMS.minisig")
         ]
     );
 
@@ -127,7 +130,7 @@ fn action_under_act_downloads_verifies_caches_runs_and_uploads() {
     assert_no_secret(&again, &demo.key);
     assert_eq!(
         server.requests().len(),
-        2,
+        3,
         "downloaded again\n{}",
         again.all()
     );
@@ -138,6 +141,58 @@ fn action_under_act_downloads_verifies_caches_runs_and_uploads() {
         "{}",
         again.all()
     );
+
+    // A cache entry changed behind the action's back (its own checksum file
+    // rewritten too) is not trusted: it is checked against the signed
+    // SHA256SUMS, fails, and the release is downloaded again.
+    let evil = b"#!/bin/sh\necho evil\n";
+    std::fs::write(&cached, evil).expect("overwrite cached binary");
+    let hash: String = sha2::Sha256::digest(evil)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = cached.parent().expect("cache dir");
+    std::fs::write(dir.join("SHA256SUMS"), format!("{hash}  {}\n", util::ASSET)).expect("sums");
+    std::fs::write(dir.join("fluxloop.sha256"), format!("{hash}\n")).expect("old layout");
+    let third = act.run(&consumer(
+        &act,
+        &[
+            ("endpoint", &demo.url),
+            ("release-url", &server.url),
+            ("command", "--version"),
+        ],
+    ));
+    assert_job(&third, true);
+    assert!(!third.stdout.contains("evil"), "{}", third.all());
+    assert_eq!(server.requests().len(), 6, "{}", third.all());
+}
+
+#[test]
+#[ignore = "needs act"]
+fn action_under_act_refuses_checksums_signed_by_another_key() {
+    let (_site, server) = release(false);
+    let act = Act::new();
+    act::commit(&act);
+    // The right key is in the runner's env; the input names another one,
+    // as if the release had been re-signed by someone else.
+    // minisign's own project key: a valid key that did not sign this release.
+    let other = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let run = act.run(&consumer(
+        &act,
+        &[
+            ("release-url", &server.url),
+            ("public-key", other),
+            ("command", "--version"),
+        ],
+    ));
+    assert_job(&run, false);
+    assert!(
+        run.stdout
+            .contains("is not signed by the fluxloop release key"),
+        "{}",
+        run.all()
+    );
+    assert!(!act.tool_cache().join("fluxloop").exists());
 }
 
 #[test]
@@ -305,4 +360,44 @@ fn action_yml_keeps_its_rules() {
         "inputs.api-key must be used exactly once (the env: of step run)"
     );
     assert!(text.contains("INPUT_API_KEY: ${{ inputs.api-key }}"));
+}
+
+/// `version: latest` takes the latest-download URL, accepts whichever
+/// version the signed SHA256SUMS names, and caches nothing.
+#[test]
+#[ignore = "needs act"]
+fn action_under_act_installs_latest_without_caching() {
+    let site = tempfile::tempdir().expect("tempdir");
+    let dir = util::release_site(site.path(), false);
+    std::fs::create_dir_all(site.path().join("latest")).expect("mkdir");
+    std::fs::rename(&dir, site.path().join("latest/download")).expect("move");
+    let server = FileServer::serve(site.path());
+    let act = Act::new();
+    act::commit(&act);
+    let base = format!("{}/download", server.url);
+    let run = act.run(&consumer(
+        &act,
+        &[
+            ("version", "latest"),
+            ("release-url", &base),
+            ("command", "--version"),
+        ],
+    ));
+    assert_job(&run, true);
+    assert_eq!(
+        server.requests()[0],
+        format!("/latest/download/{}", util::ASSET)
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "| fluxloop {} (x86_64-unknown-linux-musl)",
+            util::VERSION
+        )),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !act.tool_cache().join("fluxloop").exists(),
+        "latest is not cached"
+    );
 }

@@ -142,9 +142,13 @@ pub fn gitlab_ci_local(
 ) -> Ran {
     let home = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(home.path().join(".gitlab-ci-local")).expect("mkdir");
+    // The public key of this test process's release build (what a mirror
+    // that re-signs sets as a CI/CD variable).
     let mut file = format!(
-        "global:\n  FLUXLOOP_API_KEY: {}\n  FLUXLOOP_API_ENDPOINT: {}\n",
-        demo.key, demo.url
+        "global:\n  FLUXLOOP_API_KEY: {}\n  FLUXLOOP_API_ENDPOINT: {}\n  FLUXLOOP_MINISIGN_PUBLIC_KEY: {}\n",
+        demo.key,
+        demo.url,
+        util::signing_key().public
     );
     for (k, v) in vars {
         file.push_str(&format!("  {k}: {v}\n"));
@@ -205,7 +209,7 @@ fn gitlab_template_passes_uploads_and_reports_junit() {
         "the key was printed\n{}",
         p.log()
     );
-    assert_eq!(server.requests().len(), 2, "{:?}", server.requests());
+    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
 
     let batches = demo.platform.batch_ids().expect("batches");
     assert_eq!(batches.len(), 1, "one uploaded batch\n{}", p.log());

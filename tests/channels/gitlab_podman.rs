@@ -114,12 +114,12 @@ fn gitlab_readme_include_example_runs_as_written_in_its_image_under_podman() {
     // Substring: the job's log lines carry gitlab-ci-local's prefixes.
     assert!(p.ran.stdout.contains("starting python:3.12"), "{}", p.log());
     assert!(
-        p.ran.stdout.contains(": sha256 "),
+        p.ran.stdout.contains(": signature OK, sha256 "),
         "downloaded and checked\n{}",
         p.log()
     );
     assert_uploaded(&p, &demo, true);
-    assert_eq!(server.requests().len(), 2);
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn gitlab_reference_example_reuses_the_install_step() {
     );
     assert!(ran.ok(), "{}", ran.all());
     assert!(
-        ran.stdout.contains(": sha256 "),
+        ran.stdout.contains(": signature OK, sha256 "),
         "the install ran\n{}",
         ran.all()
     );

@@ -95,13 +95,25 @@ fn build(jenkinsfile: &str, demo: &util::Demo, failing: bool, env: &[(&str, &str
     Build { root, ran }
 }
 
-/// The declarative Jenkinsfile pointed at a release mirror: the one line a
-/// user of a mirror changes.
+/// The declarative Jenkinsfile pointed at a release mirror that signs with
+/// its own key: the two lines a user of such a mirror changes.
 fn mirrored(url: &str) -> String {
     let src = read(JENKINSFILE);
     let line = format!("FLUXLOOP_RELEASE_URL = '{RELEASES}'");
     assert!(src.contains(&line), "the Jenkinsfile sets {line}");
+    let key = format!(
+        "FLUXLOOP_MINISIGN_PUBLIC_KEY = '{}'",
+        crate::supply::PINNED_KEY
+    );
+    assert!(src.contains(&key), "the Jenkinsfile pins {key}");
     src.replace(&line, &format!("FLUXLOOP_RELEASE_URL = '{url}'"))
+        .replace(
+            &key,
+            &format!(
+                "FLUXLOOP_MINISIGN_PUBLIC_KEY = '{}'",
+                util::signing_key().public
+            ),
+        )
 }
 
 fn release(tamper: bool) -> (tempfile::TempDir, FileServer) {
@@ -140,7 +152,7 @@ fn jenkins_declarative_pipeline_installs_pulls_tests_and_uploads() {
     let b = build(&mirrored(&server.url), &demo, false, &[]);
     b.finished("SUCCESS");
     assert_uploaded_with_report(&b, &demo, false);
-    assert_eq!(server.requests().len(), 2);
+    assert_eq!(server.requests().len(), 3);
     assert!(b.workspace().join(".fluxloop-bin/fluxloop").is_file());
 }
 
@@ -181,6 +193,27 @@ fn jenkins_declarative_pipeline_refuses_a_tampered_binary() {
         demo.platform.requests().is_empty(),
         "the tampered binary ran"
     );
+}
+
+/// Checksums signed by a key other than the pinned one are not trusted.
+#[test]
+#[ignore = "needs groovy"]
+fn jenkins_declarative_pipeline_refuses_checksums_signed_by_another_key() {
+    let (_site, server) = release(false);
+    let demo = util::demo_platform();
+    // minisign's own project key: a valid key that did not sign this release.
+    let other = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let src = mirrored(&server.url).replace(&util::signing_key().public, other);
+    let b = build(&src, &demo, false, &[]);
+    b.finished("FAILURE");
+    assert!(
+        b.ran
+            .stdout
+            .contains("is not signed by the fluxloop release key; refusing to run"),
+        "{}",
+        b.ran.all()
+    );
+    assert!(demo.platform.requests().is_empty(), "the binary ran");
 }
 
 /// The harness really honours `environment {}`: a renamed variable breaks

@@ -20,6 +20,7 @@ mod jenkins;
 mod podman;
 mod release;
 mod schemas;
+mod supply;
 mod util;
 
 /// Under CI the ignored tests must run: otherwise every channel would be

@@ -135,6 +135,17 @@ pub fn images() {
         ] {
             import(&dir.join("tarballs/tools.tar"), name, &[]);
         }
+        // Containers earlier or interrupted runs left in this suite's own
+        // store (gitlab-ci-local's jobs, buildah's working containers).
+        for (bin, args) in [
+            ("podman", &["rm", "-af"][..]),
+            ("buildah", &["rm", "--all"]),
+            ("podman", &["volume", "prune", "-f"]),
+        ] {
+            let mut c = tool(bin);
+            c.args(args);
+            ok(c, Duration::from_secs(300));
+        }
         let dockerfile = standin_dockerfile(&dir);
         for (target, tag) in [(None, RUNTIME), (Some("shell"), SHELL)] {
             let mut b = tool("buildah");

@@ -63,7 +63,10 @@ pub fn release_dist() -> &'static Path {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("channels-dist");
         let _ = std::fs::remove_dir_all(&out);
         let mut cmd = Command::new(repo().join("scripts/release-build"));
-        cmd.arg("--out").arg(&out).current_dir(repo());
+        cmd.arg("--out")
+            .arg(&out)
+            .current_dir(repo())
+            .env("FLUXLOOP_MINISIGN_SECRET_KEY", &signing_key().secret);
         let run = run_bounded(cmd, Duration::from_secs(1500));
         assert!(
             run.ok(),
@@ -71,6 +74,35 @@ pub fn release_dist() -> &'static Path {
             run.all()
         );
         out
+    })
+}
+
+/// A throwaway minisign key pair standing in for the release key (whose
+/// secret half only the release workflow has), made once per test process.
+pub struct SigningKey {
+    pub secret: PathBuf,
+    /// The public key as the templates take it (the base64 line).
+    pub public: String,
+}
+
+pub fn signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let minisign = require("minisign", "apt-get install -y minisign");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("channels-minisign");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let (secret, public) = (dir.join("test.key"), dir.join("test.pub"));
+        let mut c = Command::new(minisign);
+        c.args(["-G", "-W", "-s"])
+            .arg(&secret)
+            .arg("-p")
+            .arg(&public);
+        let ran = run_bounded(c, Duration::from_secs(60));
+        assert!(ran.ok(), "minisign -G: {}", ran.all());
+        let text = std::fs::read_to_string(&public).expect("public key");
+        let public = text.lines().nth(1).expect("key line").to_string();
+        SigningKey { secret, public }
     })
 }
 
@@ -238,7 +270,7 @@ pub fn release_site(root: &Path, tamper: bool) -> PathBuf {
     let dir = root.join(format!("v{VERSION}"));
     std::fs::create_dir_all(&dir).expect("mkdir release site");
     let dist = release_dist();
-    for f in [ASSET, "SHA256SUMS"] {
+    for f in [ASSET, "SHA256SUMS", "SHA256SUMS.minisig"] {
         std::fs::copy(dist.join(f), dir.join(f)).expect("copy release file");
     }
     if tamper {
