@@ -335,3 +335,29 @@ fn docs_fluxloop_yaml_is_read_by_fluxloop() {
         assert!(ran.ok(), "{}\n{}", b.at(), ran.all());
     }
 }
+
+/// JSON examples (the credentials file) are valid JSON.
+#[test]
+fn docs_json_snippets_parse() {
+    let snippets: Vec<Block> = DOCS
+        .iter()
+        .flat_map(|f| blocks(f))
+        .filter(|b| b.lang == "json")
+        .collect();
+    assert!(!snippets.is_empty());
+    for b in snippets {
+        // One document, or JSON Lines.
+        let whole = serde_json::from_str::<serde_json::Value>(&b.text);
+        let lines = b
+            .text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .try_for_each(|l| serde_json::from_str::<serde_json::Value>(l).map(drop));
+        assert!(
+            whole.is_ok() || lines.is_ok(),
+            "{}: {whole:?}\n{}",
+            b.at(),
+            b.text
+        );
+    }
+}

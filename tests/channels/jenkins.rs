@@ -340,4 +340,19 @@ fn jenkinsfiles_pass_codenarc() {
     }
     let ran = util::run_bounded(c, Duration::from_secs(300));
     assert!(ran.ok(), "{}", ran.all());
+
+    // The harness itself: no errors. Its warnings are what a test harness
+    // is (java.io.File, System.exit, an abstract Script base class).
+    let mut c = Command::new(util::require(
+        "npm-groovy-lint",
+        "npm install -g npm-groovy-lint@16.2.0",
+    ));
+    c.args(["--noserver", "--output", "txt", "--failon", "error"])
+        .arg(util::repo().join("tests/channels/jenkins-harness.groovy"))
+        .current_dir(util::repo());
+    if let Some(h) = java_home() {
+        c.env("JAVA_HOME", h);
+    }
+    let ran = util::run_bounded(c, Duration::from_secs(300));
+    assert!(ran.ok(), "{}", ran.all());
 }
