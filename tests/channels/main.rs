@@ -1,19 +1,34 @@
-//! The delivery channels of `fluxloop`, each exercised as far as this machine
-//! allows: the static release build (and the binary alone in an empty root
-//! doing TLS), the GitHub composite action executed step by step by a
-//! stand-in runner, the GitLab template run by `gitlab-ci-local`, the Jenkins
-//! pipelines' shell steps, the Dockerfile, and schema checks of every CI file.
+//! The delivery channels of `fluxloop`, each run by a runner someone else
+//! wrote: the static release build (and the binary alone in an empty root
+//! doing TLS), the GitHub composite action and the docs' workflows under `act`,
+//! the GitLab template under `gitlab-ci-local`, the Jenkinsfiles under a Groovy
+//! harness, the Dockerfile under podman/buildah, and lints of every CI file.
 //!
-//! Tools that are not Rust crates (check-jsonschema, gitlab-ci-local, hadolint,
-//! groovy, a Docker engine) are looked up on PATH: on a developer machine a
-//! missing tool skips its test with a printed reason; under `CI` it fails the
-//! test (the Docker engine is the exception: it is never available here).
-//! `.ci/run` installs them (see docs/ci.md, "Testing the channels").
+//! Every test that needs a tool that is not a Rust crate is
+//! `#[ignore = "needs X"]`: a plain `cargo test` counts it as ignored.
+//! `.ci/run` (and ci.yml) install the tools and run with `--include-ignored`,
+//! and there a missing tool fails its test. See docs/ci.md, "How these
+//! channels are tested".
 
+mod act;
 mod docker;
+mod docs;
 mod github_action;
 mod gitlab;
+mod gitlab_podman;
 mod jenkins;
+mod podman;
 mod release;
 mod schemas;
+mod supply;
 mod util;
+
+/// Under CI the ignored tests must run: otherwise every channel would be
+/// "ignored" and the run would still be green.
+#[test]
+fn ci_runs_the_tests_that_need_tools() {
+    assert!(
+        !util::is_ci() || util::including_ignored(),
+        "CI is set but the ignored tests are not run: pass `-- --include-ignored` (as .ci/run does)"
+    );
+}

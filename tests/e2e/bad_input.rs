@@ -294,12 +294,15 @@ fn hostile_agent_output_is_bounded() {
     r.ok();
 }
 
+// Ignored by a plain `cargo test`; .ci/run passes --include-ignored, and then
+// a missing git fails the test.
 #[test]
+#[ignore = "needs git"]
 fn key_file_or_credentials_in_a_git_work_tree_get_a_gitignore_warning() {
-    if Command::new("git").arg("--version").output().is_err() {
-        eprintln!("git not installed; skipping");
-        return;
-    }
+    assert!(
+        Command::new("git").arg("--version").output().is_ok(),
+        "git not installed (apt-get install git)"
+    );
     let fx = setup(0);
     let work = fx.sb.work();
     let git = |args: &[&str]| {
