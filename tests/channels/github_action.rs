@@ -102,6 +102,8 @@ fn action_under_act_downloads_verifies_caches_runs_and_uploads() {
         "total": total.to_string(),
         "failed": "0",
         "passed": total.to_string(),
+        "flaky": "0",
+        "skipped": "0",
         "fluxloop-path": cached.display().to_string(),
     });
     assert_eq!(out, want, "{}", run.all());
@@ -328,7 +330,15 @@ fn action_yml_keeps_its_rules() {
     assert_eq!(inputs["upload"]["default"], "true");
     assert_eq!(inputs["working-directory"]["default"], ".");
     let outputs = action["outputs"].as_object().expect("outputs");
-    for name in ["run-batch-id", "run-batch-url", "total", "failed", "passed"] {
+    for name in [
+        "run-batch-id",
+        "run-batch-url",
+        "total",
+        "failed",
+        "passed",
+        "flaky",
+        "skipped",
+    ] {
         assert_eq!(
             outputs[name]["value"].as_str(),
             Some(format!("${{{{ steps.run.outputs.{name} }}}}").as_str()),
@@ -336,6 +346,8 @@ fn action_yml_keeps_its_rules() {
         );
     }
     let text = std::fs::read_to_string(util::repo().join("action.yml")).expect("read");
+    // The test report is the job's summary: a log group would fold it away.
+    assert!(!text.contains("::group::"), "action.yml folds output into a group");
     assert!(
         text.contains(&format!("FLUXLOOP_ACTION_VERSION: \"{}\"", util::VERSION)),
         "action.yml's fallback version must be the crate version {}",

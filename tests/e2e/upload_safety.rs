@@ -317,3 +317,44 @@ fn regression_13_a_killed_runs_directory_uploads_with_a_warning() {
     );
     fx.assert_stored_once(10);
 }
+
+/// Item 3: a redirect of an API call is an error naming its Location
+/// (exit 4), never followed: followed, the upload POST became a GET whose
+/// 200 counted as stored. The --verbose trace shows the real status.
+#[test]
+fn regression_13_a_redirected_upload_is_an_error_not_a_success() {
+    let fx = setup(0);
+    let dir = fx.results("support-bot");
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let trap = {
+        let gets = std::sync::Arc::clone(&gets);
+        crate::trap::Trap::start(move |seen| {
+            if seen.line().starts_with("POST /api/sync/upload") {
+                crate::trap::Reply {
+                    status: 302,
+                    headers: vec![("Location".into(), "/elsewhere".into())],
+                    body: String::new(),
+                }
+            } else if seen.line().starts_with("GET /elsewhere") {
+                gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                crate::trap::json(200, r#"{"run_batch_id": "never-stored"}"#)
+            } else {
+                crate::trap::json(404, r#"{"error":{"code":"not_found","message":"no route"}}"#)
+            }
+        })
+    };
+    let r = fx
+        .cmd_at(&trap.url(), &["sync", "upload", "-v", "--result-dir", &rel(&fx, &dir)])
+        .run();
+    r.code(4).no_secret(&fx.demo.key);
+    let last = r.stderr.lines().filter(|l| l.starts_with("error: ")).collect::<Vec<_>>();
+    assert_eq!(
+        last,
+        [format!(
+            "error: POST {}/api/sync/upload answered HTTP 302, a redirect to /elsewhere, which is not followed",
+            trap.url()
+        )]
+    );
+    assert!(r.stderr.lines().any(|l| l.starts_with("< 302 (")), "{}", r.stderr);
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
+}
