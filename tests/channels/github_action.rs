@@ -347,7 +347,10 @@ fn action_yml_keeps_its_rules() {
     }
     let text = std::fs::read_to_string(util::repo().join("action.yml")).expect("read");
     // The test report is the job's summary: a log group would fold it away.
-    assert!(!text.contains("::group::"), "action.yml folds output into a group");
+    assert!(
+        !text.contains("::group::"),
+        "action.yml folds output into a group"
+    );
     assert!(
         text.contains(&format!("FLUXLOOP_ACTION_VERSION: \"{}\"", util::VERSION)),
         "action.yml's fallback version must be the crate version {}",

@@ -339,15 +339,25 @@ fn regression_13_a_redirected_upload_is_an_error_not_a_success() {
                 gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 crate::trap::json(200, r#"{"run_batch_id": "never-stored"}"#)
             } else {
-                crate::trap::json(404, r#"{"error":{"code":"not_found","message":"no route"}}"#)
+                crate::trap::json(
+                    404,
+                    r#"{"error":{"code":"not_found","message":"no route"}}"#,
+                )
             }
         })
     };
     let r = fx
-        .cmd_at(&trap.url(), &["sync", "upload", "-v", "--result-dir", &rel(&fx, &dir)])
+        .cmd_at(
+            &trap.url(),
+            &["sync", "upload", "-v", "--result-dir", &rel(&fx, &dir)],
+        )
         .run();
     r.code(4).no_secret(&fx.demo.key);
-    let last = r.stderr.lines().filter(|l| l.starts_with("error: ")).collect::<Vec<_>>();
+    let last = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect::<Vec<_>>();
     assert_eq!(
         last,
         [format!(
@@ -355,6 +365,14 @@ fn regression_13_a_redirected_upload_is_an_error_not_a_success() {
             trap.url()
         )]
     );
-    assert!(r.stderr.lines().any(|l| l.starts_with("< 302 (")), "{}", r.stderr);
-    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with("< 302 (")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        gets.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
 }
