@@ -225,8 +225,8 @@ pub(crate) fn config_yaml(scenario: &str, command: &[String]) -> String {
     )
 }
 
-/// The GitHub Actions workflow `init` writes: the composite action, as
-/// docs/ci.md shows it. `working_directory` is where fluxloop.yaml is,
+/// The GitHub Actions workflow `init` writes: the composite action pinned to
+/// this release, as docs/ci.md shows it. `working_directory` is where fluxloop.yaml is,
 /// relative to the repository root (`None`: the root).
 pub(crate) fn github_workflow(scenario: &str, working_directory: Option<&str>) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
@@ -246,7 +246,8 @@ pub(crate) fn github_workflow(scenario: &str, working_directory: Option<&str>) -
          permissions:\n  contents: read\n\
          jobs:\n  fluxloop:\n    runs-on: ubuntu-latest\n    steps:\n\
          \x20     - uses: actions/checkout@v5\n\
-         \x20     - uses: fluxloop/fluxloop-rs@v0\n        with:\n{with}"
+         \x20     - uses: fluxloop/fluxloop-rs@v{v}\n        with:\n{with}",
+        v = env!("CARGO_PKG_VERSION")
     )
 }
 

@@ -16,6 +16,7 @@ mod docs;
 mod github_action;
 mod gitlab;
 mod gitlab_podman;
+mod init_under_act;
 mod jenkins;
 mod podman;
 mod release;

@@ -14,7 +14,7 @@
 //! #   endpoint: http://127.0.0.1:<port>
 //! # and one commit (act reads the push event from git):
 //! act push -W .github/workflows/fluxloop.yml -P ubuntu-latest=-self-hosted \
-//!     --local-repository fluxloop/fluxloop-rs@v0=<directory holding action.yml> \
+//!     --local-repository fluxloop/fluxloop-rs@v<VERSION>=<directory holding action.yml> \
 //!     -s FLUXLOOP_API_KEY=<demo key>
 //! ```
 //!

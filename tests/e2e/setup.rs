@@ -321,7 +321,10 @@ fn init_in_a_github_repository() {
     );
     let wf = yaml(&work.join(".github/workflows/fluxloop.yml"));
     let steps = wf["jobs"]["fluxloop"]["steps"].as_array().unwrap();
-    assert_eq!(steps[1]["uses"], "fluxloop/fluxloop-rs@v0");
+    assert_eq!(
+        steps[1]["uses"],
+        format!("fluxloop/fluxloop-rs@v{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(
         steps[1]["with"],
         json!({"api-key": "${{ secrets.FLUXLOOP_API_KEY }}", "scenario": "support-bot"})
