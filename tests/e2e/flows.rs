@@ -282,19 +282,26 @@ fn regression_16_info_and_list_of_revoked_keys() {
     );
 }
 
-/// Item 6: a login whose access token expires while `test` runs is
-/// refreshed when the platform says so, and the upload goes through.
-#[test]
-fn regression_16_a_token_that_expires_mid_job_is_refreshed() {
+/// A seeded platform whose access tokens live `secs` seconds, and a sandbox
+/// logged in to it.
+fn logged_in_with_token_ttl(secs: u64) -> (fluxloop_platform::Platform, Sandbox) {
     let p = fluxloop_platform::Platform::start(fluxloop_platform::Config {
         poll_interval_secs: 1,
-        access_token_ttl: std::time::Duration::from_secs(2),
+        access_token_ttl: std::time::Duration::from_secs(secs),
         ..fluxloop_platform::Config::default()
     })
     .unwrap();
     p.seed_demo().unwrap();
     let sb = Sandbox::new();
     login(&sb, &p, &[]).ok();
+    (p, sb)
+}
+
+/// Item 6: a login whose access token expires while `test` runs is
+/// refreshed when the platform says so, and the upload goes through.
+#[test]
+fn regression_16_a_token_that_expires_mid_job_is_refreshed() {
+    let (p, sb) = logged_in_with_token_ttl(2);
     sb.write(
         "fluxloop.yaml",
         "scenario: support-bot\nrunner:\n  command: \"sleep 0.4; echo '{\\\"success\\\":true,\\\"output\\\":\\\"ok\\\"}'\"\ntest:\n  parallel: 1\n",
@@ -560,15 +567,7 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
 /// expiry says otherwise (clock skew), the CLI refreshes once and repeats.
 #[test]
 fn regression_16_token_expired_from_the_platform_is_refreshed_and_repeated() {
-    let p = fluxloop_platform::Platform::start(fluxloop_platform::Config {
-        poll_interval_secs: 1,
-        access_token_ttl: std::time::Duration::from_secs(1),
-        ..fluxloop_platform::Config::default()
-    })
-    .unwrap();
-    p.seed_demo().unwrap();
-    let sb = Sandbox::new();
-    login(&sb, &p, &[]).ok();
+    let (_p, sb) = logged_in_with_token_ttl(1);
     let path = sb.credentials_path();
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
