@@ -148,8 +148,9 @@ impl Cmd {
     }
 }
 
-/// A finished invocation.
+/// A finished invocation; a test that ignores one checks nothing.
 #[derive(Debug)]
+#[must_use]
 pub struct Run {
     pub args: Vec<String>,
     pub code: Option<i32>,
