@@ -227,8 +227,9 @@ pub(crate) struct TestArgs {
     pub(crate) junit: Option<PathBuf>,
     /// The agent command after `--`, overriding `runner.command`.
     pub(crate) command: Vec<String>,
-    /// Choosing and pacing runs (issue 18).
-    pub(crate) select: RunFlags,
+    /// Choosing and pacing runs (issue 18), sharding (issue 17); boxed to
+    /// keep `Command` small.
+    pub(crate) select: Box<RunFlags>,
 }
 
 /// The command being parsed, for errors and help.

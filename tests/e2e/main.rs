@@ -34,3 +34,4 @@ mod upload_safety;
 
 // Issue 18: retries, thresholds, run selection, rate.
 mod runner_features;
+mod shard;
