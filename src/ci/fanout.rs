@@ -82,9 +82,15 @@ const BATCH_VARS: &[(&str, &[&str])] = &[
 ];
 
 /// The key of the run batch every shard of this build appends to, always
-/// with the scenario, so two scenarios of one build are two batches.
-/// `None` outside CI when no key is given.
-pub(crate) fn batch_key(env: &Env, given: Option<&str>, scenario: &str) -> Result<Option<String>> {
+/// with the scenario, so two scenarios of one build are two batches. It is
+/// derived from the CI only for a `sharded` run: unsharded jobs of one
+/// build (a matrix over models, say) must stay batches of their own.
+pub(crate) fn batch_key(
+    env: &Env,
+    given: Option<&str>,
+    scenario: &str,
+    sharded: bool,
+) -> Result<Option<String>> {
     let given = match given {
         Some(k) => Some(k.trim().to_string()),
         None => env.get("FLUXLOOP_BATCH_KEY")?.map(|k| k.trim().to_string()),
@@ -100,7 +106,8 @@ pub(crate) fn batch_key(env: &Env, given: Option<&str>, scenario: &str) -> Resul
             ))
         }
         Some(k) => Some(k),
-        None => derived(env)?,
+        None if sharded => derived(env)?,
+        None => None,
     };
     Ok(base.map(|b| format!("{b}:{scenario}")))
 }
@@ -168,7 +175,8 @@ mod tests {
 
     #[test]
     fn batch_key_comes_from_the_flag_env_or_ci_with_the_scenario() {
-        let key = |pairs: &[(&str, &str)], given| batch_key(&Env::from_pairs(pairs), given, "s1");
+        let key =
+            |pairs: &[(&str, &str)], given| batch_key(&Env::from_pairs(pairs), given, "s1", true);
         assert_eq!(key(&[], None).unwrap(), None);
         assert_eq!(
             key(&[("CI_PIPELINE_ID", "77")], Some("k")).unwrap(),
@@ -205,5 +213,13 @@ mod tests {
             Some("circleci:w:s1".into())
         );
         assert!(key(&[], Some(" ")).is_err());
+        let unsharded = |pairs: &[(&str, &str)], given| {
+            batch_key(&Env::from_pairs(pairs), given, "s1", false).unwrap()
+        };
+        assert_eq!(unsharded(&[("CI_PIPELINE_ID", "77")], None), None);
+        assert_eq!(
+            unsharded(&[("CI_PIPELINE_ID", "77")], Some("k")),
+            Some("k:s1".into())
+        );
     }
 }

@@ -247,7 +247,7 @@ Options:
       --max-failures N  stop starting runs after N failures; the rest are skipped
       --rate N/s|N/m    at most N run starts per second or minute
       --shard I/N|auto  run only shard I of N (1-based) of the runs; auto reads the CI's variables
-      --batch-key K     the run batch every shard of one build uploads to (default: from the CI)
+      --batch-key K     the run batch every shard of one build uploads to (sharded: default from the CI)
       --input ID        run only this input (repeatable)
       --persona NAME    run only the inputs of this persona (name or id)
       --grep TEXT       run only the inputs whose text contains TEXT (ignoring case)

@@ -407,6 +407,12 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         ));
     }
 
+    let batch_key = crate::ci::fanout::batch_key(
+        &ctx.env,
+        args.select.batch_key.as_deref(),
+        &scenario,
+        settings.shard.is_some(),
+    )?;
     let started_at = OffsetDateTime::now_utc();
     let result_dir = results::create_dir(&pulled::results_root(&root), &scenario, started_at)?;
     let plan = Plan {
@@ -449,6 +455,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         parallel: settings.parallel as usize,
         interrupted: false,
         complete: false,
+        batch_key: batch_key.as_deref(),
+        shard: settings.shard,
     };
     results::write_summary(&result_dir, &info, &Tally::default())?;
     let mut tally = Tally::default();

@@ -33,5 +33,6 @@ mod pull_safety;
 mod upload_safety;
 
 // Issue 18: retries, thresholds, run selection, rate.
+mod fanout;
 mod runner_features;
 mod shard;
