@@ -439,6 +439,17 @@ pub(crate) fn upload(
     })
 }
 
+/// Reports a shard with no runs as done, so its batch can complete: one
+/// chunk without runs, marked last. Returns the batch id.
+pub(crate) fn report_empty_shard(client: &Client, info: &BatchInfo<'_>) -> Result<String> {
+    let body = ChunkBody::default()
+        .to_payload(info, None, true)
+        .map_err(|e| Error::io("encode", Path::new("upload"), e.into()))?;
+    let key = chunk_key(info.batch_key.unwrap_or(""), 0, &body);
+    let resp: UploadResponse = client.post_idempotent("/api/sync/upload", &body, &key)?;
+    Ok(resp.run_batch_id)
+}
+
 /// A 413 says which chunk was refused and how big it was: the platform's
 /// limit is below what this client sends, which only its operator can change.
 fn too_large(e: Error, index: usize, runs: usize, bytes: usize) -> Error {

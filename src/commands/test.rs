@@ -384,6 +384,18 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         &args.select,
         settings.shard,
     )?;
+    if let (plan::Selection::EmptyShard { shard, runs }, Some(s), true, false) =
+        (&selection, &session, settings.upload, preview)
+    {
+        return shard::report_empty(
+            ctx,
+            s,
+            &root,
+            &scenario,
+            args.select.batch_key.as_deref(),
+            (*shard, *runs),
+        );
+    }
     if let Some(outcome) = plan::preview_outcome(
         &args,
         &settings,

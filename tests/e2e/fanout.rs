@@ -200,3 +200,44 @@ fn issue_17_a_kubernetes_shard_killed_mid_run_and_rerun_leaves_no_duplicate() {
     every_run_once(&fx, key);
     assert_eq!(fx.p.batch_ids().unwrap().len(), 1);
 }
+
+#[test]
+fn issue_17_an_empty_shard_reports_done_so_the_batch_completes() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    // One shard more than runs: the last one has nothing to run.
+    let total = INPUTS + 1;
+    for i in 1..=total {
+        let spec = format!("{i}/{total}");
+        let run = cmd(
+            &fx,
+            &sb,
+            &[
+                "test",
+                "--scenario",
+                "big",
+                "--skip-pull",
+                "--shard",
+                &spec,
+                "--batch-key",
+                "b1",
+                "--",
+                "sh",
+                "agent.sh",
+            ],
+        )
+        .run();
+        run.ok();
+        if i == total {
+            let id = fx.p.batch_ids().unwrap().remove(0);
+            assert_eq!(
+                run.stdout,
+                format!("Nothing to run: shard {spec} of big has no runs ({INPUTS} runs split over {total} shards)\nReported to run batch {id} as done\n")
+            );
+        }
+    }
+    let b = batch(&fx, "b1:big");
+    assert_eq!(b["status"], "completed");
+    assert_eq!(b["run_count"], INPUTS);
+    assert_eq!(b["shards"]["reported"].as_array().unwrap().len(), total);
+}
