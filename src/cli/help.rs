@@ -32,6 +32,7 @@ Commands:
   sync pull                          download a scenario's inputs, personas, criteria
   sync upload (push)                 upload a finished local run
   test                               run the agent over the pulled inputs, upload results
+  report                             merge a sharded run batch: one summary, JUnit, exit code
   init                               write fluxloop.yaml, the CI snippet and .gitignore entries
   doctor                             check config, credential, network, clock, scope, agent
   completion bash|zsh|fish           shell completions (man page: fluxloop help --man)
@@ -256,6 +257,23 @@ Options:
       --dry-run         print the whole plan, and run and upload nothing
   -- AGENT...          the agent command, overriding runner.command";
 
+pub(super) const REPORT: &str = "\
+usage: fluxloop report [--batch-key K | --run-batch ID] [--wait [SECS]] [--junit PATH]
+
+The fan-in step after `test --shard`: finds the run batch the shards
+uploaded to (by the batch key, derived from the CI as `test` does, or by
+id), with --wait waits until every shard has reported, then prints the
+merged summary and writes the GitHub step summary and a merged junit.xml.
+Exits 10 if any run failed, 0 if all passed, 4 if the platform cannot be
+reached, 5 if the batch or a shard is missing.
+
+Options:
+  -s, --scenario S      scenario (default: scenario in fluxloop.yaml); part of the batch key
+      --batch-key K     the key the shards were given (default: from the CI)
+      --run-batch ID    the run batch, by id
+      --wait [SECS]     wait up to SECS (default 600) for every shard to report
+      --junit PATH      where to write the merged JUnit XML (default: junit.xml)";
+
 pub(super) const INIT: &str = "\
 usage: fluxloop init [--yes] [--force]
 
@@ -312,6 +330,7 @@ pub(super) const ALL: &[&str] = &[
     SYNC_PULL,
     SYNC_UPLOAD,
     TEST,
+    REPORT,
     INIT,
     DOCTOR,
     COMPLETION,

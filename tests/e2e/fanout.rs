@@ -14,9 +14,13 @@ use crate::fixtures::{fast, setup, Fx};
 use crate::util::{Cmd, Sandbox};
 
 const INPUTS: usize = 12;
-/// Passes, slowly when `$SLOW` is set (so a kill lands mid-run).
-const AGENT: &str =
-    "read -r line\n[ -n \"$SLOW\" ] && sleep 0.3\necho '{\"success\":true,\"output\":\"ok\"}'\n";
+/// Passes, slowly when `$SLOW` is set (so a kill lands mid-run); fails
+/// every run when `$BROKEN` is set.
+const AGENT: &str = "read -r line
+[ -n \"$SLOW\" ] && sleep 0.3
+if [ -n \"$BROKEN\" ]; then echo '{\"success\":false,\"output\":\"no\",\"error\":{\"message\":\"broken tool\"}}'; exit 0; fi
+echo '{\"success\":true,\"output\":\"ok\"}'
+";
 
 /// A CI worker: its own checkout with the agent, the scenario pulled.
 fn worker(fx: &Fx) -> Sandbox {
@@ -78,10 +82,14 @@ fn wait_ok(child: Child, what: &str) {
 }
 
 fn gitlab(node: usize) -> Vec<(&'static str, String)> {
+    pipeline("4242", node)
+}
+
+fn pipeline(id: &str, node: usize) -> Vec<(&'static str, String)> {
     vec![
         ("GITLAB_CI", "true".into()),
         ("CI", "true".into()),
-        ("CI_PIPELINE_ID", "4242".into()),
+        ("CI_PIPELINE_ID", id.into()),
         ("CI_NODE_INDEX", node.to_string()),
         ("CI_NODE_TOTAL", "4".into()),
     ]
@@ -240,4 +248,131 @@ fn issue_17_an_empty_shard_reports_done_so_the_batch_completes() {
     assert_eq!(b["status"], "completed");
     assert_eq!(b["run_count"], INPUTS);
     assert_eq!(b["shards"]["reported"].as_array().unwrap().len(), total);
+}
+
+/// `report --wait` of GitLab pipeline `id`, in a checkout of its own.
+fn report(fx: &Fx, sb: &Sandbox, id: &str, wait: &str) -> Cmd {
+    let mut c = cmd(fx, sb, &["report", "--scenario", "big", "--wait", wait]);
+    for (k, v) in pipeline(id, 1).into_iter().take(3) {
+        c = c.env(k, v);
+    }
+    c
+}
+
+/// Runs the 4 shards of pipeline `id`, shard `broken` failing every run.
+fn pipeline_shards(fx: &Fx, workers: &[Sandbox], id: &str, broken: Option<usize>) {
+    let children: Vec<Child> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, sb)| {
+            let mut c = shard(fx, sb, &pipeline(id, i + 1));
+            if broken == Some(i + 1) {
+                c = c.env("BROKEN", "1");
+            }
+            spawn(c)
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 10)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn issue_17_report_waits_for_every_shard_and_exits_10_when_one_failed() {
+    let fx = setup(INPUTS);
+    let workers: Vec<Sandbox> = (0..4).map(|_| worker(&fx)).collect();
+    let fan_in = Sandbox::new();
+    // Started before any shard: it must wait for all four.
+    let waiting = report(&fx, &fan_in, "500", "60")
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pipeline_shards(&fx, &workers, "500", Some(3));
+    let out = waiting.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(10), "{stdout}{stderr}");
+    let id = batch(&fx, "gitlab:500:big")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stdout.starts_with(&format!(
+            "FAILED run batch {id}: 9 of 12 runs passed from 4 shards\n\nFailed runs:\n"
+        )),
+        "{stdout}"
+    );
+    // Which progress lines appear depends on when the shards finish.
+    assert!(stderr.contains("Waiting for "), "{stderr}");
+    let junit = std::fs::read_to_string(fan_in.work().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase").count(), INPUTS);
+    assert_eq!(junit.matches("<failure").count(), 3);
+
+    // All passing: 0.
+    pipeline_shards(&fx, &workers, "501", None);
+    let run = report(&fx, &fan_in, "501", "10").run();
+    run.ok();
+    let id = batch(&fx, "gitlab:501:big")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "PASSED run batch {id}: 12 of 12 runs passed from 4 shards\n\nJUnit: {}\n",
+            fan_in.work().join("junit.xml").display()
+        )
+    );
+}
+
+#[test]
+fn issue_17_report_of_a_batch_missing_a_shard_exits_5() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    let run = cmd(
+        &fx,
+        &sb,
+        &[
+            "test",
+            "--scenario",
+            "big",
+            "--skip-pull",
+            "--shard",
+            "1/2",
+            "--batch-key",
+            "k",
+            "--",
+            "sh",
+            "agent.sh",
+        ],
+    )
+    .run();
+    run.ok();
+    let report = |flags: &[&str]| {
+        let mut args = vec!["report", "--scenario", "big", "--batch-key", "k"];
+        args.extend_from_slice(flags);
+        cmd(&fx, &sb, &args).run()
+    };
+    let run = report(&[]);
+    run.code(5);
+    assert_eq!(
+        run.stderr,
+        "error: run batch with key k:big: 1 of 2 shard reports not found\n  hint: pass --wait [SECS] to wait for the other shards\n"
+    );
+    let run = report(&["--wait", "1"]);
+    run.code(5);
+    assert_eq!(
+        run.stderr,
+        "Waiting for shards: 1 of 2 reported\nerror: run batch with key k:big: 1 of 2 shard reports not found\n  hint: a shard may have failed before uploading: rerun it, or wait longer with --wait SECS\n"
+    );
 }
