@@ -259,20 +259,24 @@ Options:
 
 pub(super) const REPORT: &str = "\
 usage: fluxloop report [--batch-key K | --run-batch ID] [--wait [SECS]] [--junit PATH]
+       fluxloop report --merge DIR...
 
 The fan-in step after `test --shard`: finds the run batch the shards
 uploaded to (by the batch key, derived from the CI as `test` does, or by
 id), with --wait waits until every shard has reported, then prints the
 merged summary and writes the GitHub step summary and a merged junit.xml.
 Exits 10 if any run failed, 0 if all passed, 4 if the platform cannot be
-reached, 5 if the batch or a shard is missing.
+reached, 5 if the batch or a shard is missing. --merge instead merges shard
+result directories (CI artifacts) offline into a new result directory with
+its summary, errors.json and junit.xml, each run once.
 
 Options:
   -s, --scenario S      scenario (default: scenario in fluxloop.yaml); part of the batch key
       --batch-key K     the key the shards were given (default: from the CI)
       --run-batch ID    the run batch, by id
       --wait [SECS]     wait up to SECS (default 600) for every shard to report
-      --junit PATH      where to write the merged JUnit XML (default: junit.xml)";
+      --junit PATH      where to write the merged JUnit XML (default: junit.xml)
+      --merge DIR...    merge these result directories offline instead";
 
 pub(super) const INIT: &str = "\
 usage: fluxloop init [--yes] [--force]

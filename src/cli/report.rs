@@ -21,11 +21,14 @@ pub(crate) struct ReportArgs {
     /// Seconds to wait for every shard; `None`: do not wait.
     pub(crate) wait: Option<f64>,
     pub(crate) junit: Option<PathBuf>,
+    /// `--merge DIR…`: result directories to merge offline.
+    pub(crate) merge: Vec<PathBuf>,
 }
 
 pub(super) fn parse_report(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
     let ctx = ctx_of(help::REPORT);
     let mut a = ReportArgs::default();
+    let mut merging = false;
     while let Some(owned) = next(p, ctx)? {
         let arg = owned.arg();
         if global(&arg, p, &mut g, ctx)? {
@@ -36,6 +39,11 @@ pub(super) fn parse_report(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> 
             Short('s') | Long("scenario") => a.scenario = Some(string(p, ctx, "--scenario")?),
             Long("batch-key") => a.batch_key = Some(string(p, ctx, "--batch-key")?),
             Long("run-batch") => a.run_batch = Some(string(p, ctx, "--run-batch")?),
+            Long("merge") => {
+                merging = true;
+                a.merge.push(PathBuf::from(string(p, ctx, "--merge")?));
+            }
+            Value(v) if merging => a.merge.push(PathBuf::from(v)),
             Long("junit") => a.junit = Some(PathBuf::from(string(p, ctx, "--junit")?)),
             Long("wait") => {
                 // `--wait`, `--wait=SECS` or `--wait SECS`: a number right
@@ -70,6 +78,13 @@ pub(super) fn parse_report(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> 
             }
             _ => return Err(ctx.lexopt(arg.unexpected())),
         }
+    }
+    if merging
+        && (a.batch_key.is_some() || a.run_batch.is_some() || a.wait.is_some() || a.junit.is_some())
+    {
+        return Err(ctx.usage_error(
+            "--merge works offline on result directories; --batch-key, --run-batch, --wait and --junit are for the platform's batch",
+        ));
     }
     if a.batch_key.is_some() && a.run_batch.is_some() {
         return Err(ctx.usage_error("--batch-key and --run-batch name the batch twice; give one"));

@@ -19,6 +19,8 @@ use crate::error::{code, Error, Result};
 use crate::output::{github, junit, Human, Outcome, Style};
 use crate::results::{self, TraceError, TraceRecord};
 
+mod merge;
+
 /// Between two looks at the batch while waiting.
 const POLL: Duration = Duration::from_secs(1);
 /// Failed runs listed in the summary.
@@ -82,6 +84,9 @@ impl Report {
 }
 
 pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
+    if !args.merge.is_empty() {
+        return merge::run(ctx, &args.merge);
+    }
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Read])?;
     let (path, label) = batch_path(ctx, &args)?;

@@ -34,5 +34,6 @@ mod upload_safety;
 
 // Issue 18: retries, thresholds, run selection, rate.
 mod fanout;
+mod merge;
 mod runner_features;
 mod shard;
