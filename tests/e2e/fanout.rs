@@ -376,3 +376,58 @@ fn issue_17_report_of_a_batch_missing_a_shard_exits_5() {
         "Waiting for shards: 1 of 2 reported\nerror: run batch with key k:big: 1 of 2 shard reports not found\n  hint: a shard may have failed before uploading: rerun it, or wait longer with --wait SECS\n"
     );
 }
+
+#[test]
+fn issue_17_report_writes_the_github_step_summary() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    let run = cmd(
+        &fx,
+        &sb,
+        &[
+            "test",
+            "--scenario",
+            "big",
+            "--skip-pull",
+            "--shard",
+            "1/1",
+            "--batch-key",
+            "g",
+            "--",
+            "sh",
+            "agent.sh",
+        ],
+    )
+    .env("BROKEN", "1")
+    .run();
+    run.code(10);
+    let summary = sb.work().join("step-summary.md");
+    let run = cmd(
+        &fx,
+        &sb,
+        &["report", "--scenario", "big", "--batch-key", "g"],
+    )
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_STEP_SUMMARY", &summary)
+    .run();
+    run.code(10);
+    let b = batch(&fx, "g:big");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let head = format!(
+        "### ❌ FluxLoop run batch {}\n\n| Runs | Passed | Failed |\n|---:|---:|---:|\n| 12 | 0 | 12 |\n\n**Failed runs**\n\n",
+        b["id"].as_str().unwrap()
+    );
+    // The failed runs' lines are the labels `test` uses, Markdown-escaped
+    // by github::md_cell (unit-tested there); here: one per run, each with
+    // the agent's last answer.
+    let rest = md.strip_prefix(&head).unwrap_or_else(|| panic!("{md}"));
+    let lines: Vec<&str> = rest.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 12, "{md}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("- ") && l.ends_with(", iteration 0\\]: no")),
+        "{md}"
+    );
+    assert!(md.ends_with(": no\n\n"));
+}
