@@ -431,3 +431,41 @@ fn issue_17_report_writes_the_github_step_summary() {
     );
     assert!(md.ends_with(": no\n\n"));
 }
+
+#[test]
+fn issue_17_a_shard_uploaded_later_joins_its_batch() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    // Run without upload (or killed before it): the key and shard are in summary.json.
+    for i in 1..=2 {
+        let spec = format!("{i}/2");
+        let mut args = vec![
+            "test",
+            "--scenario",
+            "big",
+            "--skip-pull",
+            "--shard",
+            &spec,
+            "--batch-key",
+            "later",
+        ];
+        if i == 2 {
+            args.push("--skip-upload");
+        }
+        args.extend(["--", "sh", "agent.sh"]);
+        cmd(&fx, &sb, &args).run().ok();
+    }
+    assert_eq!(batch(&fx, "later:big")["status"], "running");
+    let dir = crate::fixtures::newest_result_dir(&sb);
+    cmd(
+        &fx,
+        &sb,
+        &["sync", "upload", "--result-dir", &dir.display().to_string()],
+    )
+    .run()
+    .ok();
+    let b = batch(&fx, "later:big");
+    assert_eq!(b["status"], "completed");
+    assert_eq!(b["run_count"], INPUTS);
+    assert_eq!(fx.p.batch_ids().unwrap().len(), 1);
+}
