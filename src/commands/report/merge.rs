@@ -113,23 +113,8 @@ pub(crate) fn run(ctx: &Ctx, dirs: &[PathBuf]) -> Result<Outcome> {
         .iter()
         .map(|d| part(&ctx.cwd.join(d)))
         .collect::<Result<Vec<_>>>()?;
+    check_one_job(&parts)?;
     let first = &parts[0];
-    for p in &parts[1..] {
-        if p.scenario != first.scenario || p.bundle != first.bundle {
-            return Err(Error::config(
-                format!(
-                    "{} is scenario {} of bundle version {}, but {} is {} of {}: only shards of one job merge",
-                    first.dir.display(),
-                    first.scenario,
-                    first.bundle.as_deref().unwrap_or("(none)"),
-                    p.dir.display(),
-                    p.scenario,
-                    p.bundle.as_deref().unwrap_or("(none)")
-                ),
-                Some("give the result directories of the shards of one `test --shard` job".into()),
-            ));
-        }
-    }
     let root = ctx.workspace_root()?;
     let now = OffsetDateTime::now_utc();
     let dir = results::create_dir(&pulled::results_root(&root), &first.scenario, now)?;
@@ -166,26 +151,7 @@ pub(crate) fn run(ctx: &Ctx, dirs: &[PathBuf]) -> Result<Outcome> {
         shard: None,
     };
     results::write_errors(&dir, &info)?;
-    let t = info.started_at;
-    let suite = junit::Suite {
-        name: &first.scenario,
-        tests: tally.total,
-        failures: tally.failure,
-        time_ms: tally.total_duration_ms,
-        timestamp: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        skipped: Vec::new(),
-    };
-    junit::write(&dir.join(results::JUNIT), &suite, |each| {
-        results::read_trace(&dir, each).map(|_| ())
-    })?;
+    write_junit(&dir, &info, &tally)?;
     info.complete = true;
     results::write_summary(&dir, &info, &tally)?;
     drop(writer);
@@ -206,5 +172,50 @@ pub(crate) fn run(ctx: &Ctx, dirs: &[PathBuf]) -> Result<Outcome> {
             code::TESTS_FAILED
         },
         report: Box::new(merged),
+    })
+}
+
+/// Only shards of one job merge: one scenario, one bundle version.
+fn check_one_job(parts: &[Part]) -> Result<()> {
+    let first = &parts[0];
+    for p in &parts[1..] {
+        if p.scenario != first.scenario || p.bundle != first.bundle {
+            return Err(Error::config(
+                format!(
+                    "{} is scenario {} of bundle version {}, but {} is {} of {}: only shards of one job merge",
+                    first.dir.display(),
+                    first.scenario,
+                    first.bundle.as_deref().unwrap_or("(none)"),
+                    p.dir.display(),
+                    p.scenario,
+                    p.bundle.as_deref().unwrap_or("(none)")
+                ),
+                Some("give the result directories of the shards of one `test --shard` job".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn write_junit(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Result<()> {
+    let t = info.started_at;
+    let suite = junit::Suite {
+        name: info.scenario,
+        tests: tally.total,
+        failures: tally.failure,
+        time_ms: tally.total_duration_ms,
+        timestamp: format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        skipped: Vec::new(),
+    };
+    junit::write(&dir.join(results::JUNIT), &suite, |each| {
+        results::read_trace(dir, each).map(|_| ())
     })
 }
