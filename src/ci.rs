@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::config::Env;
 
+pub(crate) mod fanout;
+
 /// What the CI system tells about the build. Absent facts are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct CiInfo {

@@ -345,6 +345,9 @@ pub(crate) struct RunInfo<'a> {
     pub(crate) interrupted: bool,
     /// Every file of the directory is written: nothing more will change.
     pub(crate) complete: bool,
+    /// The run batch all shards of the build append to (issue 17).
+    pub(crate) batch_key: Option<&'a str>,
+    pub(crate) shard: Option<crate::config::project::limits::Shard>,
 }
 
 /// `summary.json`: FluxLoop CLI 0.4's fields, then ours.
@@ -370,6 +373,10 @@ pub(crate) fn write_summary(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Re
         "complete": info.complete,
         "flaky_count": tally.flaky,
         "skipped_count": tally.skipped,
+        // Read back by `sync upload`, so a shard uploaded later (after a
+        // kill, or by hand) still joins its batch.
+        "batch_key": info.batch_key,
+        "shard": info.shard,
         "cli": format!("fluxloop-rs {}", env!("CARGO_PKG_VERSION")),
     });
     // Rewritten at the end of the run: a kill then must leave the first

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Client;
 use crate::ci::CiInfo;
+use crate::config::project::limits::Shard;
 use crate::error::{Error, Result};
 use crate::results::{read_trace, TraceRecord};
 
@@ -37,6 +38,9 @@ pub(crate) struct BatchInfo<'a> {
     pub(crate) started_at: &'a str,
     pub(crate) completed_at: &'a str,
     pub(crate) ci: &'a CiInfo,
+    /// `run_batch.key` and `shard` of a sharded job (PLATFORM-API §5).
+    pub(crate) batch_key: Option<&'a str>,
+    pub(crate) shard: Option<Shard>,
 }
 
 /// A finished upload.
@@ -258,6 +262,7 @@ impl ChunkBody {
         &self,
         info: &BatchInfo<'_>,
         batch_id: Option<&str>,
+        last: bool,
     ) -> std::result::Result<Vec<u8>, serde_json::Error> {
         let mut run_batch = json!({
             "execution_target": "local",
@@ -267,6 +272,9 @@ impl ChunkBody {
         });
         if let Some(id) = batch_id {
             run_batch["id"] = json!(id);
+        }
+        if let Some(key) = info.batch_key {
+            run_batch["key"] = json!(key);
         }
         let upload_meta = json!({
             "cli_version": env!("CARGO_PKG_VERSION"),
@@ -284,6 +292,13 @@ impl ChunkBody {
         body.extend_from_slice(&self.results);
         body.extend_from_slice(b"],\"upload_meta\":");
         serde_json::to_writer(&mut body, &upload_meta)?;
+        if let Some(shard) = info.shard {
+            // `last`: this shard has sent all its runs, so the platform can
+            // count it as reported.
+            body.extend_from_slice(b",\"shard\":");
+            let s = json!({"index": shard.index, "total": shard.total, "last": last});
+            serde_json::to_writer(&mut body, &s)?;
+        }
         body.push(b'}');
         Ok(body)
     }
@@ -353,53 +368,54 @@ pub(crate) fn upload(
     let mut sent = 0usize;
     let mut truncated = 0usize;
     let mut url = None;
-    let mut send = |chunk: &mut ChunkBody, index: &mut usize, state: &mut State| -> Result<()> {
-        let body = chunk
-            .to_payload(info, state.run_batch_id.as_deref())
-            .map_err(|e| Error::io("encode", dir, e.into()))?;
-        let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), *index, &body);
-        let resp: UploadResponse = client
-            .post_idempotent("/api/sync/upload", &body, &key)
-            .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
-        if url.is_none() {
-            url = resp.url.clone();
-        }
-        match &state.run_batch_id {
-            Some(id) if *id != resp.run_batch_id => {
-                return Err(Error::Api {
-                    method: "POST",
-                    url: format!("{}/api/sync/upload", client.base()),
-                    status: 200,
-                    code: None,
-                    message: format!(
-                        "the platform put chunk {} into run batch {} instead of {id}",
-                        *index + 1,
-                        resp.run_batch_id
-                    ),
-                })
+    let mut send =
+        |chunk: &mut ChunkBody, index: &mut usize, state: &mut State, last: bool| -> Result<()> {
+            let body = chunk
+                .to_payload(info, state.run_batch_id.as_deref(), last)
+                .map_err(|e| Error::io("encode", dir, e.into()))?;
+            let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), *index, &body);
+            let resp: UploadResponse = client
+                .post_idempotent("/api/sync/upload", &body, &key)
+                .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
+            if url.is_none() {
+                url = resp.url.clone();
             }
-            Some(_) => {}
-            None => state.run_batch_id = Some(resp.run_batch_id),
-        }
-        *index += 1;
-        state.chunks_done = state.chunks_done.max(*index);
-        save_state(dir, state)?;
-        sent += chunk.len;
-        progress(sent, chunk.len);
-        chunk.clear();
-        Ok(())
-    };
+            match &state.run_batch_id {
+                Some(id) if *id != resp.run_batch_id => {
+                    return Err(Error::Api {
+                        method: "POST",
+                        url: format!("{}/api/sync/upload", client.base()),
+                        status: 200,
+                        code: None,
+                        message: format!(
+                            "the platform put chunk {} into run batch {} instead of {id}",
+                            *index + 1,
+                            resp.run_batch_id
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => state.run_batch_id = Some(resp.run_batch_id),
+            }
+            *index += 1;
+            state.chunks_done = state.chunks_done.max(*index);
+            save_state(dir, state)?;
+            sent += chunk.len;
+            progress(sent, chunk.len);
+            chunk.clear();
+            Ok(())
+        };
     read_trace(dir, |r| {
         let entry = encode(&r).map_err(|e| Error::io("encode", dir, e.into()))?;
         if chunk.is_full_for(&entry) {
-            send(&mut chunk, &mut index, &mut state)?;
+            send(&mut chunk, &mut index, &mut state, false)?;
         }
         truncated += usize::from(entry.truncated);
         chunk.push(entry);
         Ok(())
     })?;
     if chunk.len > 0 {
-        send(&mut chunk, &mut index, &mut state)?;
+        send(&mut chunk, &mut index, &mut state, true)?;
     }
     let chunks = index;
     let Some(run_batch_id) = state.run_batch_id.clone() else {
@@ -421,6 +437,17 @@ pub(crate) fn upload(
         already,
         url,
     })
+}
+
+/// Reports a shard with no runs as done, so its batch can complete: one
+/// chunk without runs, marked last. Returns the batch id.
+pub(crate) fn report_empty_shard(client: &Client, info: &BatchInfo<'_>) -> Result<String> {
+    let body = ChunkBody::default()
+        .to_payload(info, None, true)
+        .map_err(|e| Error::io("encode", Path::new("upload"), e.into()))?;
+    let key = chunk_key(info.batch_key.unwrap_or(""), 0, &body);
+    let resp: UploadResponse = client.post_idempotent("/api/sync/upload", &body, &key)?;
+    Ok(resp.run_batch_id)
 }
 
 /// A 413 says which chunk was refused and how big it was: the platform's
@@ -501,6 +528,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_sends_the_batch_key_and_which_shard_it_is() {
+        let ci = CiInfo::default();
+        let info = BatchInfo {
+            bundle_version_id: "b",
+            started_at: "s",
+            completed_at: "c",
+            ci: &ci,
+            batch_key: Some("gitlab:77:support-bot"),
+            shard: Some(Shard { index: 2, total: 4 }),
+        };
+        let chunk = ChunkBody::default();
+        let p: Value =
+            serde_json::from_slice(&chunk.to_payload(&info, None, false).unwrap()).unwrap();
+        assert_eq!(p["run_batch"]["key"], "gitlab:77:support-bot");
+        assert_eq!(p["shard"], json!({"index": 2, "total": 4, "last": false}));
+        let p: Value =
+            serde_json::from_slice(&chunk.to_payload(&info, Some("x"), true).unwrap()).unwrap();
+        assert_eq!(p["shard"]["last"], true);
+    }
+
+    #[test]
     fn payload_continues_the_batch() {
         let ci = CiInfo {
             provider: Some("gitlab_ci".into()),
@@ -511,9 +559,11 @@ mod tests {
             started_at: "s",
             completed_at: "c",
             ci: &ci,
+            batch_key: None,
+            shard: None,
         };
         let payload = |chunk: &ChunkBody, batch: Option<&str>| -> Value {
-            serde_json::from_slice(&chunk.to_payload(&info, batch).unwrap()).unwrap()
+            serde_json::from_slice(&chunk.to_payload(&info, batch, true).unwrap()).unwrap()
         };
         let mut chunk = ChunkBody::default();
         let p = payload(&chunk, Some("batch-1"));

@@ -196,6 +196,24 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     ",
+    // 4 -> 5: sharded jobs (issue 17): every shard of one CI build appends
+    // to the batch of its key; each run remembers its shard, so a rerun
+    // shard replaces its earlier runs instead of adding to them, and each
+    // shard that sent all its runs is recorded.
+    "
+    ALTER TABLE run_batches ADD COLUMN batch_key TEXT;
+    ALTER TABLE run_batches ADD COLUMN shard_total INTEGER;
+    CREATE UNIQUE INDEX run_batches_by_key ON run_batches (project_id, batch_key)
+        WHERE batch_key IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN shard_index INTEGER;
+    CREATE TABLE run_batch_shards (
+        batch_id TEXT NOT NULL REFERENCES run_batches(id),
+        shard_index INTEGER NOT NULL,
+        runs INTEGER NOT NULL,
+        reported_ms INTEGER NOT NULL,
+        PRIMARY KEY (batch_id, shard_index)
+    );
+    ",
 ];
 
 /// Opens the database at `path` (or in memory), applies pending migrations and

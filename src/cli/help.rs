@@ -32,6 +32,7 @@ Commands:
   sync pull                          download a scenario's inputs, personas, criteria
   sync upload (push)                 upload a finished local run
   test                               run the agent over the pulled inputs, upload results
+  report                             merge a sharded run batch: one summary, JUnit, exit code
   init                               write fluxloop.yaml, the CI snippet and .gitignore entries
   doctor                             check config, credential, network, clock, scope, agent
   completion bash|zsh|fish           shell completions (man page: fluxloop help --man)
@@ -246,6 +247,8 @@ Options:
       --fail-under RATE exit 0 if the success rate is at least RATE (0 to 1, e.g. 0.95)
       --max-failures N  stop starting runs after N failures; the rest are skipped
       --rate N/s|N/m    at most N run starts per second or minute
+      --shard I/N|auto  run only shard I of N (1-based) of the runs; auto reads the CI's variables
+      --batch-key K     the run batch every shard of one build uploads to (sharded: default from the CI)
       --input ID        run only this input (repeatable)
       --persona NAME    run only the inputs of this persona (name or id)
       --grep TEXT       run only the inputs whose text contains TEXT (ignoring case)
@@ -253,6 +256,27 @@ Options:
       --list            print the runs that would execute, and run nothing
       --dry-run         print the whole plan, and run and upload nothing
   -- AGENT...          the agent command, overriding runner.command";
+
+pub(super) const REPORT: &str = "\
+usage: fluxloop report [--batch-key K | --run-batch ID] [--wait [SECS]] [--junit PATH]
+       fluxloop report --merge DIR...
+
+The fan-in step after `test --shard`: finds the run batch the shards
+uploaded to (by the batch key, derived from the CI as `test` does, or by
+id), with --wait waits until every shard has reported, then prints the
+merged summary and writes the GitHub step summary and a merged junit.xml.
+Exits 10 if any run failed, 0 if all passed, 4 if the platform cannot be
+reached, 5 if the batch or a shard is missing. --merge instead merges shard
+result directories (CI artifacts) offline into a new result directory with
+its summary, errors.json and junit.xml, each run once.
+
+Options:
+  -s, --scenario S      scenario (default: scenario in fluxloop.yaml); part of the batch key
+      --batch-key K     the key the shards were given (default: from the CI)
+      --run-batch ID    the run batch, by id
+      --wait [SECS]     wait up to SECS (default 600) for every shard to report
+      --junit PATH      where to write the merged JUnit XML (default: junit.xml)
+      --merge DIR...    merge these result directories offline instead";
 
 pub(super) const INIT: &str = "\
 usage: fluxloop init [--yes] [--force]
@@ -310,6 +334,7 @@ pub(super) const ALL: &[&str] = &[
     SYNC_PULL,
     SYNC_UPLOAD,
     TEST,
+    REPORT,
     INIT,
     DOCTOR,
     COMPLETION,

@@ -5,9 +5,11 @@
 //! first offers every argument to [`global`].
 
 pub(crate) mod help;
+mod report;
 mod setup;
 pub(crate) mod table;
 
+pub(crate) use report::ReportArgs;
 pub(crate) use setup::{InitArgs, Shell};
 
 use std::ffi::OsString;
@@ -80,6 +82,7 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     Sync(SyncCommand),
     Test(TestArgs),
+    Report(ReportArgs),
     Init(InitArgs),
     Doctor,
     Completion(Shell),
@@ -227,8 +230,9 @@ pub(crate) struct TestArgs {
     pub(crate) junit: Option<PathBuf>,
     /// The agent command after `--`, overriding `runner.command`.
     pub(crate) command: Vec<String>,
-    /// Choosing and pacing runs (issue 18).
-    pub(crate) select: RunFlags,
+    /// Choosing and pacing runs (issue 18), sharding (issue 17); boxed to
+    /// keep `Command` small.
+    pub(crate) select: Box<RunFlags>,
 }
 
 /// The command being parsed, for errors and help.
@@ -290,6 +294,7 @@ where
                     "config" => parse_config(p, g),
                     "sync" => parse_sync(p, g),
                     "test" => parse_test(p, g),
+                    "report" => report::parse_report(p, g),
                     "init" => setup::parse_init(p, g),
                     "doctor" => finish(p, g, help::DOCTOR, Command::Doctor),
                     "completion" | "completions" => setup::parse_completion(p, g),
@@ -304,6 +309,7 @@ where
                             "config",
                             "sync",
                             "test",
+                            "report",
                             "whoami",
                             "init",
                             "doctor",

@@ -22,6 +22,8 @@ pub(crate) struct RunFlags {
     pub(crate) last_failed: bool,
     pub(crate) list: bool,
     pub(crate) dry_run: bool,
+    pub(crate) shard: Option<crate::config::project::limits::ShardSpec>,
+    pub(crate) batch_key: Option<String>,
 }
 
 /// The flags of [`RunFlags`]; false when `arg` is none of them. Values
@@ -75,6 +77,13 @@ pub(super) fn run_flag(
             f.rate = r.clone().ok();
             checked(v, r.map(|_| ()))?;
         }
+        "shard" => {
+            let v = string(p, ctx, &flag)?;
+            let r = limits::shard(&v);
+            f.shard = r.clone().ok();
+            checked(v, r.map(|_| ()))?;
+        }
+        "batch-key" => f.batch_key = Some(string(p, ctx, &flag)?),
         "input" => f.inputs.push(string(p, ctx, &flag)?),
         "persona" => f.persona = Some(string(p, ctx, &flag)?),
         "grep" => f.grep = Some(string(p, ctx, &flag)?),

@@ -127,6 +127,11 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
         "run the agent over the pulled inputs",
     ),
     cmd(
+        &["report"],
+        help::REPORT,
+        "one summary, JUnit and exit code for a sharded run batch",
+    ),
+    cmd(
         &["init"],
         help::INIT,
         "write fluxloop.yaml and the CI snippet",

@@ -416,3 +416,37 @@ fn run_flags_share_the_yaml_validators() {
     let (_, msg) = crate::config::project::parse_config("test: {pass_rat: 1}\n").unwrap_err();
     assert_eq!(msg, "test.pass_rat: unknown field, did you mean pass_rate?");
 }
+
+#[test]
+fn report_wait_takes_an_optional_value_and_merge_many_dirs() {
+    let wait = |args: &[&str]| match run(args).1 {
+        Command::Report(a) => (a.wait, a.batch_key),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(wait(&["report"]), (None, None));
+    assert_eq!(
+        wait(&["report", "--wait"]),
+        (Some(report::DEFAULT_WAIT_SECS), None)
+    );
+    assert_eq!(wait(&["report", "--wait", "30"]), (Some(30.0), None));
+    assert_eq!(wait(&["report", "--wait=5"]), (Some(5.0), None));
+    // A flag after --wait is a flag, not its value.
+    assert_eq!(
+        wait(&["report", "--wait", "--batch-key", "k"]),
+        (Some(report::DEFAULT_WAIT_SECS), Some("k".into()))
+    );
+    match run(&["report", "--merge", "a", "b", "c"]).1 {
+        Command::Report(a) => assert_eq!(a.merge, ["a", "b", "c"].map(PathBuf::from)),
+        other => panic!("{other:?}"),
+    }
+    for (args, want) in [
+        (&["report", "--wait=-1"][..], "invalid value '-1' for --wait: must be a number of seconds from 0 to 86400"),
+        (&["report", "--batch-key", "k", "--run-batch", "r"], "--batch-key and --run-batch name the batch twice; give one"),
+        (&["report", "stray"], "unexpected argument 'stray'"),
+        (&["report", "--merge", "a", "--wait"], "--merge works offline on result directories; --batch-key, --run-batch, --wait and --junit are for the platform's batch"),
+        (&["test", "--shard", "0/3"], "invalid value '0/3' for --shard: the shard must be from 1 to 3 (1-based), not 0"),
+        (&["test", "--shard", "2of3"], "invalid value '2of3' for --shard: must be I/N (shard I of N, from 1), or auto, not \"2of3\""),
+    ] {
+        assert_eq!(usage_err(args).0, want, "{args:?}");
+    }
+}

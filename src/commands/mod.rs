@@ -6,6 +6,7 @@ pub(crate) mod completion;
 pub(crate) mod config;
 pub(crate) mod doctor;
 pub(crate) mod init;
+pub(crate) mod report;
 pub(crate) mod sync;
 pub(crate) mod test;
 
@@ -21,6 +22,7 @@ pub(crate) fn run(ctx: &Ctx, command: Command) -> Result<Outcome> {
         Command::Config(c) => config::run(ctx, c),
         Command::Sync(c) => sync::run(ctx, c),
         Command::Test(a) => test::run(ctx, a),
+        Command::Report(a) => report::run(ctx, a),
         Command::Init(a) => init::run(ctx, a),
         Command::Doctor => doctor::run(ctx),
         Command::Completion(shell) => Ok(completion::run(shell)),

@@ -10,6 +10,7 @@ use crate::api::Client;
 use crate::auth::login::{self, Session};
 use crate::auth::scope::{self, Need};
 use crate::cli::{PullArgs, SyncCommand, UploadArgs};
+use crate::config::project::limits::{self, Shard};
 use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -551,6 +552,8 @@ struct ResultMeta {
     /// `complete` of our summary.json: false while (or if killed while) the
     /// run writes the directory; absent in FluxLoop CLI 0.4's.
     complete: Option<bool>,
+    batch_key: Option<String>,
+    shard: Option<Shard>,
 }
 
 fn result_meta(dir: &Path) -> ResultMeta {
@@ -574,6 +577,11 @@ fn result_meta(dir: &Path) -> ResultMeta {
             .as_ref()
             .and_then(|v| v.get("complete"))
             .and_then(Value::as_bool),
+        batch_key: s("batch_key"),
+        shard: summary.as_ref().and_then(|v| {
+            let n = |k: &str| v.pointer(&format!("/shard/{k}")).and_then(Value::as_u64);
+            limits::shard_of(n("index")?, n("total")?).ok()
+        }),
     }
 }
 
@@ -623,6 +631,8 @@ pub(crate) fn upload_dir(
         started_at: meta.started_at.as_deref().unwrap_or(&now),
         completed_at: meta.completed_at.as_deref().unwrap_or(&now),
         ci: &ci,
+        batch_key: meta.batch_key.as_deref(),
+        shard: meta.shard,
     };
     let mut chunk_no = 0;
     let uploaded = upload::upload(&session.client, dir, &info, &mut |sent, _| {

@@ -13,6 +13,7 @@ use crate::auth::login;
 use crate::auth::scope::{self, Need};
 use crate::cli::{PullArgs, TestArgs};
 use crate::commands::sync::{self, display_rel, UploadReport};
+use crate::config::project::limits::Shard;
 use crate::config::project::{CommandSpec, RunnerType};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -22,6 +23,7 @@ use crate::results::{self, human_ms, RunBrief, RunInfo, Tally, TraceRecord, Trac
 use crate::runner::{self, Agent, Plan};
 
 mod plan;
+mod shard;
 
 /// Defaults of CLI.md §5.
 const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
@@ -43,6 +45,7 @@ struct TestSettings {
     upload: bool,
     junit: Option<PathBuf>,
     run: plan::RunSettings,
+    shard: Option<Shard>,
 }
 
 fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
@@ -155,6 +158,7 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
         upload: args.upload.or(test.auto_upload).unwrap_or(true),
         junit: args.junit.as_ref().map(|p| ctx.cwd.join(p)),
         run: plan::RunSettings::resolve(&args.select, &test),
+        shard: shard::resolve(ctx, args.select.shard.or(test.shard))?,
     })
 }
 
@@ -372,7 +376,26 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
             Some("add inputs to the scenario's bundle on the platform, then `fluxloop sync pull --yes`".into()),
         ));
     }
-    let selection = plan::choose(&root, &scenario, &inputs, settings.iterations, &args.select)?;
+    let selection = plan::choose(
+        &root,
+        &scenario,
+        &inputs,
+        settings.iterations,
+        &args.select,
+        settings.shard,
+    )?;
+    if let (plan::Selection::EmptyShard { shard, runs }, Some(s), true, false) =
+        (&selection, &session, settings.upload, preview)
+    {
+        return shard::report_empty(
+            ctx,
+            s,
+            &root,
+            &scenario,
+            args.select.batch_key.as_deref(),
+            (*shard, *runs),
+        );
+    }
     if let Some(outcome) = plan::preview_outcome(
         &args,
         &settings,
@@ -396,6 +419,12 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         ));
     }
 
+    let batch_key = crate::ci::fanout::batch_key(
+        &ctx.env,
+        args.select.batch_key.as_deref(),
+        &scenario,
+        settings.shard.is_some(),
+    )?;
     let started_at = OffsetDateTime::now_utc();
     let result_dir = results::create_dir(&pulled::results_root(&root), &scenario, started_at)?;
     let plan = Plan {
@@ -417,7 +446,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         plan::shape(
             inputs.len(),
             settings.iterations,
-            selection.slots().is_some()
+            selection.slots().is_some(),
+            settings.shard
         ),
         settings.parallel.min(total as u32),
         human_ms(settings.agent.timeout.as_millis() as u64),
@@ -437,6 +467,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         parallel: settings.parallel as usize,
         interrupted: false,
         complete: false,
+        batch_key: batch_key.as_deref(),
+        shard: settings.shard,
     };
     results::write_summary(&result_dir, &info, &Tally::default())?;
     let mut tally = Tally::default();

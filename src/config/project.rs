@@ -146,6 +146,60 @@ pub(crate) mod limits {
         pub(crate) interval: std::time::Duration,
     }
 
+    /// Most shards of one job: far more CI workers than any system offers.
+    pub(crate) const MAX_SHARDS: u64 = 10_000;
+
+    /// One part of a sharded job: shard `index` (1-based) of `total`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+    pub(crate) struct Shard {
+        pub(crate) index: u32,
+        pub(crate) total: u32,
+    }
+
+    impl std::fmt::Display for Shard {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}/{}", self.index, self.total)
+        }
+    }
+
+    /// `--shard`, `test.shard`: a fixed shard, or `auto` (from the CI's variables).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum ShardSpec {
+        Fixed(Shard),
+        Auto,
+    }
+
+    /// `--shard`, `test.shard`: `I/N` with 1 <= I <= N, or `auto`.
+    pub(crate) fn shard(v: &str) -> Result<ShardSpec, String> {
+        if v.trim() == "auto" {
+            return Ok(ShardSpec::Auto);
+        }
+        let refuse = || format!("must be I/N (shard I of N, from 1), or auto, not {v:?}");
+        let (i, n) = v.trim().split_once('/').ok_or_else(refuse)?;
+        let i: u64 = i.trim().parse().map_err(|_| refuse())?;
+        let n: u64 = n.trim().parse().map_err(|_| refuse())?;
+        shard_of(i, n).map(ShardSpec::Fixed)
+    }
+
+    /// Shard `index` (1-based) of `total`, as `--shard` and the CI variables give it.
+    pub(crate) fn shard_of(index: u64, total: u64) -> Result<Shard, String> {
+        if total == 0 || total > MAX_SHARDS {
+            return Err(format!(
+                "the number of shards must be from 1 to {MAX_SHARDS}, not {total}"
+            ));
+        }
+        if index == 0 || index > total {
+            return Err(format!(
+                "the shard must be from 1 to {total} (1-based), not {index}"
+            ));
+        }
+        // Both fit: total <= MAX_SHARDS.
+        Ok(Shard {
+            index: index as u32,
+            total: total as u32,
+        })
+    }
+
     /// `api.retries`, `FLUXLOOP_HTTP_RETRIES`: a whole number up to 100.
     pub(crate) fn retries(v: u64) -> Result<u32, String> {
         match u32::try_from(v) {
@@ -155,6 +209,14 @@ pub(crate) mod limits {
             )),
         }
     }
+}
+
+fn yaml_shard<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<limits::ShardSpec>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|v| limits::shard(&v).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 fn yaml_request_seconds<'de, D: serde::Deserializer<'de>>(
@@ -257,6 +319,9 @@ pub(crate) struct TestConfig {
     /// `--rate`.
     #[serde(default, deserialize_with = "yaml_rate")]
     pub(crate) rate: Option<limits::Rate>,
+    /// `--shard`.
+    #[serde(default, deserialize_with = "yaml_shard")]
+    pub(crate) shard: Option<limits::ShardSpec>,
 }
 
 /// A parsed `fluxloop.yaml` and where it was.

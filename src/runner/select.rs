@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::config::project::limits::Shard;
 use crate::error::{Error, Result};
 use crate::pulled::{Input, PERSONAS};
 use crate::results::{self, TraceRecord};
@@ -104,6 +105,21 @@ pub(crate) fn choose(
         ));
     }
     Ok(Some(slots))
+}
+
+/// Shard `shard` of the runs: every `total`-th run of the run list sorted
+/// by (iteration, input), from the `index`-th. Round-robin keeps shards
+/// within one run of each other, and depends only on the bundle's inputs
+/// and the flags, so every shard of a job computes the same partition.
+pub(crate) fn shard(mut slots: Vec<Slot>, shard: Shard) -> Vec<Slot> {
+    slots.sort_by_key(|s| (s.iteration, s.input));
+    let (index, total) = (shard.index as usize - 1, shard.total as usize);
+    slots
+        .into_iter()
+        .enumerate()
+        .filter(|(n, _)| n % total == index)
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// The ids of the pulled personas whose name (ignoring case) or id is `wanted`.
@@ -227,5 +243,28 @@ mod tests {
             ..Filters::default()
         };
         assert!(pick(&none, 1).is_err());
+    }
+
+    #[test]
+    fn shards_partition_the_runs_in_balanced_round_robin() {
+        let slot = |iteration, input| Slot { iteration, input };
+        // Out of order on purpose: the partition must not depend on it.
+        let all: Vec<Slot> = (0..2)
+            .flat_map(|it| (0..5).rev().map(move |i| slot(it, i)))
+            .collect();
+        let of = |index, total| shard(all.clone(), Shard { index, total });
+        assert_eq!(
+            of(1, 3),
+            vec![slot(0, 0), slot(0, 3), slot(1, 1), slot(1, 4)]
+        );
+        assert_eq!(of(2, 3), vec![slot(0, 1), slot(0, 4), slot(1, 2)]);
+        assert_eq!(of(3, 3), vec![slot(0, 2), slot(1, 0), slot(1, 3)]);
+        let mut union: Vec<Slot> = (1..=4).flat_map(|i| of(i, 4)).collect();
+        union.sort_by_key(|s| (s.iteration, s.input));
+        assert_eq!(union.len(), all.len());
+        union.dedup();
+        assert_eq!(union.len(), all.len(), "every run in exactly one shard");
+        assert_eq!(of(1, 1).len(), 10);
+        assert!(shard(vec![slot(0, 0)], Shard { index: 2, total: 2 }).is_empty());
     }
 }

@@ -33,4 +33,7 @@ mod pull_safety;
 mod upload_safety;
 
 // Issue 18: retries, thresholds, run selection, rate.
+mod fanout;
+mod merge;
 mod runner_features;
+mod shard;

@@ -10,6 +10,7 @@ mod keys;
 mod pages;
 mod projects;
 mod settings;
+mod shards;
 mod sync;
 
 pub(crate) use html::{SCRIPT, STYLE};
@@ -74,6 +75,7 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/api/bundles", projects::bundles),
     route("POST", "/api/sync/pull", sync::pull),
     route("POST", "/api/sync/upload", sync::upload),
+    route("GET", "/api/run-batches", shards::find),
     route("GET", "/api/run-batches/{id}", sync::run_batch),
 ];
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{Need, Principal};
 use crate::http::{ApiError, Request, Response};
-use crate::routes::authed;
+use crate::routes::{authed, shards};
 use crate::store::State;
 use crate::util::{is_rfc3339, new_id, now_ms, rfc3339};
 
@@ -183,11 +183,15 @@ struct UploadBody {
     turns: Option<Vec<TurnIn>>,
     run_results: Option<Vec<ResultIn>>,
     upload_meta: Option<Map<String, Value>>,
+    /// Which shard of a sharded job this is (extension).
+    shard: Option<shards::ShardIn>,
 }
 
 #[derive(Deserialize)]
 struct BatchIn {
     id: Option<String>,
+    /// The batch the shards of one CI build share (extension).
+    key: Option<String>,
     execution_target: Option<String>,
     status: Option<String>,
     started_at: Option<String>,
@@ -318,6 +322,7 @@ fn store_upload(
     }
     let batch = body.run_batch.unwrap_or(BatchIn {
         id: None,
+        key: None,
         execution_target: None,
         status: None,
         started_at: None,
@@ -333,6 +338,13 @@ fn store_upload(
             )));
         }
     }
+    let shard = shards::check(batch.key.as_deref(), body.shard)?;
+    // A sharded batch's status is the platform's to say: completed once
+    // every shard reported, whatever each chunk claims.
+    let (status, completed_at) = match shard {
+        Some(_) => (None, None),
+        None => (batch.status, batch.completed_at.clone()),
+    };
     // Check every run before storing any, so a bad request stores nothing.
     let mut ids = Vec::with_capacity(runs.len());
     for (i, run) in runs.iter().enumerate() {
@@ -393,14 +405,26 @@ fn store_upload(
                      completed_at = COALESCE(?2, completed_at),
                      upload_meta = COALESCE(?3, upload_meta) WHERE id = ?4",
                 params![
-                    batch.status,
-                    batch.completed_at,
+                    status,
+                    completed_at,
                     body.upload_meta.map(|m| Value::Object(m).to_string()),
                     id
                 ],
             )?;
             id
         }
+        None if batch.key.is_some() => shards::batch_for_key(
+            &tx,
+            batch.key.as_deref().unwrap_or_default(),
+            shard,
+            shards::NewBatch {
+                project_id: &project_id,
+                bundle_id: &bundle_id,
+                execution_target: batch.execution_target.as_deref().unwrap_or("local"),
+                started_at: batch.started_at.as_deref(),
+                upload_meta: Value::Object(body.upload_meta.unwrap_or_default()).to_string(),
+            },
+        )?,
         None => {
             let id = new_id();
             tx.execute(
@@ -411,10 +435,10 @@ fn store_upload(
                     id,
                     project_id,
                     bundle_id,
-                    batch.status.unwrap_or_else(|| "completed".to_owned()),
+                    status.unwrap_or_else(|| "completed".to_owned()),
                     batch.execution_target.unwrap_or_else(|| "local".to_owned()),
                     batch.started_at,
-                    batch.completed_at,
+                    completed_at,
                     Value::Object(body.upload_meta.unwrap_or_default()).to_string(),
                     now_ms()
                 ],
@@ -422,15 +446,16 @@ fn store_upload(
             id
         }
     };
+    // After the largest: a rerun shard's removed runs leave gaps.
     let mut position: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM runs WHERE batch_id = ?1",
+        "SELECT COALESCE(MAX(position) + 1, 0) FROM runs WHERE batch_id = ?1",
         [&batch_id],
         |r| r.get(0),
     )?;
     {
         let mut insert = tx.prepare(
-            "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot, shard_index)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for (run, id) in runs.into_iter().zip(&ids) {
             let snapshot = Value::Object(run.input_snapshot.unwrap_or_default()).to_string();
@@ -441,7 +466,8 @@ fn store_upload(
                 run.input_item_id,
                 run.persona_id,
                 run.status,
-                snapshot
+                snapshot,
+                shard.map(|s| s.index)
             ])?;
             position += i64::try_from(added).unwrap_or(0);
         }
@@ -495,6 +521,7 @@ fn store_upload(
             ])?;
         }
     }
+    shards::after_chunk(&tx, &batch_id, shard, batch.completed_at.as_deref())?;
     tx.commit()?;
     // Each id once, in request order.
     let mut seen = std::collections::HashSet::new();
@@ -552,6 +579,9 @@ pub(crate) fn load_batch(conn: &Connection, id: &str) -> Result<Option<(String, 
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let project_id = batch["project_id"].as_str().unwrap_or_default().to_owned();
+    if let (Value::Object(extra), Some(b)) = (shards::facts(conn, id)?, batch.as_object_mut()) {
+        b.extend(extra);
+    }
     batch["run_count"] = json!(runs.len());
     batch["runs"] = Value::Array(runs);
     Ok(Some((project_id, batch)))

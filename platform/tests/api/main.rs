@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod hardening;
+mod shards;
 mod sync;
 mod web;
 mod wire;

@@ -10,6 +10,7 @@ use crate::auth::login::Session;
 use crate::cli::RunFlags;
 use crate::cli::TestArgs;
 use crate::commands::sync::display_rel;
+use crate::config::project::limits::Shard;
 use crate::config::project::TestConfig;
 use crate::error::{code, Result};
 use crate::output::Outcome;
@@ -53,6 +54,11 @@ pub(super) enum Selection {
     Chosen(Vec<Slot>),
     /// `--last-failed`, and nothing failed in this result directory.
     NothingFailed(PathBuf),
+    /// This shard's part of the `runs` selected is empty.
+    EmptyShard {
+        shard: Shard,
+        runs: usize,
+    },
 }
 
 impl Selection {
@@ -70,6 +76,7 @@ pub(super) fn choose(
     inputs: &[Input],
     iterations: u32,
     flags: &RunFlags,
+    shard: Option<Shard>,
 ) -> Result<Selection> {
     let failed = if flags.last_failed {
         let (dir, failed) = select::last_failed(&pulled::results_root(root), scenario)?;
@@ -87,12 +94,23 @@ pub(super) fn choose(
         failed: failed.as_ref(),
     };
     let pulled_dir = pulled::pulled_dir(root, scenario);
-    Ok(
-        match select::choose(&pulled_dir, inputs, iterations, &filters)? {
-            Some(slots) => Selection::Chosen(slots),
-            None => Selection::All,
-        },
-    )
+    let chosen = match select::choose(&pulled_dir, inputs, iterations, &filters)? {
+        Some(slots) => Selection::Chosen(slots),
+        None => Selection::All,
+    };
+    // A shard is one more filter, applied last, so that every shard of a
+    // job splits the same selection.
+    let Some(shard) = shard else {
+        return Ok(chosen);
+    };
+    let runs = all_slots(inputs, iterations, &chosen);
+    let total = runs.len();
+    let mine = select::shard(runs, shard);
+    Ok(if mine.is_empty() {
+        Selection::EmptyShard { shard, runs: total }
+    } else {
+        Selection::Chosen(mine)
+    })
 }
 
 /// Every slot of the plan, in run order.
@@ -354,8 +372,9 @@ pub(super) fn skipped_labels(inputs: &[Input], unrun: &[Slot]) -> Vec<String> {
         .collect()
 }
 
-/// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected.
-pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool) -> String {
+/// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected,
+/// or `shard 2/4 of …`.
+pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool, shard: Option<Shard>) -> String {
     let plural = |n: usize, what: &str| {
         if n == 1 {
             format!("1 {what}")
@@ -368,10 +387,10 @@ pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool) -> String {
         plural(inputs, "input"),
         plural(iterations as usize, "iteration")
     );
-    if chosen {
-        format!("chosen from {all}")
-    } else {
-        all
+    match shard {
+        Some(s) => format!("shard {s} of {all}"),
+        None if chosen => format!("chosen from {all}"),
+        None => all,
     }
 }
 
@@ -441,6 +460,11 @@ pub(super) fn preview_outcome(
         return Some(Outcome::ok(NothingToRerun::new(
             scenario,
             display_rel(root, dir),
+        )));
+    }
+    if let Selection::EmptyShard { shard, runs } = selection {
+        return Some(Outcome::ok(super::shard::EmptyShard::new(
+            scenario, *shard, *runs,
         )));
     }
     let slots = all_slots(inputs, settings.iterations, selection);

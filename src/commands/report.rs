@@ -1,0 +1,320 @@
+//! `report`: the fan-in of a sharded job (issue 17). Finds the run batch
+//! the shards uploaded to, waits (bounded) until every shard reported,
+//! and gives one summary, one JUnit file and one exit code for the lot.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::Client;
+use crate::auth::login;
+use crate::auth::scope::{self, Need};
+use crate::ci::fanout;
+use crate::cli::ReportArgs;
+use crate::commands::sync;
+use crate::ctx::Ctx;
+use crate::error::{code, Error, Result};
+use crate::output::{github, junit, Human, Outcome, Style};
+use crate::results::{self, TraceError, TraceRecord};
+
+mod merge;
+
+/// Between two looks at the batch while waiting.
+const POLL: Duration = Duration::from_secs(1);
+/// Failed runs listed in the summary.
+const MAX_FAILURES: usize = 20;
+
+#[derive(Serialize)]
+struct Report {
+    run_batch_id: String,
+    batch_key: Option<String>,
+    status: String,
+    shards: Option<Value>,
+    total: usize,
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+    junit: PathBuf,
+}
+
+impl Human for Report {
+    fn quiet(&self, style: &Style) -> String {
+        self.verdict(style)
+    }
+
+    fn human(&self, style: &Style) -> String {
+        let mut s = self.verdict(style);
+        if !self.failures.is_empty() {
+            s.push_str("\nFailed runs:\n");
+            for f in &self.failures {
+                s.push_str(&format!("  {} {f}\n", style.red("✗")));
+            }
+            if self.failed > self.failures.len() {
+                s.push_str(&format!(
+                    "  … and {} more\n",
+                    self.failed - self.failures.len()
+                ));
+            }
+        }
+        s.push_str(&format!("\nJUnit: {}\n", self.junit.display()));
+        s
+    }
+}
+
+impl Report {
+    fn verdict(&self, style: &Style) -> String {
+        let verdict = if self.failed == 0 {
+            style.green("PASSED")
+        } else {
+            style.red("FAILED")
+        };
+        let shards = self
+            .shards
+            .as_ref()
+            .and_then(|s| s["total"].as_u64())
+            .map(|n| format!(" from {n} shards"))
+            .unwrap_or_default();
+        format!(
+            "{verdict} run batch {}: {} of {} runs passed{shards}\n",
+            self.run_batch_id, self.passed, self.total
+        )
+    }
+}
+
+pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
+    if !args.merge.is_empty() {
+        return merge::run(ctx, &args.merge);
+    }
+    let session = login::session(ctx)?;
+    scope::require(ctx, &session.client, &[Need::Read])?;
+    let (path, label) = batch_path(ctx, &args)?;
+    let batch = wait_for(ctx, &session.client, (&path, &label), args.wait)?;
+    let junit_path = ctx
+        .cwd
+        .join(args.junit.clone().unwrap_or_else(|| "junit.xml".into()));
+    let records = records(&batch);
+    let failed: Vec<&TraceRecord> = records.iter().filter(|r| !r.success).collect();
+    write_junit(&junit_path, &batch, &records)?;
+    let report = Report {
+        run_batch_id: batch["id"].as_str().unwrap_or_default().to_string(),
+        batch_key: batch["batch_key"].as_str().map(String::from),
+        status: batch["status"].as_str().unwrap_or_default().to_string(),
+        shards: batch.get("shards").filter(|s| !s.is_null()).cloned(),
+        total: records.len(),
+        passed: records.len() - failed.len(),
+        failed: failed.len(),
+        failures: failed
+            .iter()
+            .take(MAX_FAILURES)
+            .map(|r| match &r.error {
+                Some(e) if !e.message.is_empty() => format!("{}: {}", r.label(), e.message),
+                _ => r.label(),
+            })
+            .collect(),
+        junit: junit_path,
+    };
+    step_summary(ctx, &report);
+    let code = if report.failed == 0 {
+        code::SUCCESS
+    } else {
+        code::TESTS_FAILED
+    };
+    Ok(Outcome {
+        report: Box::new(report),
+        code,
+    })
+}
+
+/// `GET` path of the batch (by id, else by the key `test --shard` used),
+/// and how messages name it.
+fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
+    if let Some(id) = &args.run_batch {
+        return Ok((
+            format!("/api/run-batches/{}", query_escape(id)),
+            format!("run batch {id}"),
+        ));
+    }
+    let scenario = sync::scenario_setting(ctx, args.scenario.as_deref())?.ok_or_else(|| {
+        Error::config(
+            "report: which scenario? the batch key includes it",
+            Some("pass --scenario S (or set scenario in fluxloop.yaml), or --run-batch ID".into()),
+        )
+    })?;
+    let key = fanout::batch_key(&ctx.env, args.batch_key.as_deref(), &scenario, true)?.ok_or_else(
+        || {
+            Error::config(
+                "report: no batch key: not in a CI that names its build, and no --batch-key",
+                Some("pass --batch-key K (what the shards were given), or --run-batch ID".into()),
+            )
+        },
+    )?;
+    Ok((
+        format!("/api/run-batches?key={}", query_escape(&key)),
+        format!("run batch with key {key}"),
+    ))
+}
+
+/// The batch once every shard reported; with `wait`, polled until then
+/// (a batch no shard has created yet counts as nothing reported).
+fn wait_for(
+    ctx: &Ctx,
+    client: &Client,
+    (path, label): (&str, &str),
+    wait: Option<f64>,
+) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs_f64(wait.unwrap_or(0.0));
+    let mut last_line = String::new();
+    loop {
+        let found = match client.get::<Value>(path) {
+            Ok(b) => Some(b),
+            Err(e) if e.exit_code() == code::NOT_FOUND && wait.is_some() => None,
+            Err(e) => return Err(e),
+        };
+        let (reported, total) = match &found {
+            Some(b) => match b.get("shards").filter(|s| !s.is_null()) {
+                Some(s) => (
+                    s["reported"].as_array().map_or(0, Vec::len),
+                    s["total"].as_u64().unwrap_or(0) as usize,
+                ),
+                // Not sharded: complete as uploaded.
+                None => return Ok(found.unwrap_or_default()),
+            },
+            None => (0, 0),
+        };
+        if let Some(b) = found.filter(|_| total > 0 && reported >= total) {
+            return Ok(b);
+        }
+        if wait.is_none() || Instant::now() >= deadline {
+            // Read as "… not found".
+            let what = if total == 0 {
+                label.to_string()
+            } else {
+                format!("{label}: {} of {total} shard reports", total - reported)
+            };
+            return Err(Error::NotFound {
+                what,
+                hint: Some(match wait {
+                    None => "pass --wait [SECS] to wait for the other shards".into(),
+                    Some(_) => "a shard may have failed before uploading: rerun it, or wait longer with --wait SECS".into(),
+                }),
+            });
+        }
+        let line = if total == 0 {
+            "Waiting for the first shard to report".to_string()
+        } else {
+            format!("Waiting for shards: {reported} of {total} reported")
+        };
+        if line != last_line {
+            ctx.out.info(&line);
+            last_line = line;
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// The batch's runs as trace records, for the counts and JUnit.
+fn records(batch: &Value) -> Vec<TraceRecord> {
+    let runs = batch["runs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    runs.iter()
+        .map(|r| {
+            let status = r["result"]["status"].as_str().or(r["status"].as_str());
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let transcript = r["result"]["transcript"].as_array();
+            let output = transcript
+                .and_then(|t| t.iter().rev().find(|m| m["role"] == "assistant"))
+                .map(|m| text(&m["content"]))
+                .unwrap_or_default();
+            let success = status == Some("completed");
+            TraceRecord {
+                run_id: text(&r["id"]),
+                input: text(&r["input_snapshot"]["messages"][0]["content"]),
+                input_item_id: r["input_item_id"].as_str().map(String::from),
+                error: (!success).then(|| TraceError {
+                    message: output.clone(),
+                    stderr: None,
+                }),
+                output,
+                success,
+                duration_ms: r["result"]["metrics"]["duration_ms"].as_u64().unwrap_or(0),
+                ..TraceRecord::default()
+            }
+        })
+        .collect()
+}
+
+fn write_junit(path: &std::path::Path, batch: &Value, records: &[TraceRecord]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
+    }
+    let name = batch["batch_key"]
+        .as_str()
+        .or(batch["id"].as_str())
+        .unwrap_or("fluxloop");
+    let created = batch["created_at"].as_str().unwrap_or_default();
+    let suite = junit::Suite {
+        name,
+        tests: records.len(),
+        failures: records.iter().filter(|r| !r.success).count(),
+        time_ms: records.iter().map(|r| r.duration_ms).sum(),
+        // RFC 3339 without the zone, as the JUnit schema wants.
+        timestamp: created.get(..19).unwrap_or_default().to_string(),
+        skipped: Vec::new(),
+    };
+    junit::write(path, &suite, |each| {
+        for r in records {
+            each(r.clone())?;
+        }
+        Ok(())
+    })
+}
+
+fn step_summary(ctx: &Ctx, r: &Report) {
+    let Some(path) = ctx
+        .env
+        .path("GITHUB_STEP_SUMMARY")
+        .filter(|_| ctx.out.github)
+    else {
+        return;
+    };
+    let mut md = format!(
+        "### {} FluxLoop run batch {}\n\n| Runs | Passed | Failed |\n|---:|---:|---:|\n| {} | {} | {} |\n",
+        if r.failed == 0 { "✅" } else { "❌" },
+        github::md_cell(&r.run_batch_id),
+        r.total,
+        r.passed,
+        r.failed
+    );
+    if !r.failures.is_empty() {
+        md.push_str("\n**Failed runs**\n\n");
+        for f in &r.failures {
+            md.push_str(&format!(
+                "- {}\n",
+                github::md_cell(&results::excerpt(f, 300))
+            ));
+        }
+    }
+    md.push('\n');
+    if let Err(e) = github::append(&path, &md) {
+        ctx.out.warn(&format!(
+            "cannot write GITHUB_STEP_SUMMARY {}: {e}",
+            path.display()
+        ));
+    }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,221 @@
+//! `report --merge DIR…`: shard result directories (CI artifacts) merged
+//! offline into one result directory, with its summary, errors and JUnit,
+//! for teams that collect artifacts instead of asking the platform.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::commands::sync::display_rel;
+use crate::ctx::Ctx;
+use crate::error::{code, Error, Result};
+use crate::output::{junit, Human, Outcome, Style};
+use crate::pulled;
+use crate::results::{self, RunInfo, Tally, TraceWriter};
+
+#[derive(Serialize)]
+struct Merged {
+    scenario: String,
+    result_dir: PathBuf,
+    merged: usize,
+    total: usize,
+    passed: usize,
+    failed: usize,
+    /// Runs found in more than one directory, kept once.
+    duplicates: usize,
+    #[serde(skip)]
+    shown_dir: String,
+}
+
+impl Human for Merged {
+    fn quiet(&self, style: &Style) -> String {
+        self.verdict(style)
+    }
+
+    fn human(&self, style: &Style) -> String {
+        let mut s = self.verdict(style);
+        if self.duplicates > 0 {
+            s.push_str(&format!(
+                "{} run{} found in more than one directory, kept once\n",
+                self.duplicates,
+                if self.duplicates == 1 { "" } else { "s" }
+            ));
+        }
+        s.push_str(&format!("\nResults: {}\n", self.shown_dir));
+        s
+    }
+}
+
+impl Merged {
+    fn verdict(&self, style: &Style) -> String {
+        let verdict = if self.failed == 0 {
+            style.green("PASSED")
+        } else {
+            style.red("FAILED")
+        };
+        format!(
+            "{verdict} {}: {} of {} runs passed, merged from {} result directories\n",
+            self.scenario, self.passed, self.total, self.merged
+        )
+    }
+}
+
+/// What a shard's `summary.json` says.
+struct Part {
+    dir: PathBuf,
+    scenario: String,
+    bundle: Option<String>,
+    runner_type: String,
+    iterations: u32,
+    started: Option<OffsetDateTime>,
+    completed: Option<OffsetDateTime>,
+}
+
+fn part(dir: &Path) -> Result<Part> {
+    let path = dir.join(results::SUMMARY);
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingFile {
+            path: path.clone(),
+            what: "result directory summary",
+        },
+        _ => Error::io("read", &path, e),
+    })?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::config(format!("{}: not JSON: {e}", path.display()), None))?;
+    let s = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(String::from);
+    let time = |k: &str| s(k).and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());
+    let scenario = s("scenario")
+        .or_else(|| s("experiment_name"))
+        .ok_or_else(|| Error::config(format!("{}: names no scenario", path.display()), None))?;
+    if v["complete"] == Value::Bool(false) {
+        return Err(Error::config(
+            format!("{}: the run that wrote it did not finish", dir.display()),
+            Some("rerun that shard, or leave its directory out".into()),
+        ));
+    }
+    Ok(Part {
+        dir: dir.to_path_buf(),
+        scenario,
+        bundle: s("bundle_version_id"),
+        runner_type: s("runner_type").unwrap_or_else(|| "process".into()),
+        iterations: v["iterations"].as_u64().unwrap_or(1) as u32,
+        started: time("started_at"),
+        completed: time("completed_at"),
+    })
+}
+
+pub(crate) fn run(ctx: &Ctx, dirs: &[PathBuf]) -> Result<Outcome> {
+    let parts = dirs
+        .iter()
+        .map(|d| part(&ctx.cwd.join(d)))
+        .collect::<Result<Vec<_>>>()?;
+    check_one_job(&parts)?;
+    let first = &parts[0];
+    let root = ctx.workspace_root()?;
+    let now = OffsetDateTime::now_utc();
+    let dir = results::create_dir(&pulled::results_root(&root), &first.scenario, now)?;
+    let mut writer = TraceWriter::create(&dir)?;
+    let mut tally = Tally::default();
+    let mut seen = HashSet::new();
+    let mut duplicates = 0;
+    for p in &parts {
+        results::read_trace(&p.dir, |r| {
+            if !seen.insert(r.run_id.clone()) {
+                duplicates += 1;
+                return Ok(());
+            }
+            writer.append(&r)?;
+            tally.add(&r);
+            Ok(())
+        })?;
+    }
+    let mut info = RunInfo {
+        scenario: &first.scenario,
+        runner_type: &first.runner_type,
+        bundle_version_id: first.bundle.as_deref(),
+        started_at: parts.iter().filter_map(|p| p.started).min().unwrap_or(now),
+        completed_at: parts
+            .iter()
+            .filter_map(|p| p.completed)
+            .max()
+            .unwrap_or(now),
+        iterations: first.iterations,
+        parallel: parts.len(),
+        interrupted: false,
+        complete: false,
+        batch_key: None,
+        shard: None,
+    };
+    results::write_errors(&dir, &info)?;
+    write_junit(&dir, &info, &tally)?;
+    info.complete = true;
+    results::write_summary(&dir, &info, &tally)?;
+    drop(writer);
+    let merged = Merged {
+        scenario: first.scenario.clone(),
+        shown_dir: display_rel(&root, &dir),
+        result_dir: dir,
+        merged: parts.len(),
+        total: tally.total,
+        passed: tally.success,
+        failed: tally.failure,
+        duplicates,
+    };
+    Ok(Outcome {
+        code: if merged.failed == 0 {
+            code::SUCCESS
+        } else {
+            code::TESTS_FAILED
+        },
+        report: Box::new(merged),
+    })
+}
+
+/// Only shards of one job merge: one scenario, one bundle version.
+fn check_one_job(parts: &[Part]) -> Result<()> {
+    let first = &parts[0];
+    for p in &parts[1..] {
+        if p.scenario != first.scenario || p.bundle != first.bundle {
+            return Err(Error::config(
+                format!(
+                    "{} is scenario {} of bundle version {}, but {} is {} of {}: only shards of one job merge",
+                    first.dir.display(),
+                    first.scenario,
+                    first.bundle.as_deref().unwrap_or("(none)"),
+                    p.dir.display(),
+                    p.scenario,
+                    p.bundle.as_deref().unwrap_or("(none)")
+                ),
+                Some("give the result directories of the shards of one `test --shard` job".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn write_junit(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Result<()> {
+    let t = info.started_at;
+    let suite = junit::Suite {
+        name: info.scenario,
+        tests: tally.total,
+        failures: tally.failure,
+        time_ms: tally.total_duration_ms,
+        timestamp: format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        skipped: Vec::new(),
+    };
+    junit::write(&dir.join(results::JUNIT), &suite, |each| {
+        results::read_trace(dir, each).map(|_| ())
+    })
+}
