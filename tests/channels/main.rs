@@ -11,6 +11,7 @@
 //! channels are tested".
 
 mod act;
+mod ci_workflow;
 mod docker;
 mod docs;
 mod github_action;
