@@ -19,6 +19,8 @@ enum Action {
     Created,
     Overwrote,
     Appended,
+    /// A stage was added inside the file's `stages { }`.
+    AddedStage,
     /// Exists and was left alone (no `--force`, or already set up).
     Kept,
     /// Could not be edited safely: the snippet is shown for the user to add.
@@ -53,6 +55,7 @@ impl Human for InitReport {
                 Action::Created => s.green("created"),
                 Action::Overwrote => s.yellow("overwrote"),
                 Action::Appended => s.green("appended to"),
+                Action::AddedStage => s.green("added a stage to"),
                 Action::Kept => s.dim("kept"),
                 Action::Shown => s.yellow("add to"),
             };
@@ -268,6 +271,46 @@ fn jenkins_stage() -> String {
     "stage('FluxLoop') {\n    steps {\n        withCredentials([string(credentialsId: 'fluxloop-api-key', variable: 'FLUXLOOP_API_KEY')]) {\n            sh 'fluxloop sync pull --yes'\n            sh 'fluxloop test --no-skip-upload --yes'\n        }\n    }\n}\n".into()
 }
 
+/// `text` with `stage` added as the last stage of its declarative
+/// `stages { }` block, indented one level deeper than the block; `None`
+/// when there is no such block or its braces do not close.
+fn with_stage(text: &str, stage: &str) -> Option<String> {
+    let open = text.find("stages {").or_else(|| text.find("stages{"))?;
+    let body = open + text[open..].find('{')? + 1;
+    let mut depth = 1usize;
+    let mut close = None;
+    for (i, c) in text[body..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(body + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close?;
+    let line_start = text[..open].rfind('\n').map_or(0, |i| i + 1);
+    let indent: String = text[line_start..open]
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
+    let inner = format!("{indent}    ");
+    let mut block = String::new();
+    let before = text[..close].trim_end();
+    block.push_str(before);
+    block.push('\n');
+    for line in stage.lines() {
+        block.push_str(&format!("{inner}{line}\n"));
+    }
+    block.push_str(&indent);
+    block.push_str(&text[close..]);
+    Some(block)
+}
+
 /// Writes the snippet for the CI the repository uses; returns which one.
 fn ci_snippet(
     root: &Path,
@@ -298,8 +341,13 @@ fn ci_snippet(
         let text = read(&jenkins)?;
         let (action, snippet) = if text.contains("fluxloop test") {
             (Action::Kept, None)
+        } else if let Some(edited) = with_stage(&text, &jenkins_stage()) {
+            crate::atomic_file::write_atomic(&jenkins, 0o644, |f| f.write_all(edited.as_bytes()))
+                .map_err(|e| Error::io("write", &jenkins, e))?;
+            (Action::AddedStage, None)
         } else {
-            // A Groovy pipeline is not ours to rewrite: the stage is shown.
+            // No declarative `stages { }` to add to (a scripted pipeline):
+            // the stage is shown for the user to place.
             (Action::Shown, Some(jenkins_stage()))
         };
         files.push(FileReport {
@@ -466,5 +514,26 @@ mod tests {
             relative(base, Path::new("/r/.gitignore")),
             "../../.gitignore"
         );
+    }
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::with_stage;
+
+    #[test]
+    fn a_stage_goes_last_inside_stages_at_its_indent() {
+        let file = "pipeline {\n    agent any\n    stages {\n        stage('Build') {\n            steps { sh 'make' }\n        }\n    }\n    post { always { echo \"${env.X}\" } }\n}\n";
+        let got = with_stage(file, "stage('F') {\n    steps { sh 'f' }\n}\n").unwrap();
+        assert_eq!(
+            got,
+            "pipeline {\n    agent any\n    stages {\n        stage('Build') {\n            steps { sh 'make' }\n        }\n        stage('F') {\n            steps { sh 'f' }\n        }\n    }\n    post { always { echo \"${env.X}\" } }\n}\n"
+        );
+        assert_eq!(
+            with_stage("pipeline {\n    stages { }\n}\n", "stage('F') {}\n").unwrap(),
+            "pipeline {\n    stages {\n        stage('F') {}\n    }\n}\n"
+        );
+        assert_eq!(with_stage("node { sh 'make' }\n", "x\n"), None);
+        assert_eq!(with_stage("pipeline { stages { \n", "x\n"), None);
     }
 }

@@ -356,3 +356,36 @@ fn jenkinsfiles_pass_codenarc() {
     let ran = util::run_bounded(c, Duration::from_secs(300));
     assert!(ran.ok(), "{}", ran.all());
 }
+
+/// The stage `fluxloop init` adds to a user's declarative Jenkinsfile
+/// (issue 18) runs under the harness: it pulls, tests and uploads.
+#[test]
+#[ignore = "needs groovy"]
+fn the_stage_init_adds_to_a_jenkinsfile_runs() {
+    let demo = util::demo_platform();
+    let repo = tempfile::tempdir().expect("tempdir");
+    let original = "pipeline {\n    agent any\n    stages {\n        stage('Build') {\n            steps {\n                sh 'true'\n            }\n        }\n    }\n}\n";
+    std::fs::write(repo.path().join("Jenkinsfile"), original).expect("write");
+    std::fs::write(repo.path().join("agent.py"), "").expect("write");
+    let fluxloop = Path::new(env!("CARGO_BIN_EXE_fluxloop"));
+    let out = Command::new(fluxloop)
+        .args(["init", "--yes", "--scenario", &demo.scenario])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", repo.path().join("home"))
+        .current_dir(repo.path())
+        .output()
+        .expect("fluxloop init");
+    assert!(out.status.success(), "{out:?}");
+    let edited = std::fs::read_to_string(repo.path().join("Jenkinsfile")).expect("read");
+    assert!(edited.contains("stage('FluxLoop')"), "{edited}");
+    let path = format!(
+        "{}:{}",
+        fluxloop.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let b = build(&edited, &demo, false, &[("PATH", &path)]);
+    assert!(b.ran.code == Some(0), "{}", b.ran.all());
+    let batches = demo.platform.batch_ids().expect("batch ids");
+    assert_eq!(batches.len(), 1, "{}", b.ran.all());
+}
