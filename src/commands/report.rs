@@ -132,7 +132,7 @@ pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
 fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
     if let Some(id) = &args.run_batch {
         return Ok((
-            format!("/api/run-batches/{}", query_escape(id)),
+            format!("/api/run-batches/{}", crate::api::query_escape(id)),
             format!("run batch {id}"),
         ));
     }
@@ -151,7 +151,7 @@ fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
         },
     )?;
     Ok((
-        format!("/api/run-batches?key={}", query_escape(&key)),
+        format!("/api/run-batches?key={}", crate::api::query_escape(&key)),
         format!("run batch with key {key}"),
     ))
 }
@@ -305,16 +305,4 @@ fn step_summary(ctx: &Ctx, r: &Report) {
             path.display()
         ));
     }
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
