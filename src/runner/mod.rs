@@ -43,53 +43,41 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    /// Fails unless the program can be started: a file that exists and is
-    /// executable, found on `PATH` when it names no directory. Checked before
-    /// the first run, so a typo is one configuration error, not a failed run
-    /// per input uploaded as results.
+    /// Fails unless the program can be started (see [`resolve_program`]).
+    /// Checked before the first run, so a typo is one configuration error,
+    /// not a failed run per input uploaded as results.
     pub(crate) fn check_runnable(
         &self,
         path: Option<&std::ffi::OsStr>,
     ) -> crate::error::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
+        use crate::error::Error;
         let hint =
             || Some("check runner.command in fluxloop.yaml, or the command after `--`".to_string());
-        let runnable = |p: &std::path::Path| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        };
-        if self.program.contains('/') {
-            let p = std::path::Path::new(&self.program);
-            return match std::fs::metadata(p) {
-                Err(_) => Err(crate::error::Error::config(
+        // runner.env may set the agent's own PATH.
+        let path = self.env.get("PATH").map(std::ffi::OsStr::new).or(path);
+        match resolve_program(&self.program, &self.cwd, path) {
+            Ok(_) => Ok(()),
+            Err(Unrunnable::Empty | Unrunnable::Missing(_)) if self.program.contains('/') => {
+                Err(Error::config(
                     format!("the agent command {} does not exist", self.program),
                     hint(),
+                ))
+            }
+            Err(Unrunnable::NotExecutable(_)) => Err(Error::config(
+                format!(
+                    "the agent command {} is not an executable file",
+                    self.program
+                ),
+                Some(format!(
+                    "make it executable (chmod +x {}), or run it through its interpreter",
+                    self.program
                 )),
-                Ok(_) if !runnable(p) => Err(crate::error::Error::config(
-                    format!(
-                        "the agent command {} is not an executable file",
-                        self.program
-                    ),
-                    Some(format!(
-                        "make it executable (chmod +x {}), or run it through its interpreter",
-                        self.program
-                    )),
-                )),
-                Ok(_) => Ok(()),
-            };
+            )),
+            Err(_) => Err(Error::config(
+                format!("the agent command {} is not on PATH", self.program),
+                hint(),
+            )),
         }
-        let path = self
-            .env
-            .get("PATH")
-            .map(std::ffi::OsString::from)
-            .or_else(|| path.map(std::ffi::OsStr::to_os_string))
-            .unwrap_or_default();
-        if std::env::split_paths(&path).any(|dir| runnable(&dir.join(&self.program))) {
-            return Ok(());
-        }
-        Err(crate::error::Error::config(
-            format!("the agent command {} is not on PATH", self.program),
-            hint(),
-        ))
     }
 
     /// The command line, for messages.
@@ -99,6 +87,51 @@ impl Agent {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// Why a program cannot be started.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unrunnable {
+    Empty,
+    /// A path that does not exist.
+    Missing(PathBuf),
+    /// A path that is not an executable file.
+    NotExecutable(PathBuf),
+    /// A bare name found on no `PATH` directory.
+    NotOnPath,
+}
+
+/// A program as `execvp` finds it: a path (relative to `dir`) if it has a
+/// `/`, else the first executable file of that name on `path`.
+pub(crate) fn resolve_program(
+    program: &str,
+    dir: &std::path::Path,
+    path: Option<&std::ffi::OsStr>,
+) -> std::result::Result<PathBuf, Unrunnable> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return Err(Unrunnable::Empty);
+    }
+    if program.contains('/') {
+        let p: PathBuf = dir
+            .join(program)
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect();
+        return match p.metadata() {
+            Err(_) => Err(Unrunnable::Missing(p)),
+            Ok(_) if !executable(&p) => Err(Unrunnable::NotExecutable(p)),
+            Ok(_) => Ok(p),
+        };
+    }
+    std::env::split_paths(path.unwrap_or_default())
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+        .ok_or(Unrunnable::NotOnPath)
 }
 
 /// What to run.

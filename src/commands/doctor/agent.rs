@@ -7,6 +7,7 @@ use super::Checks;
 use crate::config::project::{CommandSpec, RunnerType};
 use crate::ctx::Ctx;
 use crate::error::code;
+use crate::runner::{resolve_program, Unrunnable};
 
 /// The runner's command resolves to an executable file.
 pub(super) fn agent(ctx: &Ctx, c: &mut Checks, config_ok: bool) {
@@ -34,7 +35,7 @@ pub(super) fn agent(ctx: &Ctx, c: &mut Checks, config_ok: bool) {
             return;
         }
     };
-    match resolve_program(&program, &dir, ctx.env.get_os("PATH")) {
+    match resolve(&program, &dir, ctx.env.get_os("PATH")) {
         Ok(path) => c.ok("agent", format!("{program} is {}", path.display())),
         Err(why) => c.fail(
             "agent",
@@ -45,39 +46,14 @@ pub(super) fn agent(ctx: &Ctx, c: &mut Checks, config_ok: bool) {
     }
 }
 
-/// A program as `execvp` finds it: a path (relative to `dir`) if it has a
-/// `/`, else the first executable file of that name on `PATH`.
-fn resolve_program(
-    program: &str,
-    dir: &Path,
-    path: Option<&std::ffi::OsStr>,
-) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.is_empty() {
-        return Err("the command is empty".into());
-    }
-    if program.contains('/') {
-        let p: PathBuf = dir
-            .join(program)
-            .components()
-            .filter(|c| *c != std::path::Component::CurDir)
-            .collect();
-        return match p.metadata() {
-            Err(_) => Err(format!("{} does not exist", p.display())),
-            Ok(_) if !executable(&p) => {
-                Err(format!("{} is not executable (chmod +x)", p.display()))
-            }
-            Ok(_) => Ok(p),
-        };
-    }
-    std::env::split_paths(path.unwrap_or_default())
-        .map(|d| d.join(program))
-        .find(|p| executable(p))
-        .ok_or_else(|| "not found on PATH".to_string())
+/// What doctor says of a program that cannot be started.
+fn resolve(program: &str, dir: &Path, path: Option<&std::ffi::OsStr>) -> Result<PathBuf, String> {
+    resolve_program(program, dir, path).map_err(|why| match why {
+        Unrunnable::Empty => "the command is empty".to_string(),
+        Unrunnable::Missing(p) => format!("{} does not exist", p.display()),
+        Unrunnable::NotExecutable(p) => format!("{} is not executable (chmod +x)", p.display()),
+        Unrunnable::NotOnPath => "not found on PATH".to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -91,17 +67,14 @@ mod tests {
         std::fs::write(&bin, "#!/bin/sh\n").unwrap();
         let path = std::env::join_paths([tmp.path()]).unwrap();
         assert!(
-            resolve_program("agent", tmp.path(), Some(&path)).is_err(),
+            resolve("agent", tmp.path(), Some(&path)).is_err(),
             "not executable"
         );
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(
-            resolve_program("agent", Path::new("/"), Some(&path)).unwrap(),
-            bin
-        );
-        assert_eq!(resolve_program("./agent", tmp.path(), None).unwrap(), bin);
-        assert!(resolve_program("./nope", tmp.path(), None)
+        assert_eq!(resolve("agent", Path::new("/"), Some(&path)).unwrap(), bin);
+        assert_eq!(resolve("./agent", tmp.path(), None).unwrap(), bin);
+        assert!(resolve("./nope", tmp.path(), None)
             .unwrap_err()
             .contains("does not exist"));
     }
