@@ -318,22 +318,47 @@ pub(crate) struct Input {
     pub(crate) item: Value,
 }
 
+/// A pulled persona.
+pub(crate) struct Persona {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+}
+
+/// Reads `personas.json` (absent: none).
+pub(crate) fn load_personas(dir: &Path) -> Result<Vec<Persona>> {
+    let path = dir.join(PERSONAS);
+    let personas: Vec<Value> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::config(format!("{}: not a JSON array: {e}", path.display()), None)
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Ok(personas
+        .iter()
+        .map(|p| Persona {
+            id: text(p, "id"),
+            name: text(p, "name"),
+            description: text(p, "description"),
+        })
+        .collect())
+}
+
 /// Fills in each input's persona name and description from `personas.json`
 /// (absent or unreadable: the inputs keep only the persona id).
 pub(crate) fn attach_personas(dir: &Path, inputs: &mut [Input]) {
-    let Some(personas) = std::fs::read(dir.join(PERSONAS))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
-    else {
+    let Ok(personas) = load_personas(dir) else {
         return;
     };
-    let text = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let by_id: BTreeMap<String, (String, String)> = personas
-        .iter()
-        .map(|p| (text(p, "id"), (text(p, "name"), text(p, "description"))))
-        .collect();
+    let by_id: BTreeMap<&str, &Persona> = personas.iter().map(|p| (p.id.as_str(), p)).collect();
     for input in inputs {
-        input.persona_detail = input.persona.as_ref().and_then(|id| by_id.get(id).cloned());
+        input.persona_detail = input
+            .persona
+            .as_deref()
+            .and_then(|id| by_id.get(id))
+            .map(|p| (p.name.clone(), p.description.clone()));
     }
 }
 

@@ -5,11 +5,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::config::project::limits::Shard;
 use crate::error::{Error, Result};
-use crate::pulled::{Input, PERSONAS};
+use crate::pulled::{load_personas, Input};
 use crate::results::{self, TraceRecord};
 
 /// One run of the plan: an iteration of an input (an index into the inputs).
@@ -124,27 +122,17 @@ pub(crate) fn shard(mut slots: Vec<Slot>, shard: Shard) -> Vec<Slot> {
 
 /// The ids of the pulled personas whose name (ignoring case) or id is `wanted`.
 fn persona_ids(pulled_dir: &Path, wanted: &str) -> Result<HashSet<String>> {
-    let path = pulled_dir.join(PERSONAS);
-    let personas: Vec<Value> = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::config(format!("{}: not a JSON array: {e}", path.display()), None)
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
-    let field = |p: &Value, k: &str| p.get(k).and_then(Value::as_str).map(String::from);
     let mut names = Vec::new();
     let mut ids = HashSet::new();
-    for p in &personas {
-        let (id, name) = (field(p, "id"), field(p, "name"));
-        if id.as_deref() == Some(wanted)
-            || name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-        {
-            ids.extend(id.clone());
+    // A persona without an id or a name has none to match or list.
+    for p in load_personas(pulled_dir)? {
+        let matches = p.id == wanted || (!p.name.is_empty() && p.name.eq_ignore_ascii_case(wanted));
+        if matches && !p.id.is_empty() {
+            ids.insert(p.id.clone());
         }
-        names.extend(name);
+        if !p.name.is_empty() {
+            names.push(p.name);
+        }
     }
     if ids.is_empty() {
         let known = if names.is_empty() {
@@ -185,6 +173,8 @@ pub(crate) fn last_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pulled::PERSONAS;
+    use serde_json::Value;
 
     fn input(id: &str, text: &str, persona: &str) -> Input {
         Input {
