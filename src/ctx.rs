@@ -1,15 +1,18 @@
 //! The context a command runs in: the typed global flags, the environment
-//! snapshot, the printer, and lazily loaded files, with resolution on top.
+//! snapshot, the printer, and every setting, resolved once before the
+//! command starts (config/settings.rs).
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::{Auth, Client, Endpoint, Event, NetOptions, Observer};
 use crate::cli::GlobalArgs;
 use crate::config::credentials::{self, CredentialsFile};
-use crate::config::project::{self, LoadedConfig, ProjectJson};
-use crate::config::resolve::{self, Resolved, Sources};
+use crate::config::project::{LoadedConfig, ProjectJson};
+use crate::config::registry::{self, Source};
+use crate::config::resolve::Resolved;
+use crate::config::settings::Settings;
 use crate::config::{Env, Origin, Value};
 use crate::error::{Error, Result};
 use crate::output::Output;
@@ -20,57 +23,62 @@ pub(crate) struct Ctx {
     pub(crate) env: Env,
     pub(crate) cwd: PathBuf,
     pub(crate) out: Arc<Output>,
-    config: OnceCell<Option<LoadedConfig>>,
-    credentials: OnceCell<CredentialsFile>,
-    project_json: OnceCell<Option<(PathBuf, ProjectJson)>>,
+    pub(crate) settings: Settings,
+    /// Whether the credentials file's warnings (permissions) were given.
+    credentials_warned: Cell<bool>,
     /// Whether the one-time credential warnings (an empty variable, a key
     /// file git would commit) were given.
-    git_checked: Cell<bool>,
+    credential_warned: Cell<bool>,
 }
 
 impl Ctx {
-    pub(crate) fn new(globals: GlobalArgs, env: Env, cwd: PathBuf, out: Arc<Output>) -> Self {
+    pub(crate) fn new(
+        globals: GlobalArgs,
+        env: Env,
+        cwd: PathBuf,
+        out: Arc<Output>,
+        settings: Settings,
+    ) -> Self {
         Ctx {
             globals,
             env,
             cwd,
             out,
-            config: OnceCell::new(),
-            credentials: OnceCell::new(),
-            project_json: OnceCell::new(),
-            git_checked: Cell::new(false),
+            settings,
+            credentials_warned: Cell::new(false),
+            credential_warned: Cell::new(false),
         }
     }
 
     /// `$FLUXLOOP_HOME` or `~/.fluxloop`.
     pub(crate) fn home(&self) -> Result<PathBuf> {
-        let home = self.env.fluxloop_home()?;
-        Ok(if home.is_absolute() {
-            home
-        } else {
-            self.cwd.join(home)
-        })
+        self.settings.home.clone()
     }
 
     /// `fluxloop.yaml`: `--config`, else the nearest one upward.
     pub(crate) fn config(&self) -> Result<Option<&LoadedConfig>> {
-        if let Some(c) = self.config.get() {
-            return Ok(c.as_ref());
+        match &self.settings.config {
+            Ok(c) => Ok(c.as_ref()),
+            Err(e) => Err(e.clone()),
         }
-        let loaded = project::find_config(self.globals.config.as_deref(), &self.cwd)?;
-        Ok(self.config.get_or_init(|| loaded).as_ref())
     }
 
-    /// The credentials file (loaded once; its warnings printed once).
+    /// The credentials file, its warnings printed the first time it is used.
     pub(crate) fn credentials(&self) -> Result<&CredentialsFile> {
-        if let Some(c) = self.credentials.get() {
-            return Ok(c);
+        let file = self.settings.credentials.as_ref().map_err(Error::clone)?;
+        if !self.credentials_warned.replace(true) {
+            for w in &file.warnings {
+                self.out.warn(w);
+            }
         }
-        let file = CredentialsFile::load(&self.home()?)?;
-        for w in &file.warnings {
-            self.out.warn(w);
+        Ok(file)
+    }
+
+    /// Gives the credentials file's warnings when `key`'s value needed the file.
+    fn note_credentials_use(&self, key: &str) {
+        if self.settings.uses_credentials(key) {
+            let _ = self.credentials();
         }
-        Ok(self.credentials.get_or_init(|| file))
     }
 
     /// A read-modify-write of the credentials file under its lock (see
@@ -84,61 +92,44 @@ impl Ctx {
 
     /// The workspace root (CLI.md §4).
     pub(crate) fn workspace_root(&self) -> Result<PathBuf> {
-        if let Some(c) = self.config()? {
-            return Ok(c.dir().to_path_buf());
-        }
-        Ok(project::workspace_root(&self.cwd, &self.home()?))
+        self.settings.workspace.clone()
     }
 
     /// `.fluxloop/project.json` of the workspace, if any.
     pub(crate) fn project_json(&self) -> Result<Option<&(PathBuf, ProjectJson)>> {
-        if let Some(p) = self.project_json.get() {
-            return Ok(p.as_ref());
+        match &self.settings.project_json {
+            Ok(p) => Ok(p.as_ref()),
+            Err(e) => Err(e.clone()),
         }
-        let loaded = project::load_project_json(&self.workspace_root()?)?;
-        Ok(self.project_json.get_or_init(|| loaded).as_ref())
-    }
-
-    fn with_sources<T>(&self, f: impl FnOnce(&Sources<'_>) -> Result<T>) -> Result<T> {
-        let config = self.config()?;
-        let project_json = self.project_json()?;
-        let load = || self.credentials();
-        let sources = Sources {
-            env: &self.env,
-            flag_profile: self.globals.profile.as_deref(),
-            flag_api_key: self.globals.api_key.as_deref(),
-            flag_endpoint: self.globals.endpoint.as_deref(),
-            config,
-            project_json,
-            credentials: &load,
-        };
-        f(&sources)
     }
 
     pub(crate) fn profile(&self) -> Result<Value<String>> {
-        self.with_sources(resolve::resolve_profile)
+        self.note_credentials_use("profile");
+        self.settings.profile()
     }
 
     pub(crate) fn endpoint(&self) -> Result<Value<String>> {
-        self.with_sources(|s| resolve::resolve_endpoint(s, &|| self.profile()))
+        self.note_credentials_use("endpoint");
+        self.settings.endpoint()
     }
 
+    /// The credential in effect; the first use also warns about an empty
+    /// credential variable and a key file git would commit.
     pub(crate) fn credential(&self) -> Result<Resolved> {
-        let first = !self.git_checked.replace(true);
+        let first = !self.credential_warned.replace(true);
         if first {
-            for name in [
-                "FLUXLOOP_API_KEY",
-                "FLUXLOOP_SYNC_API_KEY",
-                "FLUXLOOP_TOKEN",
-            ] {
-                if self.env.is_set_but_empty(name) {
-                    self.out.warn(&format!(
-                        "{name} is set but empty, so it is ignored (is the CI secret missing or not passed to this job?)"
-                    ));
+            for source in registry::get("credential").sources {
+                if let Source::Env(name) = source {
+                    if self.env.is_set_but_empty(name) {
+                        self.out.warn(&format!(
+                            "{name} is set but empty, so it is ignored (is the CI secret missing or not passed to this job?)"
+                        ));
+                    }
                 }
             }
         }
-        let resolved = self.with_sources(|s| resolve::resolve_credential(s, &|| self.profile()))?;
+        self.note_credentials_use("credential");
+        let resolved = self.settings.credential.clone()?;
         if first {
             if let Origin::KeyFile(path) | Origin::Profile { path, .. } =
                 &resolved.credential.origin
@@ -151,36 +142,9 @@ impl Ctx {
         Ok(resolved)
     }
 
-    /// Network options from `fluxloop.yaml`, the environment and `--ca-cert`.
+    /// Network options from the settings, for `endpoint`.
     pub(crate) fn net_options(&self, endpoint: &Endpoint) -> Result<NetOptions> {
-        let mut opts = NetOptions::default();
-        if let Some(c) = self.config()? {
-            let api = &c.config.api;
-            if let Some(t) = api.timeout.filter(|t| *t > 0.0 && t.is_finite()) {
-                opts.timeout = std::time::Duration::from_secs_f64(t);
-            }
-            if let Some(t) = api.connect_timeout.filter(|t| *t > 0.0 && t.is_finite()) {
-                opts.connect_timeout = std::time::Duration::from_secs_f64(t);
-            }
-            if let Some(r) = api.retries {
-                opts.retries = r;
-            }
-            if let Some(ca) = &api.ca_cert {
-                opts.ca_files.push(c.dir().join(self.env.expand_tilde(ca)));
-            }
-        }
-        opts.apply_env(&self.env, endpoint)?;
-        if let Some(ca) = &self.globals.ca_cert {
-            let path = self.cwd.join(ca);
-            if !path.is_file() {
-                return Err(Error::MissingFile {
-                    path,
-                    what: "CA certificate (--ca-cert)",
-                });
-            }
-            opts.ca_files.push(path);
-        }
-        Ok(opts)
+        self.settings.net_options(endpoint, &self.env, &self.cwd)
     }
 
     /// What a stored login's refresh needs, owned, so a client can refresh

@@ -21,7 +21,9 @@ pub(crate) mod code {
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 /// Everything that can go wrong, one variant per kind of fact a user needs.
-#[derive(Debug)]
+/// Clone, because a setting's problem is kept with the setting and reported
+/// by each command that uses it.
+#[derive(Clone, Debug)]
 pub(crate) enum Error {
     /// Bad command line: unknown flag, missing value, bad value.
     Usage {
@@ -50,7 +52,7 @@ pub(crate) enum Error {
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// No credential anywhere; `profiles` are the stored logins the
     /// selected profile is not.
@@ -288,7 +290,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            source: std::sync::Arc::new(source),
         }
     }
 

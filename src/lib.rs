@@ -1,6 +1,7 @@
 //! `fluxloop`: the FluxLoop command-line client for CI.
 //!
-//! [`run`] parses the command line, builds the [`ctx::Ctx`], runs one
+//! [`run`] parses the command line, resolves every setting once, builds the
+//! [`ctx::Ctx`], runs one
 //! command, prints its report or its error once, and returns the exit code
 //! of CLI.md §6.
 
@@ -32,6 +33,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::Parsed;
+use crate::config::settings::{Inputs, Settings};
 use crate::config::Env;
 use crate::ctx::Ctx;
 use crate::error::{code, Error};
@@ -108,7 +110,15 @@ where
             return err.exit_code();
         }
     };
-    let ctx = Ctx::new(globals, env, cwd, Arc::clone(&out));
+    // Every setting, resolved once before the command does anything.
+    let flags = cli::setting_flags(&globals, &command);
+    let settings = Settings::resolve(&Inputs {
+        env: &env,
+        cwd: &cwd,
+        flags: &flags,
+        config_flag: globals.config.as_deref(),
+    });
+    let ctx = Ctx::new(globals, env, cwd, Arc::clone(&out), settings);
     match commands::run(&ctx, command) {
         Ok(outcome) => match out.report(outcome.report.as_ref()) {
             Ok(()) => outcome.code,

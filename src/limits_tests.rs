@@ -3,6 +3,7 @@
 //! `Duration` or an `Instant` are refused or accepted, never a panic, and
 //! what is accepted is safe for the arithmetic done with it.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -107,9 +108,9 @@ proptest! {
             ("FLUXLOOP_HTTP_RETRIES", r.as_str()),
             ("FLUXLOOP_RETRY_BACKOFF_MS", b.as_str()),
         ]);
-        let mut opts = NetOptions::default();
         let endpoint = crate::api::Endpoint::parse("http://127.0.0.1:1").unwrap();
-        if opts.apply_env(&env, &endpoint).is_ok() {
+        let settings = crate::config::settings::Settings::of_env(&env);
+        if let Ok(opts) = settings.net_options(&endpoint, &env, Path::new("/")) {
             use_options(&opts);
         }
     }

@@ -9,7 +9,7 @@
 #[cfg(test)]
 mod client_tests;
 mod endpoint;
-mod net;
+pub(crate) mod net;
 mod probe;
 pub(crate) mod types;
 

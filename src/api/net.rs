@@ -8,8 +8,6 @@ use std::time::Duration;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 use super::{Endpoint, Event, Observer, Scheme};
-use crate::config::project::limits;
-use crate::config::Env;
 use crate::error::{Error, Result};
 
 /// Timeouts, retries, trust and proxy: everything that shapes a connection.
@@ -47,107 +45,43 @@ impl Default for NetOptions {
     }
 }
 
-impl NetOptions {
-    /// Reads the environment's part: `FLUXLOOP_HTTP_TIMEOUT`,
-    /// `FLUXLOOP_CONNECT_TIMEOUT`, `FLUXLOOP_HTTP_RETRIES`,
-    /// `FLUXLOOP_RETRY_BACKOFF_MS`, `SSL_CERT_FILE`,
-    /// `SSL_CERT_DIR` and the proxy variables for `endpoint`.
-    pub(crate) fn apply_env(&mut self, env: &Env, endpoint: &Endpoint) -> Result<()> {
-        if let Some(t) = seconds(env, "FLUXLOOP_HTTP_TIMEOUT")? {
-            self.timeout = t;
-        }
-        if let Some(t) = seconds(env, "FLUXLOOP_CONNECT_TIMEOUT")? {
-            self.connect_timeout = t;
-        }
-        if let Some(r) = env.get("FLUXLOOP_HTTP_RETRIES")? {
-            let refuse = |why: String| {
-                Error::config(
-                    format!("FLUXLOOP_HTTP_RETRIES={r:?} {why}"),
-                    Some("set it to the number of retries, e.g. 4".into()),
-                )
-            };
-            let n: u64 = r
-                .trim()
-                .parse()
-                .map_err(|_| refuse("is not a whole number".into()))?;
-            self.retries = limits::retries(n).map_err(refuse)?;
-        }
-        // A tuning knob for the first retry's wait (it doubles per attempt).
-        if let Some(ms) = env.get("FLUXLOOP_RETRY_BACKOFF_MS")? {
-            let ms: u64 = ms.trim().parse().map_err(|_| {
-                Error::config(
-                    format!(
-                        "FLUXLOOP_RETRY_BACKOFF_MS={ms:?} is not a whole number of milliseconds"
-                    ),
-                    Some("set it to milliseconds, e.g. 500".into()),
-                )
-            })?;
-            self.backoff_base = Duration::from_millis(ms.min(60_000));
-        }
-        if let Some(path) = env.path("SSL_CERT_FILE") {
-            self.ca_files.push(path);
-        }
-        self.ca_dir = env.path("SSL_CERT_DIR");
-        self.proxy = proxy_for(env, endpoint)?;
-        // A request must not outlive the retry budget by much.
-        self.retry_budget = self.retry_budget.max(self.timeout.saturating_mul(2));
-        Ok(())
-    }
-}
-
-fn seconds(env: &Env, name: &str) -> Result<Option<Duration>> {
-    let Some(v) = env.get(name)? else {
-        return Ok(None);
-    };
-    let checked = v
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| "is not a number of seconds".to_string())
-        .and_then(limits::request_seconds);
-    match checked {
-        Ok(s) => Ok(Some(Duration::from_secs_f64(s))),
-        Err(why) => Err(Error::config(
-            format!("{name}={v:?} {why}"),
-            Some(format!("set {name} to seconds, e.g. 30")),
-        )),
-    }
+/// The proxy settings as resolved (config/registry.rs): the variable that
+/// won for each scheme, and `NO_PROXY`.
+pub(crate) struct Proxies {
+    pub(crate) https: Option<(String, &'static str)>,
+    pub(crate) http: Option<(String, &'static str)>,
+    pub(crate) no_proxy: Option<String>,
 }
 
 /// Picks the proxy for `endpoint` the way curl does: `NO_PROXY` first, then
 /// `HTTPS_PROXY` for https or `HTTP_PROXY` for http, then `ALL_PROXY`.
 /// Loopback endpoints never go through a proxy, whatever `NO_PROXY` says: a
 /// proxy would see the credential of a request meant for this machine.
-fn proxy_for(env: &Env, endpoint: &Endpoint) -> Result<Option<(String, &'static str)>> {
+pub(crate) fn proxy_for(
+    proxies: &Proxies,
+    endpoint: &Endpoint,
+) -> Result<Option<(String, &'static str)>> {
     if endpoint.is_loopback() {
         return Ok(None);
     }
-    let no_proxy = env
-        .get_lossy("NO_PROXY")
-        .or_else(|| env.get_lossy("no_proxy"))
-        .unwrap_or("");
-    if no_proxy_matches(no_proxy, endpoint.host()) {
+    if no_proxy_matches(proxies.no_proxy.as_deref().unwrap_or(""), endpoint.host()) {
         return Ok(None);
     }
-    let names: &[&'static str] = if endpoint.scheme() == Scheme::Https {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    let chosen = if endpoint.scheme() == Scheme::Https {
+        &proxies.https
     } else {
-        // Lower-case http_proxy only, as curl: HTTP_PROXY can be set by a
-        // CGI request header ("httpoxy").
-        &["http_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"]
+        &proxies.http
     };
-    for name in names {
-        if let Some(url) = env.get(name)? {
-            let lower = url.to_ascii_lowercase();
-            if lower.starts_with("socks") {
-                return Err(Error::config(
-                    format!("{name} names a SOCKS proxy ({}), which fluxloop does not support", mask_userinfo(url)),
-                    Some("use an HTTP CONNECT proxy (http://host:port), or add the platform host to NO_PROXY".into()),
-                ));
-            }
-            return Ok(Some((url.to_string(), name)));
-        }
+    let Some((url, name)) = chosen else {
+        return Ok(None);
+    };
+    if url.to_ascii_lowercase().starts_with("socks") {
+        return Err(Error::config(
+            format!("{name} names a SOCKS proxy ({}), which fluxloop does not support", mask_userinfo(url)),
+            Some("use an HTTP CONNECT proxy (http://host:port), or add the platform host to NO_PROXY".into()),
+        ));
     }
-    Ok(None)
+    Ok(Some((url.clone(), name)))
 }
 
 /// `NO_PROXY`: comma-separated hosts, domain suffixes (`.corp` or `corp`),
@@ -343,6 +277,7 @@ pub(super) fn was_sent(e: &ureq::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Env;
 
     fn ep(url: &str) -> Endpoint {
         Endpoint::parse(url).unwrap()
@@ -356,30 +291,42 @@ mod tests {
             ("NO_PROXY", "internal.corp, .skip.example,10.1.2.3"),
         ]);
         assert_eq!(
-            proxy_for(&env, &ep("https://api.fluxloop.ai")).unwrap(),
+            proxy_for(&proxies(&env), &ep("https://api.fluxloop.ai")).unwrap(),
             Some(("http://secure:1".into(), "HTTPS_PROXY"))
         );
         assert_eq!(
-            proxy_for(&env, &ep("http://plain-target.example:9")).unwrap(),
+            proxy_for(&proxies(&env), &ep("http://plain-target.example:9")).unwrap(),
             Some(("http://plain:2".into(), "http_proxy"))
         );
-        assert_eq!(proxy_for(&env, &ep("https://internal.corp")).unwrap(), None);
         assert_eq!(
-            proxy_for(&env, &ep("https://a.internal.corp:443")).unwrap(),
+            proxy_for(&proxies(&env), &ep("https://internal.corp")).unwrap(),
             None
         );
         assert_eq!(
-            proxy_for(&env, &ep("https://x.skip.example")).unwrap(),
+            proxy_for(&proxies(&env), &ep("https://a.internal.corp:443")).unwrap(),
             None
         );
-        assert_eq!(proxy_for(&env, &ep("http://10.1.2.3:80")).unwrap(), None);
+        assert_eq!(
+            proxy_for(&proxies(&env), &ep("https://x.skip.example")).unwrap(),
+            None
+        );
+        assert_eq!(
+            proxy_for(&proxies(&env), &ep("http://10.1.2.3:80")).unwrap(),
+            None
+        );
         let all = Env::from_pairs(&[("ALL_PROXY", "http://all:3")]);
         assert_eq!(
-            proxy_for(&all, &ep("https://x")).unwrap(),
+            proxy_for(&proxies(&all), &ep("https://x")).unwrap(),
             Some(("http://all:3".into(), "ALL_PROXY"))
         );
         let star = Env::from_pairs(&[("ALL_PROXY", "http://all:3"), ("no_proxy", "*")]);
-        assert_eq!(proxy_for(&star, &ep("https://x")).unwrap(), None);
+        assert_eq!(proxy_for(&proxies(&star), &ep("https://x")).unwrap(), None);
+    }
+
+    fn proxies(env: &Env) -> Proxies {
+        crate::config::settings::Settings::of_env(env)
+            .proxies()
+            .unwrap()
     }
 
     #[test]
@@ -396,14 +343,16 @@ mod tests {
             "https://127.0.0.1:9",
             "http://[::1]:9",
         ] {
-            assert_eq!(proxy_for(&env, &ep(url)).unwrap(), None, "{url}");
+            assert_eq!(proxy_for(&proxies(&env), &ep(url)).unwrap(), None, "{url}");
         }
     }
 
     #[test]
     fn socks_proxies_are_refused_clearly() {
         let env = Env::from_pairs(&[("ALL_PROXY", "socks5://user:secret@p:1080")]);
-        let e = proxy_for(&env, &ep("https://x")).unwrap_err().to_string();
+        let e = proxy_for(&proxies(&env), &ep("https://x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SOCKS proxy"), "{e}");
         assert!(!e.contains("secret"), "{e}");
     }

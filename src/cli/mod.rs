@@ -842,3 +842,65 @@ fn help_for(p: &mut Parser, mut g: GlobalArgs, ctx: Ctx) -> Result<Parsed> {
 
 #[cfg(test)]
 mod tests;
+
+/// The command line's values of settings (config/registry.rs), by flag
+/// name, as text: resolution treats every source alike.
+pub(crate) fn setting_flags(
+    globals: &GlobalArgs,
+    command: &Command,
+) -> crate::config::settings::Flags {
+    use crate::config::project::limits::ShardSpec;
+    let mut flags = crate::config::settings::Flags::new();
+    let mut put = |name: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            flags.insert(name, v);
+        }
+    };
+    put("--profile", globals.profile.clone());
+    put("--api-key", globals.api_key.clone());
+    put("--endpoint", globals.endpoint.clone());
+    put(
+        "--config",
+        globals.config.as_ref().map(|p| p.display().to_string()),
+    );
+    put(
+        "--ca-cert",
+        globals.ca_cert.as_ref().map(|p| p.display().to_string()),
+    );
+    match command {
+        Command::Sync(SyncCommand::Pull(a)) => {
+            put("--scenario", a.scenario.clone());
+            put("--project-id", a.project_id.clone());
+        }
+        Command::Sync(SyncCommand::Upload(a)) => put("--scenario", a.scenario.clone()),
+        Command::Report(a) => {
+            put("--scenario", a.scenario.clone());
+            put("--batch-key", a.batch_key.clone());
+        }
+        Command::Test(a) => {
+            put("--scenario", a.scenario.clone());
+            put("--iterations", a.iterations.map(|v| v.to_string()));
+            put("--parallel", a.parallel.map(|v| v.to_string()));
+            put("--timeout", a.timeout.map(|v| v.to_string()));
+            put("--skip-upload", a.upload.map(|v| v.to_string()));
+            if !a.command.is_empty() {
+                put("--", serde_json::to_string(&a.command).ok());
+            }
+            let s = &a.select;
+            put("--retries", s.retries.map(|v| v.to_string()));
+            put("--fail-under", s.fail_under.map(|v| v.to_string()));
+            put("--max-failures", s.max_failures.map(|v| v.to_string()));
+            put("--rate", s.rate.as_ref().map(|r| r.text.clone()));
+            put(
+                "--shard",
+                s.shard.map(|spec| match spec {
+                    ShardSpec::Auto => "auto".to_string(),
+                    ShardSpec::Fixed(shard) => shard.to_string(),
+                }),
+            );
+            put("--batch-key", s.batch_key.clone());
+        }
+        _ => {}
+    }
+    flags
+}

@@ -1,10 +1,11 @@
 //! `config set/get/list`: the default profile, the profile's endpoint, and
-//! every effective setting with its origin.
+//! every declared setting (config/registry.rs) with its origin.
 
 use serde::Serialize;
 
 use crate::cli::ConfigCommand;
 use crate::config::credentials::CredentialsFile;
+use crate::config::registry::{self, Decl, Fallback};
 use crate::config::resolve::{validate_endpoint, CredentialKind, DEFAULT_PROFILE};
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
@@ -21,8 +22,6 @@ pub(crate) fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<Outcome> {
 }
 
 const SETTABLE: &str = "profile, endpoint";
-const GETTABLE: &str =
-    "profile, endpoint, credential, scenario, project_id, config_file, credentials_file, workspace";
 
 /// The result of `config set`.
 #[derive(Serialize)]
@@ -180,6 +179,19 @@ struct Setting {
     value: Option<String>,
     origin: String,
     origin_kind: &'static str,
+    /// What the setting is.
+    about: &'static str,
+    /// Lower sources that were also set, which this value beats.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    shadowed: Vec<Shadowed>,
+}
+
+/// A value a higher source beat.
+#[derive(Serialize, Clone)]
+struct Shadowed {
+    value: String,
+    origin: String,
+    origin_kind: &'static str,
 }
 
 impl Setting {
@@ -189,6 +201,8 @@ impl Setting {
             value: Some(v.val.to_string()),
             origin: v.origin.to_string(),
             origin_kind: v.origin.kind(),
+            about: registry::get(key).about,
+            shadowed: vec![],
         }
     }
 
@@ -198,6 +212,8 @@ impl Setting {
             value: None,
             origin: why,
             origin_kind: "none",
+            about: registry::get(key).about,
+            shadowed: vec![],
         }
     }
 }
@@ -242,12 +258,53 @@ impl Human for ListReport {
     }
 }
 
+/// Every declared setting (config/registry.rs), with its origin.
 fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
     let mut out = Vec::new();
-    let profile = ctx.profile()?;
-    out.push(Setting::new("profile", profile.clone()));
-    out.push(Setting::new("endpoint", ctx.endpoint()?));
-    out.push(match ctx.credential() {
+    for entry in ctx.settings.entries() {
+        let key = entry.decl.key;
+        let mut setting = match key {
+            "profile" => Setting::new(key, ctx.profile()?),
+            "endpoint" => Setting::new(key, ctx.endpoint()?),
+            "credential" => credential(ctx),
+            "config_file" => config_file(ctx)?,
+            "credentials_file" => credentials_file(ctx)?,
+            "workspace" => Setting::new(
+                key,
+                Value::new(ctx.workspace_root()?.display().to_string(), Origin::Default),
+            ),
+            _ => match entry.value() {
+                Ok(Some(v)) => Setting::new(key, v),
+                Ok(None) => Setting::missing(key, unset_text(entry.decl)),
+                Err(e) => Setting::missing(key, format!("error: {e}")),
+            },
+        };
+        // A secret's other values are not shown, even masked.
+        if !entry.decl.secret {
+            setting.shadowed = entry
+                .shadowed
+                .iter()
+                .map(|v| Shadowed {
+                    value: v.val.clone(),
+                    origin: v.origin.to_string(),
+                    origin_kind: v.origin.kind(),
+                })
+                .collect();
+        }
+        out.push(setting);
+    }
+    Ok(out)
+}
+
+fn unset_text(decl: &Decl) -> String {
+    match decl.fallback {
+        Fallback::Unset(why) => why.to_string(),
+        Fallback::Value(v) => v.to_string(),
+    }
+}
+
+fn credential(ctx: &Ctx) -> Setting {
+    match ctx.credential() {
         Ok(r) => {
             let c = &r.credential;
             let kind = match &c.val.kind {
@@ -265,50 +322,12 @@ fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
         }
         Err(Error::NoCredential { .. }) => Setting::missing("credential", "none found".into()),
         Err(e) => Setting::missing("credential", format!("error: {e}")),
-    });
-    let config = ctx.config()?;
-    match config.and_then(|c| c.config.scenario.clone().map(|s| (c, s))) {
-        Some((c, s)) => out.push(Setting::new(
-            "scenario",
-            Value::new(
-                s,
-                Origin::ProjectConfig {
-                    path: c.path.clone(),
-                    key: "scenario",
-                },
-            ),
-        )),
-        None => out.push(Setting::missing(
-            "scenario",
-            "not set (pass --scenario)".into(),
-        )),
     }
-    let project = config
-        .and_then(|c| {
-            c.config.project_id.clone().map(|p| {
-                Value::new(
-                    p,
-                    Origin::ProjectConfig {
-                        path: c.path.clone(),
-                        key: "project_id",
-                    },
-                )
-            })
-        })
-        .or(ctx.project_json()?.and_then(|(path, pj)| {
-            pj.project_id
-                .clone()
-                .map(|p| Value::new(p, Origin::ProjectJson(path.clone())))
-        }));
-    match project {
-        Some(v) => out.push(Setting::new("project_id", v)),
-        None => out.push(Setting::missing(
-            "project_id",
-            "not set (the platform picks)".into(),
-        )),
-    }
-    match config {
-        Some(c) => out.push(Setting::new(
+}
+
+fn config_file(ctx: &Ctx) -> Result<Setting> {
+    Ok(match ctx.config()? {
+        Some(c) => Setting::new(
             "config_file",
             Value::new(
                 c.path.display().to_string(),
@@ -318,42 +337,37 @@ fn settings(ctx: &Ctx) -> Result<Vec<Setting>> {
                     Origin::Default
                 },
             ),
-        )),
-        None => out.push(Setting::missing(
-            "config_file",
-            "no fluxloop.yaml found".into(),
-        )),
-    }
-    let creds_path = ctx.home()?.join("credentials");
-    let home_origin = if ctx.env.get_os("FLUXLOOP_HOME").is_some() {
-        Origin::Env("FLUXLOOP_HOME")
-    } else {
-        Origin::Default
+        ),
+        None => Setting::missing("config_file", "no fluxloop.yaml found".into()),
+    })
+}
+
+fn credentials_file(ctx: &Ctx) -> Result<Setting> {
+    let path = ctx.home()?.join("credentials");
+    let origin = match ctx.settings.raw("credentials_file")? {
+        Some(v) => v.origin,
+        None => Origin::Default,
     };
-    out.push(Setting::new(
+    Ok(Setting::new(
         "credentials_file",
-        Value::new(creds_path.display().to_string(), home_origin),
-    ));
-    out.push(Setting::new(
-        "workspace",
-        Value::new(ctx.workspace_root()?.display().to_string(), Origin::Default),
-    ));
-    Ok(out)
+        Value::new(path.display().to_string(), origin),
+    ))
 }
 
 fn get(ctx: &Ctx, key: &str) -> Result<Outcome> {
-    let key = match key {
-        "api_endpoint" => "endpoint",
-        "default_profile" => "profile",
-        k => k,
-    };
-    let all = settings(ctx)?;
-    let Some(setting) = all.into_iter().find(|s| s.key == key) else {
+    let Some(decl) = registry::find(key) else {
+        let known: Vec<&str> = registry::SETTINGS.iter().map(|d| d.key).collect();
         return Err(Error::config(
             format!("unknown setting '{key}' for config get"),
-            Some(format!("known keys: {GETTABLE}")),
+            Some(format!("known keys: {}", known.join(", "))),
         ));
     };
+    let key = decl.key;
+    let all = settings(ctx)?;
+    let setting = all
+        .into_iter()
+        .find(|s| s.key == key)
+        .expect("every declared setting is listed");
     if setting.value.is_none() {
         return Err(Error::NotFound {
             what: format!("setting {key} ({})", setting.origin),

@@ -5,7 +5,9 @@ pub(crate) mod credentials;
 pub(crate) mod env;
 pub(crate) mod gitcheck;
 pub(crate) mod project;
+pub(crate) mod registry;
 pub(crate) mod resolve;
+pub(crate) mod settings;
 
 use std::fmt;
 use std::path::PathBuf;

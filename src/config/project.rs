@@ -33,6 +33,9 @@ pub(crate) struct ProjectConfig {
 /// `api:`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+// Read through the settings registry by key (`api.timeout`); typed here so
+// that a bad value fails when the file is loaded, with its line.
+#[expect(dead_code, reason = "read by key through config/registry.rs")]
 pub(crate) struct ApiConfig {
     pub(crate) endpoint: Option<String>,
     /// Where people see results, when it is not derived from `endpoint`.
@@ -329,9 +332,27 @@ pub(crate) struct TestConfig {
 pub(crate) struct LoadedConfig {
     pub(crate) path: PathBuf,
     pub(crate) config: ProjectConfig,
+    /// The same document untyped, so that settings find any key by its
+    /// dotted name (registry.rs) without a list of keys here.
+    raw: serde_json::Value,
 }
 
 impl LoadedConfig {
+    /// The value at a dotted key (`api.endpoint`) as text: a number or a
+    /// boolean as written, a list or map as JSON. Blank counts as unset.
+    pub(crate) fn scalar(&self, key: &str) -> Option<String> {
+        let mut v = &self.raw;
+        for part in key.split('.') {
+            v = v.get(part)?;
+        }
+        match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) if s.trim().is_empty() => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
     /// The directory relative paths in the file are resolved against.
     pub(crate) fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
@@ -372,9 +393,16 @@ pub(crate) fn load_config(path: &Path) -> Result<LoadedConfig> {
     let text = String::from_utf8(bytes)
         .map_err(|_| parse_error(path, None, "the file is not valid UTF-8".into()))?;
     let config = parse_config(&text).map_err(|(pos, msg)| parse_error(path, pos, msg))?;
+    // The typed parse above has checked every key and value.
+    let raw = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| parse_error(path, None, e.to_string()))?
+    };
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,
+        raw,
     })
 }
 

@@ -1,14 +1,12 @@
-//! Resolution of the profile, endpoint and credential (CLI.md §2): first match
-//! wins, and each answer carries its origin.
-
-use std::path::PathBuf;
+//! The credential chain (CLI.md §2) over the `credential` declaration's
+//! sources, and the credential and endpoint types.
 
 use time::OffsetDateTime;
 
 use crate::api::Endpoint;
 use crate::auth::key::{self, KeyInput};
-use crate::config::credentials::CredentialsFile;
-use crate::config::project::{LoadedConfig, ProjectJson};
+use crate::config::registry::{self, Source};
+use crate::config::settings::{Entry, Raw, Reader};
 use crate::config::{Env, Origin, Value};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -49,116 +47,6 @@ impl Credential {
     }
 }
 
-/// The profile, resolved only when a source needs it: a CI job with
-/// `FLUXLOOP_API_KEY` and an endpoint never reads the credentials file,
-/// which `default_profile` would need.
-pub(crate) type LazyProfile<'a> = &'a dyn Fn() -> Result<Value<String>>;
-
-/// Everything resolution reads, gathered once.
-pub(crate) struct Sources<'a> {
-    pub(crate) env: &'a Env,
-    /// `--profile`.
-    pub(crate) flag_profile: Option<&'a str>,
-    /// `--api-key`.
-    pub(crate) flag_api_key: Option<&'a str>,
-    /// `--endpoint` / `--api-url`.
-    pub(crate) flag_endpoint: Option<&'a str>,
-    pub(crate) config: Option<&'a LoadedConfig>,
-    pub(crate) project_json: Option<&'a (PathBuf, ProjectJson)>,
-    /// Loaded only when a lower source is needed: a CI job with
-    /// `FLUXLOOP_API_KEY` never reads (or trips over) a credentials file.
-    pub(crate) credentials: &'a dyn Fn() -> Result<&'a CredentialsFile>,
-}
-
-/// `--profile` > `FLUXLOOP_PROFILE` > `default_profile` > `default`.
-pub(crate) fn resolve_profile(s: &Sources<'_>) -> Result<Value<String>> {
-    if let Some(p) = s.flag_profile {
-        return Ok(Value::new(p.to_string(), Origin::Flag("--profile")));
-    }
-    if let Some(p) = s.env.get("FLUXLOOP_PROFILE")? {
-        return Ok(Value::new(p.to_string(), Origin::Env("FLUXLOOP_PROFILE")));
-    }
-    let creds = (s.credentials)()?;
-    if let Some(p) = creds
-        .doc
-        .default_profile
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        return Ok(Value::new(
-            p.to_string(),
-            Origin::CredentialsFile(creds.path.clone()),
-        ));
-    }
-    Ok(Value::new(DEFAULT_PROFILE.to_string(), Origin::Default))
-}
-
-/// In order: `--endpoint`, `FLUXLOOP_API_ENDPOINT`, `FLUXLOOP_API_URL`,
-/// `api.endpoint`, project.json `api_url`, the profile's `api_endpoint`, the
-/// hosted platform. A trailing `/` is dropped.
-pub(crate) fn resolve_endpoint(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Value<String>> {
-    let found = find_endpoint(s, profile)?;
-    let parsed = parse_endpoint(&found.val, &found.origin)?;
-    Ok(Value::new(parsed.to_string(), found.origin))
-}
-
-fn find_endpoint(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Value<String>> {
-    if let Some(e) = s.flag_endpoint {
-        return Ok(Value::new(e.to_string(), Origin::Flag("--endpoint")));
-    }
-    // `--profile NAME` picks that profile's platform over the environment,
-    // as `aws --profile` does.
-    if let Some(name) = s.flag_profile {
-        if let Some(e) = profile_endpoint(s, name)? {
-            return Ok(e);
-        }
-    }
-    for name in ["FLUXLOOP_API_ENDPOINT", "FLUXLOOP_API_URL"] {
-        if let Some(e) = s.env.get(name)? {
-            return Ok(Value::new(e.to_string(), Origin::Env(name)));
-        }
-    }
-    if let Some(c) = s.config {
-        if let Some(e) = c.config.api.endpoint.as_deref().filter(|e| !e.is_empty()) {
-            return Ok(Value::new(
-                e.to_string(),
-                Origin::ProjectConfig {
-                    path: c.path.clone(),
-                    key: "api.endpoint",
-                },
-            ));
-        }
-    }
-    if let Some((path, pj)) = s.project_json {
-        if let Some(e) = pj.api_url.as_deref().filter(|e| !e.is_empty()) {
-            return Ok(Value::new(e.to_string(), Origin::ProjectJson(path.clone())));
-        }
-    }
-    let profile = profile()?;
-    if let Some(e) = profile_endpoint(s, &profile.val)? {
-        return Ok(e);
-    }
-    Ok(Value::new(DEFAULT_ENDPOINT.to_string(), Origin::Default))
-}
-
-/// The stored `api_endpoint` of profile `name`, if it has one.
-fn profile_endpoint(s: &Sources<'_>, name: &str) -> Result<Option<Value<String>>> {
-    let creds = (s.credentials)()?;
-    Ok(creds
-        .profile(name)
-        .and_then(|p| p.api_endpoint.as_deref())
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            Value::new(
-                e.to_string(),
-                Origin::Profile {
-                    name: name.to_string(),
-                    path: creds.path.clone(),
-                },
-            )
-        }))
-}
-
 /// Parses an endpoint (the one parser: [`Endpoint::parse`]); an error names
 /// the value and where it came from.
 pub(crate) fn parse_endpoint(url: &str, origin: &Origin) -> Result<Endpoint> {
@@ -176,101 +64,106 @@ pub(crate) fn validate_endpoint(url: &str, origin: &Origin) -> Result<()> {
 }
 
 /// The credential in effect and the sources it shadows.
+#[derive(Clone)]
 pub(crate) struct Resolved {
     pub(crate) credential: Value<Credential>,
     /// Lower-priority sources that were also set (for `auth status`).
     pub(crate) shadowed: Vec<Origin>,
 }
 
-/// In order: `--api-key`, `FLUXLOOP_API_KEY`, `FLUXLOOP_SYNC_API_KEY`,
-/// `FLUXLOOP_TOKEN`, `api.key_file`, the profile's login. API keys are
-/// format-checked here, before any network use.
-pub(crate) fn resolve_credential(s: &Sources<'_>, profile: LazyProfile<'_>) -> Result<Resolved> {
+/// The credential chain, in the order of the `credential` declaration
+/// (registry.rs): `--api-key`, `--profile`'s login, the key and token
+/// variables, `api.key_file`, the profile's login. API keys are
+/// format-checked here, before any network use. The first source found is
+/// used and the others are reported as shadowed; only problems met before a
+/// credential was found matter.
+pub(crate) fn resolve_credential(r: &Reader<'_>, entries: &[Entry]) -> Result<Resolved> {
+    let profile_entry = entries.iter().find(|e| e.decl.key == "profile");
+    let flag_profile = r.inputs.flags.get("--profile").map(String::as_str);
     let mut found: Vec<Value<Credential>> = Vec::new();
     let mut first_error: Option<Error> = None;
-    // Gather every source in order; the first is used, the others are reported
-    // as shadowed. Only the first one's errors matter.
-    let mut push =
-        |r: Result<Option<Value<Credential>>>, found: &mut Vec<Value<Credential>>| match r {
-            Ok(Some(v)) => found.push(v),
-            Ok(None) => {}
-            Err(e) => {
-                if found.is_empty() && first_error.is_none() {
-                    first_error = Some(e);
-                }
-            }
-        };
-    let typed_key = |raw: &str, origin: Origin| -> Result<Option<Value<Credential>>> {
-        let secret = key::api_key_from(raw, KeyInput::Typed, &origin.to_string())?;
-        Ok(Some(api_key_value(secret, origin)))
-    };
-
-    if let Some(k) = s.flag_api_key {
-        push(typed_key(k, Origin::Flag("--api-key")), &mut found);
-    }
-    // An explicit `--profile` means that profile's login, over every
-    // credential in the environment (the caller notes what it ignored).
-    if let Some(name) = s.flag_profile {
-        let flagged = Value::new(name.to_string(), Origin::Flag("--profile"));
-        match profile_login(s, &flagged) {
-            Ok(Some(v)) => push(Ok(Some(v)), &mut found),
-            Ok(None) => {
-                if found.is_empty() {
-                    return Err(Error::NotFound {
-                        what: format!("a login in profile {name} (from --profile)"),
-                        hint: Some(format!("run `fluxloop auth login --profile {name}`, or leave out --profile to use FLUXLOOP_API_KEY")),
-                    });
-                }
-            }
-            Err(e) => push(Err(e), &mut found),
-        }
-    }
-    for name in ["FLUXLOOP_API_KEY", "FLUXLOOP_SYNC_API_KEY"] {
-        match s.env.get(name) {
-            Ok(Some(k)) => push(typed_key(k, Origin::Env(name)), &mut found),
-            Ok(None) => {}
-            Err(_) => push(
-                Err(Error::InvalidApiKey {
-                    origin: format!("environment variable {name}"),
-                    problem: "the value is not valid UTF-8".into(),
-                    hint: "an API key is plain ASCII: flx_api_… or flx_sa_…".into(),
-                }),
-                &mut found,
-            ),
-        }
-    }
-    match s.env.get("FLUXLOOP_TOKEN") {
-        Ok(Some(t)) if token_problem(t.trim()).is_some() => push(
-            Err(Error::InvalidCredential {
-                is_key: false,
-                origin: "environment variable FLUXLOOP_TOKEN".into(),
-                detail: token_problem(t.trim()).unwrap_or_default(),
-            }),
-            &mut found,
-        ),
-        Ok(Some(t)) => push(
-            Ok(Some(Value::new(
-                Credential {
-                    secret: Secret::new(t.trim()),
-                    kind: CredentialKind::Token,
-                },
-                Origin::Env("FLUXLOOP_TOKEN"),
-            ))),
-            &mut found,
-        ),
+    let push = |got: Result<Option<Value<Credential>>>,
+                found: &mut Vec<Value<Credential>>,
+                first_error: &mut Option<Error>| match got {
+        Ok(Some(v)) => found.push(v),
         Ok(None) => {}
-        Err(e) => push(Err(e), &mut found),
-    }
-    if let Some(c) = s.config {
-        if let Some(kf) = c.config.api.key_file.as_deref().filter(|k| !k.is_empty()) {
-            push(read_key_file(s.env, c, kf), &mut found);
+        Err(e) => {
+            if found.is_empty() && first_error.is_none() {
+                *first_error = Some(e);
+            }
         }
-    }
-    if found.is_empty() && first_error.is_none() && s.flag_profile.is_none() {
-        match profile().and_then(|p| profile_login(s, &p).map(|l| (l, p))) {
-            Ok((Some(login), _)) => found.push(login),
-            Ok((None, profile)) => return Err(no_login(s, &profile)),
-            Err(e) => first_error = Some(e),
+    };
+    for source in registry::get("credential").sources {
+        match *source {
+            Source::FlagProfile(_) => {
+                // An explicit `--profile` means that profile's login, over
+                // every credential in the environment (the caller notes what
+                // it ignored).
+                let Some(name) = flag_profile else { continue };
+                match r
+                    .read(source, profile_entry)
+                    .and_then(|raw| raw.map(|raw| login(r, raw)).transpose())
+                {
+                    Ok(None) if found.is_empty() => {
+                        return Err(Error::NotFound {
+                            what: format!("a login in profile {name} (from --profile)"),
+                            hint: Some(format!("run `fluxloop auth login --profile {name}`, or leave out --profile to use FLUXLOOP_API_KEY")),
+                        });
+                    }
+                    got => push(got, &mut found, &mut first_error),
+                }
+            }
+            Source::Profile(_) => {
+                if !found.is_empty() || first_error.is_some() || flag_profile.is_some() {
+                    continue;
+                }
+                let profile = profile_entry
+                    .map(Entry::value)
+                    .transpose()
+                    .map(Option::flatten);
+                match profile {
+                    Ok(Some(p)) => match r.read(source, profile_entry) {
+                        Ok(Some(raw)) => {
+                            push(login(r, raw).map(Some), &mut found, &mut first_error)
+                        }
+                        Ok(None) => return Err(no_login(r, &p)),
+                        Err(e) => first_error = Some(e),
+                    },
+                    Ok(None) => {}
+                    Err(e) => first_error = Some(e),
+                }
+            }
+            Source::Env(name) if TOKEN_VARS.contains(&name) => push(
+                r.read(source, None)
+                    .and_then(|raw| raw.map(token).transpose()),
+                &mut found,
+                &mut first_error,
+            ),
+            Source::Env(name) => match r.read(source, None) {
+                Ok(raw) => push(raw.map(typed_key).transpose(), &mut found, &mut first_error),
+                Err(_) => push(
+                    Err(Error::InvalidApiKey {
+                        origin: format!("environment variable {name}"),
+                        problem: "the value is not valid UTF-8".into(),
+                        hint: "an API key is plain ASCII: flx_api_… or flx_sa_…".into(),
+                    }),
+                    &mut found,
+                    &mut first_error,
+                ),
+            },
+            Source::Yaml(_) => {
+                let got = r.read(source, None).and_then(|raw| match raw {
+                    Some(raw) => read_key_file(r.inputs.env, raw).map(Some),
+                    None => Ok(None),
+                });
+                push(got, &mut found, &mut first_error)
+            }
+            Source::Flag(_) | Source::ProjectJson(_) | Source::DefaultProfile => push(
+                r.read(source, None)
+                    .and_then(|raw| raw.map(typed_key).transpose()),
+                &mut found,
+                &mut first_error,
+            ),
         }
     }
     if let Some(e) = first_error.filter(|_| found.is_empty()) {
@@ -286,58 +179,88 @@ pub(crate) fn resolve_credential(s: &Sources<'_>, profile: LazyProfile<'_>) -> R
     })
 }
 
-/// The stored login of `profile`, if it holds one.
-fn profile_login(s: &Sources<'_>, profile: &Value<String>) -> Result<Option<Value<Credential>>> {
-    let creds = (s.credentials)()?;
-    let Some(p) = creds.profile(&profile.val).filter(|p| p.has_token()) else {
-        return Ok(None);
-    };
-    if let Some(problem) = token_problem(p.access_token.as_deref().unwrap_or_default()) {
+/// Variables holding an access token rather than an API key.
+const TOKEN_VARS: &[&str] = &["FLUXLOOP_TOKEN"];
+
+fn typed_key(raw: Raw) -> Result<Value<Credential>> {
+    let secret = key::api_key_from(&raw.val, KeyInput::Typed, &raw.origin.to_string())?;
+    Ok(api_key_value(secret, raw.origin))
+}
+
+fn token(raw: Raw) -> Result<Value<Credential>> {
+    let t = raw.val.trim();
+    if let Some(detail) = token_problem(t) {
+        let Origin::Env(name) = raw.origin else {
+            unreachable!("tokens come from the environment")
+        };
         return Err(Error::InvalidCredential {
             is_key: false,
-            origin: format!("profile {} in {}", profile.val, creds.path.display()),
+            origin: format!("environment variable {name}"),
+            detail,
+        });
+    }
+    Ok(Value::new(
+        Credential {
+            secret: Secret::new(t),
+            kind: CredentialKind::Token,
+        },
+        raw.origin,
+    ))
+}
+
+/// The stored login a profile source found, with what the profile records
+/// beside its access token.
+fn login(r: &Reader<'_>, raw: Raw) -> Result<Value<Credential>> {
+    let Origin::Profile { name, path } = &raw.origin else {
+        unreachable!("logins come from a profile")
+    };
+    if let Some(problem) = token_problem(&raw.val) {
+        return Err(Error::InvalidCredential {
+            is_key: false,
+            origin: format!("profile {name} in {}", path.display()),
             detail: problem,
         });
     }
-    Ok(Some(Value::new(
+    let creds = r.credentials()?;
+    let stored = creds.profile(name).cloned().unwrap_or_default();
+    Ok(Value::new(
         Credential {
-            secret: Secret::new(p.access_token.clone().unwrap_or_default()),
+            secret: Secret::new(raw.val.clone()),
             kind: CredentialKind::Login {
-                profile: profile.val.clone(),
-                issuer: p.api_endpoint.clone().filter(|e| !e.is_empty()),
-                refresh_token: p.refresh_token.clone().map(Secret::new),
-                expires_at: crate::auth::login::parse_time(p.expires_at.as_deref()),
-                user_email: p.user_email.clone(),
+                profile: name.clone(),
+                issuer: stored.api_endpoint.filter(|e| !e.is_empty()),
+                refresh_token: stored.refresh_token.map(Secret::new),
+                expires_at: crate::auth::login::parse_time(stored.expires_at.as_deref()),
+                user_email: stored.user_email,
             },
         },
-        Origin::Profile {
-            name: profile.val.clone(),
-            path: creds.path.clone(),
-        },
-    )))
+        raw.origin,
+    ))
 }
 
 /// No credential anywhere: say which profiles exist and how to pick one.
-fn no_login(s: &Sources<'_>, profile: &Value<String>) -> Error {
-    let known: Vec<String> = (s.credentials)()
-        .map(|c| {
-            c.doc
-                .profiles
-                .iter()
-                .filter(|(_, p)| p.has_token())
-                .map(|(n, _)| n.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+fn no_login(r: &Reader<'_>, profile: &Value<String>) -> Error {
+    let Ok(creds) = r.credentials() else {
+        return Error::NoCredential { profiles: vec![] };
+    };
+    let known: Vec<String> = creds
+        .doc
+        .profiles
+        .iter()
+        .filter(|(_, p)| p.has_token())
+        .map(|(n, _)| n.clone())
+        .collect();
     if known.is_empty() {
         return Error::NoCredential { profiles: vec![] };
     }
     if profile.origin != Origin::Default && !known.contains(&profile.val) {
-        let path = (s.credentials)()
-            .map(|c| c.path.display().to_string())
-            .unwrap_or_default();
         return Error::NotFound {
-            what: format!("a login in profile {} (from {}) in {path}", profile.val, profile.origin),
+            what: format!(
+                "a login in profile {} (from {}) in {}",
+                profile.val,
+                profile.origin,
+                creds.path.display()
+            ),
             hint: Some(format!(
                 "known profiles: {}; pick one with --profile NAME or `fluxloop config set profile NAME`, or log in with `fluxloop auth login --profile {}`",
                 known.join(", "),
@@ -364,12 +287,13 @@ fn token_problem(token: &str) -> Option<String> {
     ))
 }
 
-fn read_key_file(
-    env: &Env,
-    config: &LoadedConfig,
-    raw_path: &str,
-) -> Result<Option<Value<Credential>>> {
-    let path = config.dir().join(env.expand_tilde(raw_path));
+/// The key in the file `api.key_file` names (relative to fluxloop.yaml).
+fn read_key_file(env: &Env, raw: Raw) -> Result<Value<Credential>> {
+    let Origin::ProjectConfig { path: config, .. } = &raw.origin else {
+        unreachable!("api.key_file comes from fluxloop.yaml")
+    };
+    let dir = config.parent().unwrap_or(std::path::Path::new("."));
+    let path = dir.join(env.expand_tilde(&raw.val));
     let origin = Origin::KeyFile(path.clone());
     let text = match std::fs::read(&path) {
         Ok(bytes) if bytes.len() > 4096 => {
@@ -393,7 +317,7 @@ fn read_key_file(
         Err(e) => return Err(Error::io("read", path, e)),
     };
     let secret = key::api_key_from(&text, KeyInput::File, &origin.to_string())?;
-    Ok(Some(api_key_value(secret, origin)))
+    Ok(api_key_value(secret, origin))
 }
 
 fn api_key_value(secret: Secret, origin: Origin) -> Value<Credential> {
@@ -409,9 +333,7 @@ fn api_key_value(secret: Secret, origin: Origin) -> Value<Credential> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::credentials::{CredentialsDoc, Layout, StoredProfile};
-    use crate::config::project::ProjectConfig;
-    use std::path::Path;
+    use crate::config::settings::{Flags, Inputs, Settings};
 
     const KEY_A: &str = "flx_api_AAAAAAAAAAAAAAAAAAAAAAAA";
     const KEY_B: &str = "flx_sa_BBBBBBBBBBBBBBBBBBBBBBBB";
@@ -432,77 +354,74 @@ mod tests {
         flag_endpoint: Option<&'static str>,
     }
 
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        env: Env,
-        config: LoadedConfig,
-        project_json: (PathBuf, ProjectJson),
-        creds: CredentialsFile,
-    }
-
-    fn fixture(c: &Case) -> Fixture {
+    /// The case's sources as real files in a temp dir, resolved.
+    fn settings(c: &Case, corrupt_credentials: bool) -> (tempfile::TempDir, Settings) {
         let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut yaml = String::from("api:\n  retries: 4\n");
+        if let Some(e) = c.yaml_endpoint {
+            yaml.push_str(&format!("  endpoint: {e}\n"));
+        }
         if let Some(k) = c.key_file {
-            std::fs::write(dir.path().join("key.txt"), format!("{k}\n")).unwrap();
+            std::fs::write(root.join("key.txt"), format!("{k}\n")).unwrap();
+            yaml.push_str("  key_file: key.txt\n");
         }
-        let mut config = ProjectConfig::default();
-        config.api.endpoint = c.yaml_endpoint.map(String::from);
-        config.api.key_file = c.key_file.map(|_| "key.txt".to_string());
-        let mut doc = CredentialsDoc {
-            default_profile: c.default_profile.map(String::from),
-            ..Default::default()
-        };
+        std::fs::write(root.join("fluxloop.yaml"), yaml).unwrap();
+        std::fs::create_dir_all(root.join(".fluxloop")).unwrap();
+        if let Some(url) = c.project_json_url {
+            let pj = serde_json::json!({ "api_url": url });
+            std::fs::write(root.join(".fluxloop/project.json"), pj.to_string()).unwrap();
+        }
+        let mut profiles = serde_json::Map::new();
         for name in ["default", "production", "staging"] {
-            doc.profiles.insert(
-                name.into(),
-                StoredProfile {
-                    access_token: c.profile_token.then(|| format!("flx_at_{name}")),
-                    api_endpoint: c.profile_endpoint.map(|e| format!("{e}/{name}")),
-                    ..Default::default()
-                },
-            );
+            let mut p = serde_json::Map::new();
+            if c.profile_token {
+                p.insert("access_token".into(), format!("flx_at_{name}").into());
+            }
+            if let Some(e) = c.profile_endpoint {
+                p.insert("api_endpoint".into(), format!("{e}/{name}").into());
+            }
+            profiles.insert(name.into(), p.into());
         }
-        Fixture {
-            env: Env::from_pairs(&c.env),
-            config: LoadedConfig {
-                path: dir.path().join("fluxloop.yaml"),
-                config,
-            },
-            project_json: (
-                dir.path().join(".fluxloop/project.json"),
-                ProjectJson {
-                    api_url: c.project_json_url.map(String::from),
-                    ..Default::default()
-                },
-            ),
-            creds: CredentialsFile {
-                path: dir.path().join("credentials"),
-                layout: Layout::Profiles,
-                doc,
-                warnings: vec![],
-            },
-            _dir: dir,
+        let mut doc = serde_json::json!({ "profiles": profiles });
+        if let Some(d) = c.default_profile {
+            doc["default_profile"] = d.into();
         }
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let text = if corrupt_credentials {
+            "{ not json".to_string()
+        } else {
+            doc.to_string()
+        };
+        std::fs::write(home.join("credentials"), text).unwrap();
+        let home_text = home.display().to_string();
+        let mut env: Vec<(&str, &str)> = c.env.to_vec();
+        env.push(("FLUXLOOP_HOME", &home_text));
+        let env = Env::from_pairs(&env);
+        let mut flags = Flags::new();
+        if let Some(k) = c.flag_key {
+            flags.insert("--api-key", k.to_string());
+        }
+        if let Some(p) = c.flag_profile {
+            flags.insert("--profile", p.to_string());
+        }
+        if let Some(e) = c.flag_endpoint {
+            flags.insert("--endpoint", e.to_string());
+        }
+        let settings = Settings::resolve(&Inputs {
+            env: &env,
+            cwd: root,
+            flags: &flags,
+            config_flag: None,
+        });
+        (dir, settings)
     }
 
     /// Runs resolution for a case: (credential value, its origin kind+name, endpoint, profile).
     fn resolve(c: &Case) -> (Result<(String, String)>, String, String) {
-        let f = fixture(c);
-        let creds = &f.creds;
-        let load = || -> Result<&CredentialsFile> { Ok(creds) };
-        let s = Sources {
-            env: &f.env,
-            flag_profile: c.flag_profile,
-            flag_api_key: c.flag_key,
-            flag_endpoint: c.flag_endpoint,
-            config: Some(&f.config),
-            project_json: Some(&f.project_json),
-            credentials: &load,
-        };
-        let profile = resolve_profile(&s).unwrap();
-        let lazy = || resolve_profile(&s);
-        let endpoint = resolve_endpoint(&s, &lazy).unwrap();
-        let cred = resolve_credential(&s, &lazy).map(|r| {
+        let (_dir, s) = settings(c, false);
+        let cred = s.credential.as_ref().map_err(Error::clone).map(|r| {
             let origin = match &r.credential.origin {
                 Origin::KeyFile(_) => "key_file".to_string(),
                 Origin::Profile { name, .. } => format!("profile {name}"),
@@ -510,7 +429,7 @@ mod tests {
             };
             (r.credential.val.secret.expose().to_string(), origin)
         });
-        (cred, endpoint.val, profile.val)
+        (cred, s.endpoint().unwrap().val, s.profile().unwrap().val)
     }
 
     fn cred(c: &Case) -> (String, String) {
@@ -616,46 +535,45 @@ mod tests {
 
     #[test]
     fn shadowed_sources_are_reported() {
-        let f = fixture(&Case {
-            profile_token: true,
-            ..Default::default()
-        });
-        let env = Env::from_pairs(&[("FLUXLOOP_API_KEY", KEY_A), ("FLUXLOOP_TOKEN", "flx_at_x")]);
-        let creds = &f.creds;
-        let load = || -> Result<&CredentialsFile> { Ok(creds) };
-        let s = Sources {
-            env: &env,
-            flag_profile: None,
-            flag_api_key: None,
-            flag_endpoint: None,
-            config: None,
-            project_json: None,
-            credentials: &load,
-        };
-        let r = resolve_credential(&s, &|| resolve_profile(&s)).unwrap();
+        let (_dir, s) = settings(
+            &Case {
+                profile_token: true,
+                env: vec![("FLUXLOOP_API_KEY", KEY_A), ("FLUXLOOP_TOKEN", "flx_at_x")],
+                ..Default::default()
+            },
+            false,
+        );
+        let r = s.credential.unwrap();
         assert_eq!(r.shadowed, vec![Origin::Env("FLUXLOOP_TOKEN")]);
     }
 
     #[test]
-    fn credentials_file_is_not_read_when_a_higher_source_wins() {
+    fn a_broken_credentials_file_does_not_matter_when_a_higher_source_wins() {
         // No FLUXLOOP_PROFILE either: the profile is never needed.
-        let env = Env::from_pairs(&[
-            ("FLUXLOOP_API_KEY", KEY_A),
-            ("FLUXLOOP_API_ENDPOINT", "https://e.example"),
-        ]);
-        let load = || -> Result<&CredentialsFile> { panic!("credentials file read") };
-        let s = Sources {
-            env: &env,
-            flag_profile: None,
-            flag_api_key: None,
-            flag_endpoint: None,
-            config: None,
-            project_json: None,
-            credentials: &load,
+        let case = Case {
+            env: vec![
+                ("FLUXLOOP_API_KEY", KEY_A),
+                ("FLUXLOOP_API_ENDPOINT", "https://e.example"),
+            ],
+            ..Default::default()
         };
-        let lazy = || resolve_profile(&s);
-        resolve_endpoint(&s, &lazy).unwrap();
-        resolve_credential(&s, &lazy).unwrap();
+        let (_dir, s) = settings(&case, true);
+        assert_eq!(s.endpoint().unwrap().val, "https://e.example");
+        assert_eq!(
+            s.credential
+                .as_ref()
+                .unwrap()
+                .credential
+                .val
+                .secret
+                .expose(),
+            KEY_A
+        );
+        assert!(!s.uses_credentials("endpoint"));
+        assert!(!s.uses_credentials("credential"));
+        // The profile itself does need it, and says what is wrong.
+        assert!(s.uses_credentials("profile"));
+        assert_eq!(s.profile().unwrap_err().exit_code(), 2);
     }
 
     #[test]
@@ -765,6 +683,5 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{url}");
         }
         validate_endpoint("http://127.0.0.1:8787", &Origin::Default).unwrap();
-        let _ = Path::new(".");
     }
 }

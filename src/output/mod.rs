@@ -309,7 +309,7 @@ impl Output {
         }
         let mut text = format!("{} {err}", self.err_style.red("error:"));
         if let Error::Io { source, .. } = err {
-            if let Some(inner) = std::error::Error::source(source) {
+            if let Some(inner) = std::error::Error::source(source.as_ref()) {
                 text.push_str(&format!("\n  caused by: {inner}"));
             }
         }
