@@ -94,7 +94,8 @@ where
             return e.exit_code();
         }
     };
-    let github = env.is_true("GITHUB_ACTIONS");
+    // The one CI detector decides the GitHub renderer too.
+    let github = ci::provider(&env) == Some("github_actions");
     let out = Arc::new(Output::new(
         globals.json,
         globals.quiet,

@@ -554,64 +554,8 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
         return Ok(Parsed::Help(help::APIKEYS));
     };
     match sub.as_str() {
-        "create" => {
-            let ctx = ctx_of(help::APIKEYS_CREATE);
-            let mut name = None;
-            let mut key_type = KeyType::User;
-            let mut scope = Scope::ReadWrite;
-            let mut project_id = None;
-            let mut expires_in_days = None;
-            while let Some(owned) = next(p, ctx)? {
-                let arg = owned.arg();
-                if global(&arg, p, &mut g, ctx)? {
-                    continue;
-                }
-                match arg {
-                    Long("name") | Short('n') => name = Some(string(p, ctx, "--name")?),
-                    Long("type") | Short('t') => key_type = choice(p, ctx, "--type")?,
-                    Long("scope") | Short('s') => scope = choice(p, ctx, "--scope")?,
-                    Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
-                    Long("expires-in-days") => {
-                        expires_in_days = Some(number(p, ctx, "--expires-in-days", 1u32)?)
-                    }
-                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_CREATE)),
-                    _ => return Err(ctx.lexopt(arg.unexpected())),
-                }
-            }
-            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-                return Err(ctx.usage_error("--name must not be empty"));
-            }
-            Ok(Parsed::Run(
-                g,
-                Command::Apikeys(ApikeysCommand::Create {
-                    name,
-                    key_type,
-                    scope,
-                    project_id,
-                    expires_in_days,
-                }),
-            ))
-        }
-        "list" | "ls" => {
-            let ctx = ctx_of(help::APIKEYS_LIST);
-            let (mut project_id, mut all) = (None, false);
-            while let Some(owned) = next(p, ctx)? {
-                let arg = owned.arg();
-                if global(&arg, p, &mut g, ctx)? {
-                    continue;
-                }
-                match arg {
-                    Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
-                    Short('a') | Long("all") => all = true,
-                    Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_LIST)),
-                    _ => return Err(ctx.lexopt(arg.unexpected())),
-                }
-            }
-            Ok(Parsed::Run(
-                g,
-                Command::Apikeys(ApikeysCommand::List { project_id, all }),
-            ))
-        }
+        "create" => parse_apikeys_create(p, g),
+        "list" | "ls" => parse_apikeys_list(p, g),
         "info" => {
             let ctx = ctx_of(help::APIKEYS_INFO);
             let Some(mut values) = positionals(p, &mut g, ctx, 1)? else {
@@ -641,6 +585,66 @@ fn parse_apikeys(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
             &["create", "list", "info", "revoke"],
         )),
     }
+}
+
+fn parse_apikeys_create(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::APIKEYS_CREATE);
+    let mut name = None;
+    let mut key_type = KeyType::User;
+    let mut scope = Scope::ReadWrite;
+    let mut project_id = None;
+    let mut expires_in_days = None;
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Long("name") | Short('n') => name = Some(string(p, ctx, "--name")?),
+            Long("type") | Short('t') => key_type = choice(p, ctx, "--type")?,
+            Long("scope") | Short('s') => scope = choice(p, ctx, "--scope")?,
+            Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
+            Long("expires-in-days") => {
+                expires_in_days = Some(number(p, ctx, "--expires-in-days", 1u32)?)
+            }
+            Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_CREATE)),
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(ctx.usage_error("--name must not be empty"));
+    }
+    Ok(Parsed::Run(
+        g,
+        Command::Apikeys(ApikeysCommand::Create {
+            name,
+            key_type,
+            scope,
+            project_id,
+            expires_in_days,
+        }),
+    ))
+}
+
+fn parse_apikeys_list(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {
+    let ctx = ctx_of(help::APIKEYS_LIST);
+    let (mut project_id, mut all) = (None, false);
+    while let Some(owned) = next(p, ctx)? {
+        let arg = owned.arg();
+        if global(&arg, p, &mut g, ctx)? {
+            continue;
+        }
+        match arg {
+            Long("project-id") => project_id = Some(string(p, ctx, "--project-id")?),
+            Short('a') | Long("all") => all = true,
+            Short('h') | Long("help") => return Ok(Parsed::Help(help::APIKEYS_LIST)),
+            _ => return Err(ctx.lexopt(arg.unexpected())),
+        }
+    }
+    Ok(Parsed::Run(
+        g,
+        Command::Apikeys(ApikeysCommand::List { project_id, all }),
+    ))
 }
 
 fn parse_config(p: &mut Parser, mut g: GlobalArgs) -> Result<Parsed> {

@@ -11,11 +11,12 @@ use crate::api::{Client, Endpoint, Retry};
 use crate::auth::login::{self, LoginObserver};
 use crate::cli::AuthCommand;
 use crate::config::credentials::StoredProfile;
+use crate::config::registry::{self, Source};
 use crate::config::resolve::CredentialKind;
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
-use crate::output::{Human, Outcome, Output, Style};
+use crate::output::{Outcome, Output};
 use crate::secret::Secret;
 
 pub(crate) fn run(ctx: &Ctx, cmd: AuthCommand) -> Result<Outcome> {
@@ -56,29 +57,61 @@ fn token(ctx: &Ctx) -> Result<Outcome> {
     }
     let secret = resolved.val.secret.expose();
     ctx.out.add_mask_stderr(secret);
-    Ok(message(
-        secret.to_string(),
-        serde_json::json!({ "token": secret, "origin": resolved.origin.to_string() }),
-    ))
+    Ok(Outcome::ok(TokenReport {
+        token: secret.to_string(),
+        origin: resolved.origin.to_string(),
+    }))
 }
 
-/// A sentence-style result.
+/// `auth token`.
 #[derive(Serialize)]
-struct Message {
+pub(crate) struct TokenReport {
+    pub(crate) token: String,
+    pub(crate) origin: String,
+}
+
+/// `auth login`.
+#[derive(Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum LoginReport {
+    /// A valid login for this platform was already stored.
+    AlreadyLoggedIn {
+        profile: String,
+        user_email: Option<String>,
+        endpoint: String,
+    },
+    Authenticated {
+        user_email: Option<String>,
+        profile: String,
+        endpoint: String,
+        expires_at: Option<String>,
+        credentials_file: String,
+        /// A higher credential that wins over this login while it is set.
+        #[serde(skip)]
+        shadowed_by: Option<String>,
+    },
+}
+
+/// `auth refresh`.
+#[derive(Serialize)]
+pub(crate) struct RefreshReport {
+    pub(crate) status: &'static str,
+    pub(crate) profile: String,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) user_email: Option<String>,
+}
+
+/// `auth logout`.
+#[derive(Serialize)]
+pub(crate) struct LogoutReport {
+    pub(crate) logged_out: Vec<String>,
+    pub(crate) profiles: Vec<LoggedOut>,
+    /// Nothing was stored: which profile (or all) was asked for.
     #[serde(skip)]
-    text: String,
-    #[serde(flatten)]
-    data: serde_json::Value,
-}
-
-impl Human for Message {
-    fn human(&self, _: &Style) -> String {
-        self.text.clone()
-    }
-}
-
-fn message(text: String, data: serde_json::Value) -> Outcome {
-    Outcome::ok(Message { text, data })
+    pub(crate) asked: Option<String>,
+    /// Credential variables that still authenticate.
+    #[serde(skip)]
+    pub(crate) still_set: Vec<&'static str>,
 }
 
 struct Progress<'a> {
@@ -172,37 +205,71 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
     let client = ctx.anonymous_client(&endpoint.val)?;
     let file = ctx.credentials()?;
     if !force {
-        if let Some(p) = file.profile(&profile.val).filter(|p| p.has_token()) {
-            let stored_endpoint = p
-                .api_endpoint
-                .clone()
-                .unwrap_or_else(|| endpoint.val.clone());
-            let fresh = login::parse_time(p.expires_at.as_deref())
-                .is_none_or(|e| e > OffsetDateTime::now_utc() + login::REFRESH_WINDOW);
-            if fresh && stored_endpoint == endpoint.val {
-                let secret = Secret::new(p.access_token.clone().unwrap_or_default());
-                let auth = crate::api::Auth {
-                    secret,
-                    origin: format!("profile {}", profile.val),
-                    is_api_key: false,
-                };
-                let client = ctx.client_with(&endpoint.val, auth)?;
-                if verdict(&client).0 == Verdict::Valid {
-                    let who = p
-                        .user_email
-                        .clone()
-                        .unwrap_or_else(|| "unknown user".into());
-                    return Ok(message(
-                        format!(
-                            "Already logged in as {who} (profile {}, {}).\nRun `fluxloop auth login --force` to log in again.\n",
-                            profile.val, endpoint.val
-                        ),
-                        serde_json::json!({"status": "already_logged_in", "profile": profile.val, "user_email": p.user_email, "endpoint": endpoint.val}),
-                    ));
-                }
-            }
+        if let Some(report) =
+            already_logged_in(ctx, file.profile(&profile.val), &profile, &endpoint)?
+        {
+            return Ok(Outcome::ok(report));
         }
     }
+    let credential = device_login(ctx, &client, no_browser)?;
+    let stored = login::store_login(ctx, &profile.val, &endpoint.val, credential)?;
+    let path = ctx.home()?.join("credentials");
+    let shadowed_by = match ctx.credential() {
+        Ok(r) if !matches!(r.credential.origin, Origin::Profile { .. }) => {
+            Some(r.credential.origin.to_string())
+        }
+        _ => None,
+    };
+    Ok(Outcome::ok(LoginReport::Authenticated {
+        user_email: stored.user_email,
+        profile: profile.val,
+        endpoint: endpoint.val,
+        expires_at: stored.expires_at,
+        credentials_file: path.display().to_string(),
+        shadowed_by,
+    }))
+}
+
+/// A stored login that is fresh, for this platform, and that the platform
+/// still accepts, makes a new login unneeded.
+fn already_logged_in(
+    ctx: &Ctx,
+    stored: Option<&StoredProfile>,
+    profile: &Value<String>,
+    endpoint: &Value<String>,
+) -> Result<Option<LoginReport>> {
+    let Some(p) = stored.filter(|p| p.has_token()) else {
+        return Ok(None);
+    };
+    let stored_endpoint = p.api_endpoint.as_deref().unwrap_or(&endpoint.val);
+    let fresh = login::parse_time(p.expires_at.as_deref())
+        .is_none_or(|e| e > OffsetDateTime::now_utc() + login::REFRESH_WINDOW);
+    if !fresh || stored_endpoint != endpoint.val {
+        return Ok(None);
+    }
+    let auth = crate::api::Auth {
+        secret: Secret::new(p.access_token.clone().unwrap_or_default()),
+        origin: format!("profile {}", profile.val),
+        is_api_key: false,
+    };
+    let client = ctx.client_with(&endpoint.val, auth)?;
+    if verdict(&client).0 != Verdict::Valid {
+        return Ok(None);
+    }
+    Ok(Some(LoginReport::AlreadyLoggedIn {
+        profile: profile.val.clone(),
+        user_email: p.user_email.clone(),
+        endpoint: endpoint.val.clone(),
+    }))
+}
+
+/// The device flow, with the code shown, the browser opened where that is
+/// safe, and Ctrl-C as a cancel.
+fn device_login(
+    ctx: &Ctx,
+    client: &Client,
+    no_browser: bool,
+) -> Result<crate::api::types::LoginCredential> {
     let browser = !no_browser && !ctx.in_ci() && has_display(ctx);
     let platform = client.endpoint().clone();
     let progress = Progress {
@@ -210,63 +277,25 @@ fn login(ctx: &Ctx, no_browser: bool, force: bool) -> Result<Outcome> {
         tty: ctx.out.stderr_tty,
     };
     crate::signals::catch(&[libc::SIGINT]);
-    let result = login::device_login(
-        &client,
-        &progress,
-        &crate::signals::stop_requested,
-        &|url| {
-            if !browser {
-            } else if opens_safely(&platform, url) {
-                open_browser(&ctx.out, url)
-            } else {
-                ctx.out.warn(&format!(
-                    "not opening the browser: the login page is not on {} over https",
-                    platform.host()
-                ));
-            }
-        },
-    );
-    ctx.out.progress_done();
-    let credential = match result {
-        Err(Error::Interrupted) => {
-            return Err(Error::AuthenticationFailed {
-                reason: "login cancelled (Ctrl-C)".into(),
-                hint: "run `fluxloop auth login` again when ready".into(),
-            })
-        }
-        other => other?,
-    };
-    let stored = login::store_login(ctx, &profile.val, &endpoint.val, credential)?;
-    let email = stored
-        .user_email
-        .clone()
-        .unwrap_or_else(|| "unknown user".into());
-    let path = ctx.home()?.join("credentials");
-    let mut text = format!(
-        "✅ Successfully authenticated as {email}\nProfile {} ({}) stored in {}\n",
-        profile.val,
-        endpoint.val,
-        path.display()
-    );
-    if let Ok(r) = ctx.credential() {
-        if !matches!(r.credential.origin, Origin::Profile { .. }) {
-            text.push_str(&format!(
-                "note: {} takes precedence over this login while it is set\n",
-                r.credential.origin
+    let result = login::device_login(client, &progress, &crate::signals::stop_requested, &|url| {
+        if !browser {
+        } else if opens_safely(&platform, url) {
+            open_browser(&ctx.out, url)
+        } else {
+            ctx.out.warn(&format!(
+                "not opening the browser: the login page is not on {} over https",
+                platform.host()
             ));
         }
-    }
-    Ok(message(
-        text,
-        serde_json::json!({
-            "status": "authenticated",
-            "user_email": stored.user_email,
-            "profile": profile.val,
-            "endpoint": endpoint.val,
-            "expires_at": stored.expires_at,
-            "credentials_file": path.display().to_string(),
+    });
+    ctx.out.progress_done();
+    match result {
+        Err(Error::Interrupted) => Err(Error::AuthenticationFailed {
+            reason: "login cancelled (Ctrl-C)".into(),
+            hint: "run `fluxloop auth login` again when ready".into(),
         }),
-    ))
+        other => other,
+    }
 }
 
 fn refresh(ctx: &Ctx) -> Result<Outcome> {
@@ -290,26 +319,23 @@ fn refresh(ctx: &Ctx) -> Result<Outcome> {
         &endpoint,
     )?;
     let (_, p) = login::refresh(ctx, &endpoint.val, &profile.val, login::Refresh::Always)?;
-    Ok(message(
-        format!(
-            "Refreshed the login of profile {} ({}); the new token expires at {}\n",
-            profile.val,
-            p.user_email.as_deref().unwrap_or("unknown user"),
-            p.expires_at.as_deref().unwrap_or("an unknown time")
-        ),
-        serde_json::json!({"status": "refreshed", "profile": profile.val, "expires_at": p.expires_at, "user_email": p.user_email}),
-    ))
+    Ok(Outcome::ok(RefreshReport {
+        status: "refreshed",
+        profile: profile.val,
+        expires_at: p.expires_at,
+        user_email: p.user_email,
+    }))
 }
 
 /// What became of one profile's login on the platform at logout.
 #[derive(Serialize)]
-struct LoggedOut {
-    profile: String,
+pub(crate) struct LoggedOut {
+    pub(crate) profile: String,
     /// Whether the platform ended the session (its tokens stop working now).
-    revoked_on_platform: bool,
+    pub(crate) revoked_on_platform: bool,
     /// Why it did not, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    not_revoked_because: Option<String>,
+    pub(crate) not_revoked_because: Option<String>,
 }
 
 fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
@@ -342,47 +368,28 @@ fn logout(ctx: &Ctx, all: bool) -> Result<Outcome> {
         let changed = !removed.is_empty();
         Ok((removed, changed))
     })?;
-    let mut text = if removed.is_empty() {
-        format!(
-            "Not logged in ({}); nothing to remove\n",
-            if all {
-                "no profile holds a login".to_string()
-            } else {
-                format!("profile {}", profile.val)
-            }
-        )
-    } else {
-        let mut text = String::new();
-        for r in &removed {
-            match &r.not_revoked_because {
-                None => text.push_str(&format!(
-                    "Logged out of profile {}: the platform ended the session\n",
-                    r.profile
-                )),
-                Some(why) => text.push_str(&format!(
-                    "Logged out of profile {} on this machine; the session was NOT ended on the platform ({why}), so its tokens work until they expire\n",
-                    r.profile
-                )),
-            }
+    // Every credential variable the chain reads (config/registry.rs).
+    let still_set = registry::get("credential")
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Env(var) if ctx.env.get_os(var).is_some() => Some(*var),
+            _ => None,
+        })
+        .collect();
+    let asked = removed.is_empty().then(|| {
+        if all {
+            "no profile holds a login".to_string()
+        } else {
+            format!("profile {}", profile.val)
         }
-        text
-    };
-    for var in [
-        "FLUXLOOP_API_KEY",
-        "FLUXLOOP_SYNC_API_KEY",
-        "FLUXLOOP_TOKEN",
-    ] {
-        if ctx.env.get_os(var).is_some() {
-            text.push_str(&format!(
-                "note: {var} is still set and still authenticates\n"
-            ));
-        }
-    }
-    let names: Vec<&str> = removed.iter().map(|r| r.profile.as_str()).collect();
-    Ok(message(
-        text,
-        serde_json::json!({"logged_out": names, "profiles": removed}),
-    ))
+    });
+    Ok(Outcome::ok(LogoutReport {
+        logged_out: removed.iter().map(|r| r.profile.clone()).collect(),
+        profiles: removed,
+        asked,
+        still_set,
+    }))
 }
 
 /// Ends a stored login on the platform that issued it (PLATFORM-API §2,
@@ -441,7 +448,7 @@ fn end_session(
 /// The platform's opinion of a credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Verdict {
+pub(crate) enum Verdict {
     Valid,
     Expired,
     Revoked,
@@ -472,110 +479,22 @@ fn verdict(client: &Client) -> (Verdict, Option<ApiKeyRecord>, Option<String>) {
 
 /// `auth status`.
 #[derive(Serialize)]
-struct StatusReport {
-    credential: String,
-    kind: &'static str,
-    origin: String,
-    origin_kind: &'static str,
-    shadowed: Vec<String>,
-    profile: String,
-    profile_origin: String,
-    endpoint: String,
-    endpoint_origin: String,
-    user_email: Option<String>,
-    expires_at: Option<String>,
-    refreshed: bool,
-    verdict: Verdict,
-    detail: Option<String>,
-    key: Option<ApiKeyRecord>,
-}
-
-impl Human for StatusReport {
-    fn human(&self, s: &Style) -> String {
-        let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("{:<12} {v}\n", format!("{k}:")));
-        line("Credential", format!("{} ({})", self.credential, self.kind));
-        line("From", self.origin.clone());
-        for sh in &self.shadowed {
-            line("Shadows", s.dim(sh));
-        }
-        line(
-            "Endpoint",
-            format!(
-                "{} {}",
-                self.endpoint,
-                s.dim(&format!("(from {})", self.endpoint_origin))
-            ),
-        );
-        line(
-            "Profile",
-            format!(
-                "{} {}",
-                self.profile,
-                s.dim(&format!("(from {})", self.profile_origin))
-            ),
-        );
-        if let Some(email) = &self.user_email {
-            line("User", email.clone());
-        }
-        if let Some(k) = &self.key {
-            if let Some(name) = &k.name {
-                line(
-                    "Key name",
-                    format!("{name} (id {})", k.id.as_deref().unwrap_or("?")),
-                );
-            }
-            if let Some(t) = &k.key_type {
-                line("Type", t.clone());
-            }
-            if let Some(scope) = &k.scope {
-                line("Scope", scope.clone());
-            }
-            if let Some(p) = &k.project_id {
-                line("Project", p.clone());
-            }
-            if let Some(e) = &k.expires_at {
-                line("Expires", e.clone());
-            }
-        }
-        if let Some(e) = &self.expires_at {
-            line("Expires", format!("{e}{}", remaining(e)));
-        }
-        if self.refreshed {
-            line(
-                "Refreshed",
-                "yes (the stored token was about to expire)".into(),
-            );
-        }
-        let verdict = match self.verdict {
-            Verdict::Valid => s.green("✓ valid"),
-            Verdict::Expired => s.red("✗ expired"),
-            Verdict::Revoked => s.red("✗ revoked"),
-            Verdict::Invalid => s.red("✗ not accepted by the platform"),
-            Verdict::Unreachable => s.yellow("? platform unreachable"),
-        };
-        line("Status", verdict);
-        if let Some(d) = &self.detail {
-            line("Detail", d.clone());
-        }
-        out
-    }
-}
-
-fn remaining(expires_at: &str) -> String {
-    let Some(t) = login::parse_time(Some(expires_at)) else {
-        return String::new();
-    };
-    let left = t - OffsetDateTime::now_utc();
-    if left.is_negative() {
-        return " (expired)".into();
-    }
-    let mins = left.whole_minutes();
-    if mins >= 120 {
-        format!(" (in {} h)", mins / 60)
-    } else {
-        format!(" (in {mins} min)")
-    }
+pub(crate) struct StatusReport {
+    pub(crate) credential: String,
+    pub(crate) kind: &'static str,
+    pub(crate) origin: String,
+    pub(crate) origin_kind: &'static str,
+    pub(crate) shadowed: Vec<String>,
+    pub(crate) profile: String,
+    pub(crate) profile_origin: String,
+    pub(crate) endpoint: String,
+    pub(crate) endpoint_origin: String,
+    pub(crate) user_email: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) refreshed: bool,
+    pub(crate) verdict: Verdict,
+    pub(crate) detail: Option<String>,
+    pub(crate) key: Option<ApiKeyRecord>,
 }
 
 fn status(ctx: &Ctx) -> Result<Outcome> {

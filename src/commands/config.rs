@@ -10,7 +10,7 @@ use crate::config::resolve::{validate_endpoint, CredentialKind, DEFAULT_PROFILE}
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{table, Human, Outcome, Style};
+use crate::output::Outcome;
 
 pub(crate) fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<Outcome> {
     match cmd {
@@ -25,23 +25,12 @@ const SETTABLE: &str = "profile, endpoint";
 
 /// The result of `config set`.
 #[derive(Serialize)]
-struct SetReport {
-    key: String,
-    value: String,
-    file: String,
+pub(crate) struct SetReport {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) file: String,
     #[serde(skip)]
-    note: Option<String>,
-}
-
-impl Human for SetReport {
-    fn human(&self, _: &Style) -> String {
-        let mut s = format!("Set {} to {} in {}\n", self.key, self.value, self.file);
-        if let Some(n) = &self.note {
-            s.push_str(n);
-            s.push('\n');
-        }
-        s
-    }
+    pub(crate) note: Option<String>,
 }
 
 fn set(ctx: &Ctx, key: &str, value: &str) -> Result<Outcome> {
@@ -114,28 +103,13 @@ fn set_in(
 
 /// The result of `config unset`.
 #[derive(Serialize)]
-struct UnsetReport {
-    key: &'static str,
+pub(crate) struct UnsetReport {
+    pub(crate) key: &'static str,
     /// The value removed; `None` when it was not set.
-    removed: Option<String>,
-    file: String,
+    pub(crate) removed: Option<String>,
+    pub(crate) file: String,
     #[serde(skip)]
-    scope: String,
-}
-
-impl Human for UnsetReport {
-    fn human(&self, _: &Style) -> String {
-        match &self.removed {
-            Some(v) => format!(
-                "Removed {}{} ({v}) from {}\n",
-                self.key, self.scope, self.file
-            ),
-            None => format!(
-                "{}{} was not set in {}; nothing to do\n",
-                self.key, self.scope, self.file
-            ),
-        }
-    }
+    pub(crate) scope: String,
 }
 
 fn unset(ctx: &Ctx, key: &str) -> Result<Outcome> {
@@ -174,24 +148,24 @@ fn unset(ctx: &Ctx, key: &str) -> Result<Outcome> {
 
 /// One effective setting.
 #[derive(Serialize, Clone)]
-struct Setting {
-    key: &'static str,
-    value: Option<String>,
-    origin: String,
-    origin_kind: &'static str,
+pub(crate) struct Setting {
+    pub(crate) key: &'static str,
+    pub(crate) value: Option<String>,
+    pub(crate) origin: String,
+    pub(crate) origin_kind: &'static str,
     /// What the setting is.
-    about: &'static str,
+    pub(crate) about: &'static str,
     /// Lower sources that were also set, which this value beats.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    shadowed: Vec<Shadowed>,
+    pub(crate) shadowed: Vec<Shadowed>,
 }
 
 /// A value a higher source beat.
 #[derive(Serialize, Clone)]
-struct Shadowed {
-    value: String,
-    origin: String,
-    origin_kind: &'static str,
+pub(crate) struct Shadowed {
+    pub(crate) value: String,
+    pub(crate) origin: String,
+    pub(crate) origin_kind: &'static str,
 }
 
 impl Setting {
@@ -220,42 +194,15 @@ impl Setting {
 
 /// `config get KEY`: the value alone.
 #[derive(Serialize)]
-struct GetReport {
+pub(crate) struct GetReport {
     #[serde(flatten)]
-    setting: Setting,
-}
-
-impl Human for GetReport {
-    fn human(&self, _: &Style) -> String {
-        self.setting.value.clone().unwrap_or_default()
-    }
-
-    fn quiet(&self, style: &Style) -> String {
-        self.human(style)
-    }
+    pub(crate) setting: Setting,
 }
 
 /// `config list`.
 #[derive(Serialize)]
-struct ListReport {
-    settings: Vec<Setting>,
-}
-
-impl Human for ListReport {
-    fn human(&self, style: &Style) -> String {
-        let rows: Vec<Vec<String>> = self
-            .settings
-            .iter()
-            .map(|s| {
-                vec![
-                    s.key.to_string(),
-                    s.value.clone().unwrap_or_else(|| "(not set)".into()),
-                    style.dim(&s.origin),
-                ]
-            })
-            .collect();
-        table(&["SETTING", "VALUE", "ORIGIN"], &rows)
-    }
+pub(crate) struct ListReport {
+    pub(crate) settings: Vec<Setting>,
 }
 
 /// Every declared setting (config/registry.rs), with its origin.

@@ -78,105 +78,118 @@ pub(crate) struct Resolved {
 /// used and the others are reported as shadowed; only problems met before a
 /// credential was found matter.
 pub(crate) fn resolve_credential(r: &Reader<'_>, entries: &[Entry]) -> Result<Resolved> {
-    let profile_entry = entries.iter().find(|e| e.decl.key == "profile");
+    let profile = entries.iter().find(|e| e.decl.key == "profile");
     let flag_profile = r.inputs.flags.get("--profile").map(String::as_str);
-    let mut found: Vec<Value<Credential>> = Vec::new();
-    let mut first_error: Option<Error> = None;
-    let push = |got: Result<Option<Value<Credential>>>,
-                found: &mut Vec<Value<Credential>>,
-                first_error: &mut Option<Error>| match got {
-        Ok(Some(v)) => found.push(v),
-        Ok(None) => {}
-        Err(e) => {
-            if found.is_empty() && first_error.is_none() {
-                *first_error = Some(e);
-            }
-        }
-    };
+    let mut chain = Chain::default();
     for source in registry::get("credential").sources {
         match *source {
+            // An explicit `--profile` means that profile's login, over every
+            // credential in the environment (the caller notes what it ignored).
             Source::FlagProfile(_) => {
-                // An explicit `--profile` means that profile's login, over
-                // every credential in the environment (the caller notes what
-                // it ignored).
                 let Some(name) = flag_profile else { continue };
-                match r
-                    .read(source, profile_entry)
-                    .and_then(|raw| raw.map(|raw| login(r, raw)).transpose())
-                {
-                    Ok(None) if found.is_empty() => {
-                        return Err(Error::NotFound {
-                            what: format!("a login in profile {name} (from --profile)"),
-                            hint: Some(format!("run `fluxloop auth login --profile {name}`, or leave out --profile to use FLUXLOOP_API_KEY")),
-                        });
-                    }
-                    got => push(got, &mut found, &mut first_error),
+                let got = r
+                    .read(source, profile)
+                    .and_then(|raw| raw.map(|raw| login(r, raw)).transpose());
+                if matches!(got, Ok(None)) && chain.found.is_empty() {
+                    return Err(Error::NotFound {
+                        what: format!("a login in profile {name} (from --profile)"),
+                        hint: Some(format!("run `fluxloop auth login --profile {name}`, or leave out --profile to use FLUXLOOP_API_KEY")),
+                    });
                 }
+                chain.push(got);
             }
-            Source::Profile(_) => {
-                if !found.is_empty() || first_error.is_some() || flag_profile.is_some() {
-                    continue;
-                }
-                let profile = profile_entry
-                    .map(Entry::value)
-                    .transpose()
-                    .map(Option::flatten);
-                match profile {
-                    Ok(Some(p)) => match r.read(source, profile_entry) {
-                        Ok(Some(raw)) => {
-                            push(login(r, raw).map(Some), &mut found, &mut first_error)
-                        }
-                        Ok(None) => return Err(no_login(r, &p)),
-                        Err(e) => first_error = Some(e),
-                    },
-                    Ok(None) => {}
-                    Err(e) => first_error = Some(e),
-                }
+            Source::Profile(_) if !chain.settled() && flag_profile.is_none() => {
+                profile_login(r, source, profile, &mut chain)?;
             }
-            Source::Env(name) if TOKEN_VARS.contains(&name) => push(
-                r.read(source, None)
-                    .and_then(|raw| raw.map(token).transpose()),
-                &mut found,
-                &mut first_error,
-            ),
-            Source::Env(name) => match r.read(source, None) {
-                Ok(raw) => push(raw.map(typed_key).transpose(), &mut found, &mut first_error),
-                Err(_) => push(
-                    Err(Error::InvalidApiKey {
-                        origin: format!("environment variable {name}"),
-                        problem: "the value is not valid UTF-8".into(),
-                        hint: "an API key is plain ASCII: flx_api_… or flx_sa_…".into(),
-                    }),
-                    &mut found,
-                    &mut first_error,
-                ),
-            },
-            Source::Yaml(_) => {
-                let got = r.read(source, None).and_then(|raw| match raw {
-                    Some(raw) => read_key_file(r.inputs.env, raw).map(Some),
-                    None => Ok(None),
-                });
-                push(got, &mut found, &mut first_error)
-            }
-            Source::Flag(_) | Source::ProjectJson(_) | Source::DefaultProfile => push(
-                r.read(source, None)
-                    .and_then(|raw| raw.map(typed_key).transpose()),
-                &mut found,
-                &mut first_error,
-            ),
+            Source::Profile(_) => {}
+            _ => chain.push(key_or_token(r, source)),
         }
     }
-    if let Some(e) = first_error.filter(|_| found.is_empty()) {
-        return Err(e);
+    chain.finish()
+}
+
+/// The credentials found so far, in order, and the first problem met
+/// before any was found.
+#[derive(Default)]
+struct Chain {
+    found: Vec<Value<Credential>>,
+    first_error: Option<Error>,
+}
+
+impl Chain {
+    fn push(&mut self, got: Result<Option<Value<Credential>>>) {
+        match got {
+            Ok(Some(v)) => self.found.push(v),
+            Ok(None) => {}
+            Err(e) => {
+                if self.found.is_empty() && self.first_error.is_none() {
+                    self.first_error = Some(e);
+                }
+            }
+        }
     }
-    let mut iter = found.into_iter();
-    let Some(credential) = iter.next() else {
-        return Err(Error::NoCredential { profiles: vec![] });
-    };
-    Ok(Resolved {
-        credential,
-        shadowed: iter.map(|v| v.origin).collect(),
-    })
+
+    /// A credential was found, or a source before it was broken.
+    fn settled(&self) -> bool {
+        !self.found.is_empty() || self.first_error.is_some()
+    }
+
+    fn finish(self) -> Result<Resolved> {
+        let mut iter = self.found.into_iter();
+        let Some(credential) = iter.next() else {
+            return Err(self
+                .first_error
+                .unwrap_or(Error::NoCredential { profiles: vec![] }));
+        };
+        Ok(Resolved {
+            credential,
+            shadowed: iter.map(|v| v.origin).collect(),
+        })
+    }
+}
+
+/// The last resort: the login of the profile in effect, or an error that
+/// lists the profiles that hold one.
+fn profile_login(
+    r: &Reader<'_>,
+    source: &Source,
+    profile: Option<&Entry>,
+    chain: &mut Chain,
+) -> Result<()> {
+    match profile.map(Entry::value).transpose().map(Option::flatten) {
+        Ok(Some(p)) => match r.read(source, profile) {
+            Ok(Some(raw)) => chain.push(login(r, raw).map(Some)),
+            Ok(None) => return Err(no_login(r, &p)),
+            Err(e) => chain.first_error = Some(e),
+        },
+        Ok(None) => {}
+        Err(e) => chain.first_error = Some(e),
+    }
+    Ok(())
+}
+
+/// A key from a flag, a variable or `api.key_file`, or a token variable.
+fn key_or_token(r: &Reader<'_>, source: &Source) -> Result<Option<Value<Credential>>> {
+    match *source {
+        Source::Env(name) if TOKEN_VARS.contains(&name) => r
+            .read(source, None)
+            .and_then(|raw| raw.map(token).transpose()),
+        Source::Env(name) => match r.read(source, None) {
+            Ok(raw) => raw.map(typed_key).transpose(),
+            Err(_) => Err(Error::InvalidApiKey {
+                origin: format!("environment variable {name}"),
+                problem: "the value is not valid UTF-8".into(),
+                hint: "an API key is plain ASCII: flx_api_… or flx_sa_…".into(),
+            }),
+        },
+        Source::Yaml(_) => match r.read(source, None)? {
+            Some(raw) => read_key_file(r.inputs.env, raw).map(Some),
+            None => Ok(None),
+        },
+        _ => r
+            .read(source, None)
+            .and_then(|raw| raw.map(typed_key).transpose()),
+    }
 }
 
 /// Variables holding an access token rather than an API key.

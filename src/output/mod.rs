@@ -2,6 +2,8 @@
 //! progress, warnings and errors on stderr, and GitHub workflow commands.
 //! Commands return reports; only this module (and `main`) prints.
 
+mod auth;
+mod config;
 pub(crate) mod github;
 pub(crate) mod junit;
 
