@@ -5,16 +5,15 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::types::{Project, Scenario};
-use crate::api::Client;
 use crate::auth::login::{self, Session};
 use crate::auth::scope::{self, Need};
-use crate::cli::{PullArgs, SyncCommand, UploadArgs};
+use crate::cli::{SyncCommand, UploadArgs};
 use crate::config::project::limits::{self, Shard};
 use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{github, Human, Outcome, Style};
+use crate::job;
+use crate::output::{self, github, Human, Outcome, Style};
 use crate::signals::StopAtOnce;
 use crate::{ci, pulled, results, signals, upload};
 
@@ -25,8 +24,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
             let _stop = pull_watchdog(ctx);
             let session = login::session(ctx)?;
             scope::require(ctx, &session.client, &[Need::Read])?;
-            let report = pull(ctx, &session.client, &args)?;
             let root = ctx.workspace_root()?;
+            let input = PullSettings {
+                scenario: scenario_setting(ctx, args.scenario.as_deref())?,
+                project_id: known_project(ctx, args.project_id.as_deref())?,
+                bundle_version_id: args.bundle_version_id.clone(),
+                keep_local: args.keep_local,
+            };
+            let report = pull(ctx, &session.client, &root, input)?;
             if !report.up_to_date {
                 ctx.out
                     .info(&format!("Wrote {}", display_rel(&root, &report.dir)));
@@ -37,61 +42,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
     }
 }
 
-/// What `sync pull` did.
-#[derive(Debug, Serialize)]
-pub(crate) struct PullReport {
-    pub(crate) scenario: String,
-    pub(crate) scenario_id: Option<String>,
-    pub(crate) project_id: Option<String>,
-    pub(crate) bundle_version_id: Option<String>,
-    pub(crate) bundle_version: Option<String>,
-    pub(crate) inputs: usize,
-    pub(crate) personas: usize,
-    pub(crate) criteria: usize,
-    /// The `pulled/` directory.
-    pub(crate) dir: PathBuf,
-    /// Locally edited files kept (`--keep-local`).
-    pub(crate) kept_local: Vec<String>,
-    /// Locally edited files replaced (`--yes`).
-    pub(crate) overwritten: Vec<String>,
-    /// The platform said the pulled files are current (304); nothing changed.
-    pub(crate) up_to_date: bool,
-}
-
-impl Human for PullReport {
-    fn human(&self, _: &Style) -> String {
-        let bundle = self
-            .bundle_version
-            .as_ref()
-            .map(|v| format!(" (bundle v{v})"))
-            .unwrap_or_default();
-        if self.up_to_date {
-            return format!("{} is up to date{bundle}\n", self.scenario);
-        }
-        let mut s = format!(
-            "Pulled {}, {}, {} for {}{bundle}\n",
-            plural(self.inputs, "input", "inputs"),
-            plural(self.personas, "persona", "personas"),
-            plural(self.criteria, "criterion", "criteria"),
-            self.scenario
-        );
-        if !self.kept_local.is_empty() {
-            s.push_str(&format!(
-                "Kept your local edits of {} (the platform's version of {} was not written)\n",
-                self.kept_local.join(", "),
-                if self.kept_local.len() == 1 {
-                    "it"
-                } else {
-                    "them"
-                }
-            ));
-        }
-        s
-    }
-}
-
 /// The project named by flag, `fluxloop.yaml` or `.fluxloop/project.json`.
-fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
     if let Some(p) = flag.filter(|p| !p.trim().is_empty()) {
         return Ok(Some(p.trim().to_string()));
     }
@@ -109,94 +61,6 @@ fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
         .map(|p| p.trim().to_string()))
 }
 
-/// A listing the platform refused to this credential (401/403/404): the
-/// hosted platform may keep listings to logins. Lookups are an
-/// optimisation, so the pull goes on with what is known.
-fn refused(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NotFound { .. }
-            | Error::PermissionDenied { .. }
-            | Error::InvalidCredential { .. }
-            | Error::Api {
-                status: 401 | 403 | 404,
-                ..
-            }
-    )
-}
-
-/// A listing, or `None` when the platform refused it (see [`refused`]).
-fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<Option<T>> {
-    match client.get(path) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if refused(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The only project the credential sees, when the platform lists them.
-fn only_project(client: &Client) -> Result<Option<String>> {
-    let Some(projects) = lookup::<Vec<Project>>(client, "/api/projects")? else {
-        return Ok(None);
-    };
-    match projects.as_slice() {
-        [] => Err(Error::NotFound {
-            what: "project (this credential sees no project)".into(),
-            hint: Some("pass --project-id P, or check the key's project on the platform".into()),
-        }),
-        [one] => Ok(Some(one.id.clone())),
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .map(|p| match &p.name {
-                    Some(n) => format!("{n} ({})", p.id),
-                    None => p.id.clone(),
-                })
-                .collect();
-            Err(Error::config(
-                format!(
-                    "several projects are visible to this credential: {}",
-                    list.join(", ")
-                ),
-                Some("choose one with --project-id P, or set project_id in fluxloop.yaml".into()),
-            ))
-        }
-    }
-}
-
-/// Finds a scenario by id or name in `project`; `None` when the platform
-/// does not list scenarios to this credential.
-fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<Scenario>> {
-    let path = format!(
-        "/api/scenarios?project_id={}",
-        crate::api::query_escape(project)
-    );
-    let Some(scenarios) = lookup::<Vec<Scenario>>(client, &path)? else {
-        return Ok(None);
-    };
-    let by_id = scenarios.iter().find(|s| s.id == wanted);
-    let by_name = || scenarios.iter().find(|s| s.name.as_deref() == Some(wanted));
-    let by_name_ci = || {
-        scenarios.iter().find(|s| {
-            s.name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-        })
-    };
-    if let Some(s) = by_id.or_else(by_name).or_else(by_name_ci) {
-        return Ok(Some(s.clone()));
-    }
-    let names: Vec<&str> = scenarios.iter().filter_map(|s| s.name.as_deref()).collect();
-    Err(Error::NotFound {
-        what: format!("scenario '{wanted}' in project {project}"),
-        hint: Some(if names.is_empty() {
-            "the project has no scenarios yet; create one on the platform".into()
-        } else {
-            format!("scenarios in this project: {}", names.join(", "))
-        }),
-    })
-}
-
 /// The scenario setting: `--scenario`, else `scenario:` in `fluxloop.yaml`.
 pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
     if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
@@ -208,263 +72,38 @@ pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<S
         .filter(|s| !s.trim().is_empty()))
 }
 
-/// What a pull asks the platform for, and how it was decided.
-struct PullRequest {
-    body: Value,
-    project_id: Option<String>,
-    scenario_id: Option<String>,
-    /// Said when a lookup was refused and the pull went on without it.
-    note: Option<String>,
+/// The settings of a pull, as `sync pull` and `test` resolve them.
+pub(crate) struct PullSettings {
+    pub(crate) scenario: Option<String>,
+    pub(crate) project_id: Option<String>,
+    pub(crate) bundle_version_id: Option<String>,
+    pub(crate) keep_local: bool,
 }
 
-/// The pull's body: the bundle asked for, else the scenario found by the
-/// listings, else (when the platform lists nothing to this credential)
-/// the previous pull's bundle of the scenario, else whatever the platform
-/// picks for the key's project.
-fn pull_request(
+/// Runs the pull stage, showing its note and warnings as they come.
+pub(crate) fn pull(
     ctx: &Ctx,
-    client: &Client,
-    args: &PullArgs,
-    wanted: Option<&str>,
-) -> Result<PullRequest> {
-    let mut req = PullRequest {
-        body: serde_json::json!({
-            "include_inputs": true,
-            "include_personas": true,
-            "include_criteria": true,
-        }),
-        project_id: None,
-        scenario_id: None,
-        note: None,
-    };
-    let project = match known_project(ctx, args.project_id.as_deref())? {
-        Some(p) => Some(p),
-        None if args.bundle_version_id.is_some() => None,
-        None => only_project(client)?,
-    };
-    if let Some(p) = &project {
-        req.body["project_id"] = Value::String(p.clone());
-    }
-    req.project_id = project.clone();
-    if let Some(bundle) = args
-        .bundle_version_id
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-    {
-        req.body["bundle_version_id"] = Value::String(bundle.trim().to_string());
-        return Ok(req);
-    }
-    let found = match (&project, wanted) {
-        (Some(p), Some(w)) => find_scenario(client, p, w)?,
-        _ => None,
-    };
-    if let Some(s) = found {
-        req.body["scenario_id"] = Value::String(s.id.clone());
-        req.scenario_id = Some(s.id);
-        return Ok(req);
-    }
-    let Some(w) = wanted else {
-        return Ok(req);
-    };
-    let root = ctx.workspace_root()?;
-    let previous = pulled::read_meta(&pulled::pulled_dir(&root, w))
-        .ok()
-        .flatten();
-    let same = previous
-        .as_ref()
-        .filter(|m| pulled::scenario_name(m).as_deref() == Some(w));
-    match same.and_then(|m| pulled::bundle_version_id(m).map(|id| (id, pulled::bundle_version(m))))
-    {
-        Some((id, version)) => {
-            req.note = Some(format!(
-                "note: the platform lists no scenarios to this credential; pulling the bundle of the previous pull of {w} ({})",
-                version.map(|v| format!("bundle v{v}")).unwrap_or_else(|| id.clone())
-            ));
-            req.body["bundle_version_id"] = Value::String(id);
-        }
-        None => {
-            req.note = Some(format!(
-                "note: the platform lists no scenarios to this credential and {w} was never pulled here; the platform picks the newest bundle of the key's project"
-            ));
-        }
-    }
-    Ok(req)
-}
-
-/// `sync pull`: resolve, download (conditionally, when the last pull of the
-/// scenario is intact), check local edits, write.
-pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullReport> {
-    let wanted = scenario_setting(ctx, args.scenario.as_deref())?;
-    let req = pull_request(ctx, client, args, wanted.as_deref())?;
-    if let Some(note) = &req.note {
-        ctx.out.info(note);
-    }
-    let root = ctx.workspace_root()?;
-    // A copy the user has not edited can be kept when the platform's is the same.
-    let current = wanted.as_deref().map(|w| pulled::pulled_dir(&root, w));
-    let etag = match &current {
-        Some(dir) if pulled::local_edits(dir)?.is_empty() => pulled::read_meta(dir)?
-            .filter(|m| pulled::scenario_name(m) == wanted)
-            .and_then(|m| pulled::recorded_etag(&m)),
-        _ => None,
-    };
-    // The response is spooled to a file and parsed item by item, so a pull
-    // of any size costs about the same memory.
-    let fluxloop_dir = root.join(".fluxloop");
-    std::fs::create_dir_all(&fluxloop_dir)
-        .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
-    // Named with our pid: a pull killed while downloading leaves it, and
-    // the next pull removes it.
-    let spool_path = fluxloop_dir.join(crate::pull_spool::temp_name("body"));
-    let spool = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&spool_path)
-        .map_err(|e| Error::io("create", &spool_path, e))?;
-    let spooled = (|| {
-        let got = client.post_to_file("/api/sync/pull", &req.body, &spool, etag.as_deref())?;
-        if got.not_modified {
-            return Ok(None);
-        }
-        std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
-        let resp = pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
-            url: format!("{}/api/sync/pull", client.base()),
-            detail: format!(
-                "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
-            ),
-        })?;
-        Ok(Some((resp, got.etag)))
-    })();
-    drop(spool);
-    let _ = std::fs::remove_file(&spool_path);
-    match spooled? {
-        None => up_to_date(
-            &req,
-            current.unwrap_or_default(),
-            wanted.unwrap_or_default(),
-        ),
-        Some((resp, etag)) => write_pulled(ctx, args, &req, resp, wanted, etag.as_deref()),
-    }
-}
-
-/// A 304: the pulled files stay as they are.
-fn up_to_date(req: &PullRequest, dir: PathBuf, scenario: String) -> Result<PullReport> {
-    let meta = pulled::read_meta(&dir)?.unwrap_or_default();
-    let count = |name: &str| -> usize {
-        std::fs::read(dir.join(name))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
-            .map_or(0, |v| v.len())
-    };
-    Ok(PullReport {
-        scenario,
-        scenario_id: req.scenario_id.clone(),
-        project_id: req.project_id.clone(),
-        bundle_version_id: pulled::bundle_version_id(&meta),
-        bundle_version: pulled::bundle_version(&meta),
-        inputs: count("inputs.json"),
-        personas: count("personas.json"),
-        criteria: count("criteria.json"),
-        dir,
-        kept_local: vec![],
-        overwritten: vec![],
-        up_to_date: true,
-    })
-}
-
-/// Checks local edits against a new response and writes it.
-fn write_pulled(
-    ctx: &Ctx,
-    args: &PullArgs,
-    req: &PullRequest,
-    resp: pulled::PullResponse,
-    wanted: Option<String>,
-    etag: Option<&str>,
-) -> Result<PullReport> {
-    let root = ctx.workspace_root()?;
-    let scenario = pulled::scenario_name(&resp.doc)
-        .or(wanted)
-        .or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/scenario_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "default".into());
-    let dir = pulled::pulled_dir(&root, &scenario);
-    let (keep, overwritten) = settle_edits(ctx, args, &root, &dir)?;
-    let bundle_version_id = pulled::bundle_version_id(&resp.doc);
-    let bundle_version = pulled::bundle_version(&resp.doc);
-    let doc_id = |pointer: &str| {
-        resp.doc
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(String::from)
-    };
-    let doc_scenario_id = doc_id("/bundle_version/scenario_id");
-    let doc_project_id = doc_id("/bundle_version/project_id");
-    let written = pulled::write_pull(&dir, resp, &keep, etag)?;
-    if !overwritten.is_empty() {
-        ctx.out.warn(&format!(
-            "replaced local edits to {}",
-            overwritten.join(", ")
-        ));
-    }
-    Ok(PullReport {
-        scenario,
-        scenario_id: req.scenario_id.clone().or(doc_scenario_id),
-        project_id: req.project_id.clone().or(doc_project_id),
-        bundle_version_id,
-        bundle_version,
-        inputs: written.inputs,
-        personas: written.personas,
-        criteria: written.criteria,
-        kept_local: written
-            .kept
-            .iter()
-            .map(|f| display_rel(&root, &dir.join(f)))
-            .collect(),
-        overwritten,
-        dir,
-        up_to_date: false,
-    })
-}
-
-/// Local edits of the pulled files: kept (`--keep-local`), replaced
-/// (`--yes`, or "y" at the prompt), else a conflict (exit 12).
-fn settle_edits(
-    ctx: &Ctx,
-    args: &PullArgs,
+    client: &crate::api::Client,
     root: &Path,
-    dir: &Path,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let edits = pulled::local_edits(dir)?;
-    if edits.is_empty() {
-        return Ok((vec![], vec![]));
-    }
-    let shown: Vec<String> = edits
-        .iter()
-        .map(|f| display_rel(root, &dir.join(f)))
-        .collect();
-    if args.keep_local {
-        return Ok((edits, vec![]));
-    }
-    if ctx.globals.yes {
-        return Ok((vec![], shown));
-    }
-    if !ctx.can_prompt() {
-        return Err(Error::SyncConflict { files: shown });
-    }
-    if ctx.confirm(&format!(
-        "{} edited locally; overwrite with the platform's version?",
-        shown.join(", ")
-    ))? {
-        Ok((vec![], shown))
-    } else {
-        // "No" keeps the edits, as --keep-local does; the report says so.
-        Ok((edits, vec![]))
-    }
+    settings: PullSettings,
+) -> Result<job::pull::PullReport> {
+    let confirm = |question: &str| ctx.confirm(question);
+    let input = job::pull::PullInput {
+        root,
+        scenario: settings.scenario,
+        project_id: settings.project_id,
+        bundle_version_id: settings.bundle_version_id,
+        edits: job::pull::Edits {
+            keep_local: settings.keep_local,
+            overwrite: ctx.globals.yes,
+            confirm: ctx.can_prompt().then_some(&confirm),
+        },
+    };
+    let report = job::pull::pull(client, &input, &|note| {
+        output::sync::pull_note(&ctx.out, note)
+    })?;
+    output::sync::pull_warnings(&ctx.out, &report);
+    Ok(report)
 }
 
 /// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
@@ -498,13 +137,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `path` relative to the workspace root when inside it.
-pub(crate) fn display_rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
+pub(crate) use crate::job::display_rel;
 
 /// What an upload did.
 #[derive(Debug, Serialize)]

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::auth::login;
+use crate::auth::login::{self, Session};
 use crate::auth::scope::{self, Need};
-use crate::cli::{PullArgs, TestArgs};
+use crate::cli::TestArgs;
 use crate::commands::sync::{self, display_rel, UploadReport};
 use crate::config::project::limits::Shard;
 use crate::config::project::{CommandSpec, RunnerType};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{github, junit, table, Human, Outcome, Style};
+use crate::job;
+use crate::output::{self, github, junit, table, Human, Outcome, Style};
 use crate::pulled;
 use crate::results::{self, human_ms, RunBrief, RunInfo, Tally, TraceRecord, TraceWriter};
 use crate::runner::{self, Agent, Plan};
@@ -193,6 +194,37 @@ fn pulled_scenario(root: &Path, wanted: Option<&str>) -> Result<String> {
     }
 }
 
+/// The pull stage, or without it the scenario pulled before.
+fn pull(
+    ctx: &Ctx,
+    session: Option<&Session>,
+    settings: &TestSettings,
+    root: &Path,
+    keep_local: bool,
+) -> Result<String> {
+    let Some(session) = session.filter(|_| settings.pull) else {
+        return pulled_scenario(root, settings.scenario.as_deref());
+    };
+    let confirm = |question: &str| ctx.confirm(question);
+    let input = job::pull::PullInput {
+        root,
+        scenario: settings.scenario.clone(),
+        project_id: sync::known_project(ctx, None)?,
+        bundle_version_id: None,
+        edits: job::pull::Edits {
+            keep_local,
+            overwrite: ctx.globals.yes,
+            confirm: ctx.can_prompt().then_some(&confirm),
+        },
+    };
+    let report = job::pull::pull(&session.client, &input, &|note| {
+        output::sync::pull_note(&ctx.out, note)
+    })?;
+    output::sync::pull_warnings(&ctx.out, &report);
+    ctx.out.info(report.human(&ctx.out.err_style).trim_end());
+    Ok(report.scenario)
+}
+
 /// What `test` did.
 #[derive(Serialize)]
 struct TestReport {
@@ -352,19 +384,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         None
     };
 
-    let scenario = match (&session, settings.pull) {
-        (Some(s), true) => {
-            let pull_args = PullArgs {
-                scenario: settings.scenario.clone(),
-                keep_local: args.keep_local,
-                ..PullArgs::default()
-            };
-            let report = sync::pull(ctx, &s.client, &pull_args)?;
-            ctx.out.info(report.human(&ctx.out.err_style).trim_end());
-            report.scenario
-        }
-        _ => pulled_scenario(&root, settings.scenario.as_deref())?,
-    };
+    let scenario = pull(ctx, session.as_ref(), &settings, &root, args.keep_local)?;
     // From here the runner stops the agents itself and keeps what finished.
     drop(pull_phase);
     let pulled_dir = pulled::pulled_dir(&root, &scenario);

@@ -4,6 +4,7 @@
 
 pub(crate) mod github;
 pub(crate) mod junit;
+pub(crate) mod sync;
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
@@ -336,6 +337,11 @@ pub(crate) fn json_document(doc: &serde_json::Value) -> String {
         other => serde_json::json!({"schema_version": JSON_SCHEMA_VERSION, "data": other}),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// `3 runs`, `1 run`.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Formats a count with thousands separators, as the seed shows usage counts.
