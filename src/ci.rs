@@ -41,6 +41,23 @@ pub(crate) fn provider(env: &Env) -> Option<&'static str> {
     }
 }
 
+/// The files GitHub Actions gives a step (`$GITHUB_STEP_SUMMARY`,
+/// `$GITHUB_OUTPUT`), each when set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GithubFiles {
+    pub(crate) step_summary: Option<std::path::PathBuf>,
+    pub(crate) output: Option<std::path::PathBuf>,
+}
+
+/// The step's files when [`provider`] says GitHub Actions runs us, else
+/// `None`: the one decision behind the job summary and the step outputs.
+pub(crate) fn github_files(env: &Env) -> Option<GithubFiles> {
+    (provider(env) == Some("github_actions")).then(|| GithubFiles {
+        step_summary: env.path("GITHUB_STEP_SUMMARY"),
+        output: env.path("GITHUB_OUTPUT"),
+    })
+}
+
 /// Detects the CI system from the environment. GitHub's event file is read
 /// for the pull request head commit; a missing or broken file is ignored.
 pub(crate) fn detect(env: &Env) -> CiInfo {

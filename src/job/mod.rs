@@ -9,6 +9,8 @@
 //! both. `test` chains all four; `sync pull` and `sync upload` call theirs.
 
 pub(crate) mod pull;
+pub(crate) mod report;
+pub(crate) mod run;
 
 use std::path::Path;
 

@@ -5,6 +5,7 @@
 pub(crate) mod github;
 pub(crate) mod junit;
 pub(crate) mod sync;
+pub(crate) mod test;
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;

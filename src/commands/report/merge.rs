@@ -10,9 +10,9 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::commands::sync::display_rel;
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
+use crate::job::display_rel;
 use crate::output::{junit, Human, Outcome, Style};
 use crate::pulled;
 use crate::results::{self, RunInfo, Tally, TraceWriter};

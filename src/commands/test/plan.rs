@@ -9,18 +9,19 @@ use serde::Serialize;
 use crate::auth::login::Session;
 use crate::cli::RunFlags;
 use crate::cli::TestArgs;
-use crate::commands::sync::display_rel;
 use crate::config::project::limits::Shard;
 use crate::config::project::TestConfig;
 use crate::error::{code, Result};
+use crate::job::display_rel;
 use crate::output::Outcome;
 use crate::output::{Human, Style};
 use crate::pulled::{self, Input};
-use crate::results::{self, excerpt, human_ms, Tally};
+use crate::results::{excerpt, human_ms, Tally};
 use crate::runner::select::{self, Filters};
 use crate::runner::{Agent, Slot};
 
-use super::{TestReport, TestSettings};
+use super::TestSettings;
+use crate::job::report::Threshold;
 
 /// How runs are retried, paced and judged: the flag, else `test:` in
 /// fluxloop.yaml (both checked by `config::project::limits`).
@@ -318,23 +319,6 @@ fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
 }
 
-/// The threshold verdict, for the summary.
-#[derive(Clone, Debug, Serialize)]
-pub(super) struct Threshold {
-    pub(super) pass_rate: f64,
-    pub(super) met: bool,
-}
-
-impl Threshold {
-    pub(super) fn human(&self) -> String {
-        format!(
-            "Pass rate threshold {}: {}\n",
-            percent(self.pass_rate),
-            if self.met { "met" } else { "not met" }
-        )
-    }
-}
-
 /// The exit code of finished runs: 10 when a run failed, unless the
 /// success rate is at or above `--fail-under`; always 10 when runs were
 /// skipped by `--max-failures`.
@@ -361,17 +345,6 @@ pub(super) fn verdict(tally: &Tally, run: &RunSettings) -> (u8, Option<Threshold
     )
 }
 
-/// The labels of runs never started, for JUnit.
-pub(super) fn skipped_labels(inputs: &[Input], unrun: &[Slot]) -> Vec<String> {
-    unrun
-        .iter()
-        .map(|s| {
-            let i = &inputs[s.input];
-            results::label(&i.text, i.id.as_deref(), s.iteration)
-        })
-        .collect()
-}
-
 /// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected,
 /// or `shard 2/4 of …`.
 pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool, shard: Option<Shard>) -> String {
@@ -392,57 +365,6 @@ pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool, shard: Option<
         None if chosen => format!("chosen from {all}"),
         None => all,
     }
-}
-
-/// The lines for flaky and skipped runs and the threshold, when there are any.
-pub(super) fn extra_counts(r: &TestReport) -> String {
-    let mut s = String::new();
-    let runs = |n: usize| {
-        if n == 1 {
-            "1 run".to_string()
-        } else {
-            format!("{n} runs")
-        }
-    };
-    if r.flaky > 0 {
-        s.push_str(&format!(
-            "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
-            runs(r.flaky)
-        ));
-    }
-    if r.skipped > 0 {
-        s.push_str(&format!(
-            "\nSkipped: {} not started, as --max-failures was reached\n",
-            runs(r.skipped)
-        ));
-    }
-    if let Some(t) = &r.threshold {
-        s.push('\n');
-        s.push_str(&t.human());
-    }
-    s
-}
-
-/// The step summary's flaky and skipped counts and threshold verdict.
-pub(super) fn github_extra(r: &TestReport) -> String {
-    let mut md = String::new();
-    if r.flaky > 0 {
-        md.push_str(&format!(
-            "\n**Flaky:** {} passed only on a retry.\n",
-            r.flaky
-        ));
-    }
-    if r.skipped > 0 {
-        md.push_str(&format!(
-            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
-            r.skipped
-        ));
-    }
-    if let Some(t) = &r.threshold {
-        md.push('\n');
-        md.push_str(&t.human());
-    }
-    md
 }
 
 /// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end
