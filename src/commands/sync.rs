@@ -1,27 +1,24 @@
-//! `sync pull` and `sync upload` (CLI.md §4, §5; PLATFORM-API §4, §5).
+//! `sync pull` and `sync upload` (CLI.md §4, §5; PLATFORM-API §4, §5): read
+//! the settings, run the pull or upload stage of [`crate::job`], and hand
+//! its report to `output/`.
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde_json::Value;
-
-use crate::auth::login::{self, Session};
+use crate::auth::login;
 use crate::auth::scope::{self, Need};
 use crate::cli::{SyncCommand, UploadArgs};
-use crate::config::project::limits::{self, Shard};
 use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::job;
-use crate::output::{self, github, Human, Outcome, Style};
-use crate::signals::StopAtOnce;
-use crate::{ci, pulled, results, signals, upload};
+use crate::job::{self, display_rel};
+use crate::output::{self, Outcome};
+use crate::{ci, pulled, results, signals};
 
 pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
     let _caught = signals::Caught::new();
     match cmd {
         SyncCommand::Pull(args) => {
-            let _stop = pull_watchdog(ctx);
+            let _stop = output::sync::pull_watchdog(&ctx.out);
             let session = login::session(ctx)?;
             scope::require(ctx, &session.client, &[Need::Read])?;
             let root = ctx.workspace_root()?;
@@ -106,379 +103,99 @@ pub(crate) fn pull(
     Ok(report)
 }
 
-/// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
-/// there is nothing to finish or undo.
-pub(crate) fn pull_watchdog(ctx: &Ctx) -> StopAtOnce {
-    let out = std::sync::Arc::clone(&ctx.out);
-    StopAtOnce::new(move |sig| {
-        out.warn(&format!(
-            "interrupted by {sig} while pulling; pulled/ is left as it was or holds the new bundle whole"
-        ))
-    })
-}
-
-/// Ends an upload at once on SIGINT/SIGTERM with the command that resumes
-/// it (the upload state is saved after each chunk, so nothing is sent twice).
-pub(crate) fn upload_watchdog(ctx: &Ctx, dir: &Path) -> StopAtOnce {
-    let out = std::sync::Arc::clone(&ctx.out);
-    let root = ctx.workspace_root().unwrap_or_else(|_| ctx.cwd.clone());
-    let message = format!(
-        "the results are kept in {}; resume with `fluxloop sync upload --result-dir {}`",
-        display_rel(&root, dir),
-        display_rel(&ctx.cwd, dir)
-    );
-    StopAtOnce::new(move |sig| {
-        out.warn(&format!("interrupted by {sig} while uploading; {message}"))
-    })
-}
-
-/// `3 runs`, `1 run`.
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-pub(crate) use crate::job::display_rel;
-
-/// What an upload did.
-#[derive(Debug, Serialize)]
-pub(crate) struct UploadReport {
-    pub(crate) run_batch_id: String,
-    pub(crate) runs: usize,
-    pub(crate) chunks: usize,
-    /// Trace lines that were not records and were left out.
-    pub(crate) skipped_lines: usize,
-    /// Runs cut to fit one request.
-    pub(crate) truncated_runs: usize,
-    /// Where people see the results on the platform.
-    pub(crate) url: String,
-    pub(crate) result_dir: PathBuf,
-    /// Stored by an earlier upload: the platform kept nothing new.
-    pub(crate) already_uploaded: bool,
-}
-
-impl Human for UploadReport {
-    fn human(&self, style: &Style) -> String {
-        if self.already_uploaded {
-            return format!(
-                "Already uploaded: these {} runs are run batch {}; nothing new was stored\nView the results: {}\n",
-                self.runs,
-                style.bold(&self.run_batch_id),
-                self.url
-            );
-        }
-        format!(
-            "Uploaded {} runs: run batch {}\nView the results: {}\n",
-            self.runs,
-            style.bold(&self.run_batch_id),
-            self.url
-        )
+/// `FLUXLOOP_WEB_URL`, else `api.web_url` in `fluxloop.yaml`, unparsed.
+pub(crate) fn web_url_setting(ctx: &Ctx) -> Result<Option<(String, Origin)>> {
+    if let Some(v) = ctx.env.get("FLUXLOOP_WEB_URL")? {
+        return Ok(Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))));
     }
+    Ok(ctx.config()?.and_then(|c| {
+        c.config
+            .api
+            .web_url
+            .clone()
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let origin = Origin::ProjectConfig {
+                    path: c.path.clone(),
+                    key: "api.web_url",
+                };
+                (w, origin)
+            })
+    }))
 }
 
-/// Scenario and bundle of a result directory, from its `summary.json`
-/// (ours records both; FluxLoop CLI 0.4's has the scenario as `experiment_name`).
-struct ResultMeta {
-    scenario: Option<String>,
-    bundle_version_id: Option<String>,
-    started_at: Option<String>,
-    completed_at: Option<String>,
-    /// `complete` of our summary.json: false while (or if killed while) the
-    /// run writes the directory; absent in FluxLoop CLI 0.4's.
-    complete: Option<bool>,
-    batch_key: Option<String>,
-    shard: Option<Shard>,
-}
-
-fn result_meta(dir: &Path) -> ResultMeta {
-    let summary: Option<Value> = std::fs::read(dir.join(results::SUMMARY))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let s = |k: &str| {
-        summary
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    };
-    ResultMeta {
-        scenario: s("scenario").or_else(|| s("experiment_name")),
-        bundle_version_id: s("bundle_version_id"),
-        started_at: s("started_at").or_else(|| s("created_at")),
-        completed_at: s("completed_at").or_else(|| s("created_at")),
-        complete: summary
-            .as_ref()
-            .and_then(|v| v.get("complete"))
-            .and_then(Value::as_bool),
-        batch_key: s("batch_key"),
-        shard: summary.as_ref().and_then(|v| {
-            let n = |k: &str| v.pointer(&format!("/shard/{k}")).and_then(Value::as_u64);
-            limits::shard_of(n("index")?, n("total")?).ok()
-        }),
-    }
-}
-
-/// Uploads result directory `dir` with the session's client and prints progress.
-pub(crate) fn upload_dir(
+/// Runs the upload stage of `dir` with the session's client, then shows
+/// what it leaves to say (step outputs, shortened transcripts).
+pub(crate) fn upload(
     ctx: &Ctx,
-    session: &Session,
+    session: &login::Session,
     dir: &Path,
     scenario_hint: Option<&str>,
-    skipped: usize,
-) -> Result<UploadReport> {
+    skipped_lines: usize,
+) -> Result<job::upload::UploadReport> {
     let root = ctx.workspace_root()?;
-    let meta = result_meta(dir);
-    let scenario = meta
-        .scenario
-        .clone()
-        .or_else(|| scenario_hint.map(String::from))
-        .or_else(|| {
-            dir.file_name()
-                .and_then(|n| results::parse_dir_name(&n.to_string_lossy()))
-                .map(|(s, _, _)| s)
-        });
-    let bundle = match meta.bundle_version_id.clone() {
-        Some(b) => b,
-        None => scenario
-            .as_deref()
-            .and_then(|s| {
-                pulled::read_meta(&pulled::pulled_dir(&root, s))
-                    .ok()
-                    .flatten()
-            })
-            .and_then(|m| pulled::bundle_version_id(&m))
-            .ok_or_else(|| {
-                Error::config(
-                    format!(
-                        "no bundle version recorded for the results in {}",
-                        dir.display()
-                    ),
-                    Some("run `fluxloop sync pull` for the scenario first".into()),
-                )
-            })?,
-    };
-    let now = results::rfc3339(time::OffsetDateTime::now_utc());
     let ci = ci::detect(&ctx.env);
-    let info = upload::BatchInfo {
-        bundle_version_id: &bundle,
-        started_at: meta.started_at.as_deref().unwrap_or(&now),
-        completed_at: meta.completed_at.as_deref().unwrap_or(&now),
+    let input = job::upload::UploadInput {
+        root: &root,
+        dir,
+        scenario_hint,
+        skipped_lines,
         ci: &ci,
-        batch_key: meta.batch_key.as_deref(),
-        shard: meta.shard,
+        endpoint: &session.endpoint.val,
+        web_url: web_url_setting(ctx)?,
     };
-    let mut chunk_no = 0;
-    let uploaded = upload::upload(&session.client, dir, &info, &mut |sent, _| {
-        chunk_no += 1;
-        if chunk_no > 1 || sent >= upload::CHUNK {
-            ctx.out.info(&format!(
-                "Uploaded {sent} runs ({chunk_no} chunk{})",
-                if chunk_no == 1 { "" } else { "s" }
-            ));
+    let report = job::upload::upload(
+        &session.client,
+        &input,
+        &mut output::sync::ChunkLines(&ctx.out),
+    )?;
+    let github = ci::github_files(&ctx.env);
+    output::sync::upload_done(&ctx.out, github.as_ref(), &root, &report);
+    Ok(report)
+}
+
+/// `--result-dir`, else the newest result directory (of the scenario, if set).
+fn result_dir(
+    ctx: &Ctx,
+    root: &Path,
+    args: &UploadArgs,
+    scenario: Option<&str>,
+) -> Result<PathBuf> {
+    if let Some(d) = &args.result_dir {
+        let d = ctx.cwd.join(d);
+        if !d.join(results::TRACE).is_file() {
+            return Err(Error::MissingFile {
+                path: d.join(results::TRACE),
+                what: "trace file (--result-dir)",
+            });
         }
-    })?;
-    let url = results_url(ctx, &session.endpoint.val, &uploaded)?;
-    if ctx.out.github {
-        if let Some(path) = ctx.env.path("GITHUB_OUTPUT") {
-            let text = github::outputs(&[
-                ("run-batch-id", uploaded.run_batch_id.clone()),
-                ("run-batch-url", url.clone()),
-            ]);
-            if let Err(e) = github::append(&path, &text) {
-                ctx.out.warn(&format!(
-                    "cannot write GITHUB_OUTPUT {}: {e}",
-                    path.display()
-                ));
-            }
-        }
+        return Ok(d);
     }
-    if uploaded.truncated > 0 {
-        ctx.out.warn(&format!(
-            "{} too large for one request: its transcript was shortened in the upload (marked \"truncated\": true); {} keeps it whole",
-            plural(uploaded.truncated, "run was", "runs were"),
-            display_rel(&root, &dir.join(results::TRACE))
-        ));
-    }
-    Ok(UploadReport {
-        run_batch_id: uploaded.run_batch_id,
-        runs: uploaded.runs,
-        chunks: uploaded.chunks,
-        skipped_lines: skipped,
-        truncated_runs: uploaded.truncated,
-        url,
-        result_dir: dir.to_path_buf(),
-        already_uploaded: uploaded.already,
+    let under = pulled::results_root(root);
+    results::newest_dir(&under, scenario)?.ok_or_else(|| Error::NotFound {
+        what: match scenario {
+            Some(s) => format!(
+                "result directory for scenario {s} under {}",
+                under.display()
+            ),
+            None => format!("result directory under {}", under.display()),
+        },
+        hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
     })
-}
-
-/// The batch's page for people: `FLUXLOOP_WEB_URL` or `api.web_url` first,
-/// then the link the platform gave, else one derived from the endpoint
-/// (the hosted `api.` host's web app is `app.`; elsewhere the same origin).
-fn results_url(ctx: &Ctx, endpoint: &str, uploaded: &upload::Uploaded) -> Result<String> {
-    let page = format!("/run-batches/{}", uploaded.run_batch_id);
-    let configured = match ctx.env.get("FLUXLOOP_WEB_URL")? {
-        Some(v) => Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))),
-        None => ctx.config()?.and_then(|c| {
-            c.config
-                .api
-                .web_url
-                .clone()
-                .filter(|w| !w.is_empty())
-                .map(|w| {
-                    let origin = Origin::ProjectConfig {
-                        path: c.path.clone(),
-                        key: "api.web_url",
-                    };
-                    (w, origin)
-                })
-        }),
-    };
-    if let Some((web, origin)) = configured {
-        let web = crate::config::resolve::parse_endpoint(&web, &origin)?;
-        return Ok(format!("{web}{page}"));
-    }
-    if let Some(url) = uploaded.url.as_deref().filter(|u| u.starts_with("http")) {
-        return Ok(crate::secret::strip_controls(url, false).replace('\n', ""));
-    }
-    let endpoint = crate::api::Endpoint::parse(endpoint)
-        .map_err(|why| Error::config(format!("invalid endpoint {endpoint:?}: {why}"), None))?;
-    Ok(format!("{}{page}", web_origin(&endpoint)))
-}
-
-/// `https://api.fluxloop.ai` → `https://app.fluxloop.ai`; `api-staging.` →
-/// `app-staging.`; any other host (loopback included) keeps its origin.
-fn web_origin(endpoint: &crate::api::Endpoint) -> String {
-    let origin = endpoint.origin();
-    let host = endpoint.host();
-    let app = host
-        .strip_prefix("api.")
-        .map(|rest| format!("app.{rest}"))
-        .or_else(|| host.strip_prefix("api-").map(|rest| format!("app-{rest}")));
-    match app {
-        Some(app) if !endpoint.is_loopback() => origin.replacen(host, &app, 1),
-        _ => origin,
-    }
-}
-
-/// Stops on trace lines that are not records (they would be lost without a
-/// word), unless `--skip-invalid`; a torn last line, as a crash leaves, is
-/// skipped with a warning. Returns how many lines are skipped.
-fn check_trace(ctx: &Ctx, dir: &Path, skip_invalid: bool) -> Result<usize> {
-    let scan = crate::result_dir::scan_trace(dir)?;
-    let path = dir.join(results::TRACE);
-    let root = ctx.workspace_root()?;
-    let shown = display_rel(&root, &path);
-    if !scan.invalid.is_empty() {
-        let lines = crate::result_dir::line_list(&scan.invalid);
-        if !skip_invalid {
-            let what = if scan.invalid.len() == 1 {
-                format!("line {lines} is not a run record")
-            } else {
-                format!("lines {lines} are not run records")
-            };
-            return Err(Error::config(
-                format!("{shown}: {what}"),
-                Some(format!(
-                    "repair or remove {}, or pass --skip-invalid to upload the other {}",
-                    if scan.invalid.len() == 1 {
-                        "it"
-                    } else {
-                        "them"
-                    },
-                    plural(scan.records, "run", "runs")
-                )),
-            ));
-        }
-        ctx.out.warn(&format!(
-            "skipped {} of {shown} that {} (--skip-invalid): {lines}",
-            plural(scan.invalid.len(), "line", "lines"),
-            if scan.invalid.len() == 1 {
-                "is not a run record"
-            } else {
-                "are not run records"
-            },
-        ));
-    }
-    if let Some(n) = scan.torn_last {
-        ctx.out.warn(&format!(
-            "skipped the cut-off last line {n} of {shown} (a run interrupted while it was written)"
-        ));
-    }
-    Ok(scan.invalid.len() + usize::from(scan.torn_last.is_some()))
 }
 
 fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
     let scenario = scenario_setting(ctx, args.scenario.as_deref())?;
     let root = ctx.workspace_root()?;
-    let dir = match &args.result_dir {
-        Some(d) => {
-            let d = ctx.cwd.join(d);
-            if !d.join(results::TRACE).is_file() {
-                return Err(Error::MissingFile {
-                    path: d.join(results::TRACE),
-                    what: "trace file (--result-dir)",
-                });
-            }
-            d
-        }
-        None => results::newest_dir(&pulled::results_root(&root), scenario.as_deref())?
-            .ok_or_else(|| Error::NotFound {
-                what: match &scenario {
-                    Some(s) => format!(
-                        "result directory for scenario {s} under {}",
-                        pulled::results_root(&root).display()
-                    ),
-                    None => format!(
-                        "result directory under {}",
-                        pulled::results_root(&root).display()
-                    ),
-                },
-                hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
-            })?,
-    };
-    // The directory is checked before any network use: a run still going
-    // or a damaged trace is the user's to settle, not the platform's.
-    crate::result_dir::ensure_finished(&dir)?;
-    let skipped = check_trace(ctx, &dir, args.skip_invalid)?;
-    if result_meta(&dir).complete == Some(false) {
-        ctx.out.warn(&format!(
-            "the run that wrote {} did not finish (was it killed?); uploading the runs it recorded",
-            display_rel(&root, &dir)
-        ));
-    }
-    let _stop = upload_watchdog(ctx, &dir);
+    let dir = result_dir(ctx, &root, args, scenario.as_deref())?;
+    // The directory is checked before any network use.
+    let check = job::upload::check(&root, &dir, args.skip_invalid)?;
+    output::sync::trace_warnings(&ctx.out, &root, &dir, &check);
+    let _stop = output::sync::upload_watchdog(&ctx.out, &root, &ctx.cwd, &dir);
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Write])?;
     ctx.out
         .info(&format!("Uploading {}", display_rel(&root, &dir)));
-    let report = upload_dir(ctx, &session, &dir, scenario.as_deref(), skipped)?;
+    let report = upload(ctx, &session, &dir, scenario.as_deref(), check.skipped())?;
     Ok(Outcome::ok(report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::web_origin;
-    use crate::api::Endpoint;
-
-    #[test]
-    fn the_web_app_of_a_hosted_api_host() {
-        for (api, web) in [
-            ("https://api.fluxloop.ai", "https://app.fluxloop.ai"),
-            (
-                "https://api-staging.fluxloop.ai/",
-                "https://app-staging.fluxloop.ai",
-            ),
-            (
-                "https://api.fluxloop.ai:8443/v1",
-                "https://app.fluxloop.ai:8443",
-            ),
-            ("http://127.0.0.1:8787", "http://127.0.0.1:8787"),
-            (
-                "https://fluxloop.corp.example",
-                "https://fluxloop.corp.example",
-            ),
-        ] {
-            assert_eq!(web_origin(&Endpoint::parse(api).unwrap()), web, "{api}");
-        }
-    }
 }

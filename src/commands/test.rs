@@ -19,6 +19,7 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::job;
 use crate::job::report::{ReportInput, Reported, TestFacts, TestReport};
+use crate::job::upload::UploadInput;
 use crate::output::test::RunLines;
 use crate::output::{self, Human, Outcome};
 use crate::pulled::{self, Input};
@@ -311,7 +312,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     let reaper = start_reaper(ctx);
     // Caught until the command ends; each phase decides what a signal does.
     let _caught = crate::signals::Caught::new();
-    let pull_phase = sync::pull_watchdog(ctx);
+    let pull_phase = output::sync::pull_watchdog(&ctx.out);
     let session = open_session(ctx, &settings, &args)?;
     let scenario = pull(ctx, session.as_ref(), &settings, &root, args.keep_local)?;
     // From here the runner stops the agents itself and keeps what finished.
@@ -488,19 +489,35 @@ fn finish(
     })
 }
 
-/// The upload of `test`'s results.
+/// The upload stage of `test`.
 fn upload(
     ctx: &Ctx,
     job: &Job<'_>,
     session: &Session,
     result_dir: &Path,
     runs: usize,
-) -> Result<sync::UploadReport> {
-    let _stop = sync::upload_watchdog(ctx, result_dir);
+) -> Result<job::upload::UploadReport> {
+    let _stop = output::sync::upload_watchdog(&ctx.out, &job.root, &ctx.cwd, result_dir);
     // The runs may have outlived the login's access token. A refresh
     // that fails here fails the upload below, which keeps the results
     // and says how to upload them later.
     let _ = session.client.refresh_ahead();
     ctx.out.info(&format!("Uploading {runs} runs"));
-    sync::upload_dir(ctx, session, result_dir, Some(&job.scenario), 0)
+    let ci = ci::detect(&ctx.env);
+    let input = UploadInput {
+        root: &job.root,
+        dir: result_dir,
+        scenario_hint: Some(&job.scenario),
+        skipped_lines: 0,
+        ci: &ci,
+        endpoint: &session.endpoint.val,
+        web_url: sync::web_url_setting(ctx)?,
+    };
+    let report = job::upload::upload(
+        &session.client,
+        &input,
+        &mut output::sync::ChunkLines(&ctx.out),
+    )?;
+    output::sync::upload_done(&ctx.out, job.github.as_ref(), &job.root, &report);
+    Ok(report)
 }

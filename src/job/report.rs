@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::commands::sync::UploadReport;
 use crate::error::{Error, Result};
 use crate::job::run::RunReport;
+use crate::job::upload::UploadReport;
 use crate::output::junit;
 use crate::pulled::Input;
 use crate::results::{self, RunBrief, RunInfo, Tally};
