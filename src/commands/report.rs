@@ -16,10 +16,10 @@ use crate::cli::ReportArgs;
 use crate::commands::sync;
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
-use crate::output::{github, junit, Human, Outcome, Style};
+use crate::output::{github, junit, Outcome, Style};
 use crate::results::{self, TraceError, TraceRecord};
 
-mod merge;
+pub(crate) mod merge;
 
 /// Between two looks at the batch while waiting.
 const POLL: Duration = Duration::from_secs(1);
@@ -27,44 +27,20 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_FAILURES: usize = 20;
 
 #[derive(Serialize)]
-struct Report {
-    run_batch_id: String,
-    batch_key: Option<String>,
-    status: String,
-    shards: Option<Value>,
-    total: usize,
-    passed: usize,
-    failed: usize,
-    failures: Vec<String>,
-    junit: PathBuf,
-}
-
-impl Human for Report {
-    fn quiet(&self, style: &Style) -> String {
-        self.verdict(style)
-    }
-
-    fn human(&self, style: &Style) -> String {
-        let mut s = self.verdict(style);
-        if !self.failures.is_empty() {
-            s.push_str("\nFailed runs:\n");
-            for f in &self.failures {
-                s.push_str(&format!("  {} {f}\n", style.red("✗")));
-            }
-            if self.failed > self.failures.len() {
-                s.push_str(&format!(
-                    "  … and {} more\n",
-                    self.failed - self.failures.len()
-                ));
-            }
-        }
-        s.push_str(&format!("\nJUnit: {}\n", self.junit.display()));
-        s
-    }
+pub(crate) struct Report {
+    pub(crate) run_batch_id: String,
+    pub(crate) batch_key: Option<String>,
+    pub(crate) status: String,
+    pub(crate) shards: Option<Value>,
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) failures: Vec<String>,
+    pub(crate) junit: PathBuf,
 }
 
 impl Report {
-    fn verdict(&self, style: &Style) -> String {
+    pub(crate) fn verdict(&self, style: &Style) -> String {
         let verdict = if self.failed == 0 {
             style.green("PASSED")
         } else {

@@ -27,8 +27,8 @@ use crate::results::{self, RunInfo};
 use crate::runner::reaper::Reaper;
 use crate::runner::{self, Agent, Plan};
 
-mod plan;
-mod shard;
+pub(crate) mod plan;
+pub(crate) mod shard;
 
 /// Defaults of CLI.md §5.
 const DEFAULT_TIMEOUT_SECS: f64 = 300.0;

@@ -2,8 +2,16 @@
 //! progress, warnings and errors on stderr, and GitHub workflow commands.
 //! Commands return reports; only this module (and `main`) prints.
 
+mod apikeys;
+mod completion;
+mod doctor;
 pub(crate) mod github;
+mod init;
 pub(crate) mod junit;
+mod merge;
+mod preview;
+mod report;
+mod shard;
 pub(crate) mod sync;
 pub(crate) mod test;
 
