@@ -382,21 +382,7 @@ fn run_job(ctx: &Ctx, args: &TestArgs, job: &Job<'_>, reaper: Option<Reaper>) ->
         start_interval: settings.run.start_interval(),
     };
     let total = plan.total();
-    let shape = plan::shape(
-        job.inputs.len(),
-        settings.iterations,
-        job.selection.slots().is_some(),
-        settings.shard,
-    );
-    let command = settings.agent.display();
-    output::test::announce(
-        &ctx.out,
-        total,
-        &shape,
-        settings.parallel,
-        settings.agent.timeout,
-        &command,
-    );
+    announce(ctx, job, total);
     let mut info = RunInfo {
         scenario: &job.scenario,
         runner_type: settings.runner_type,
@@ -439,6 +425,26 @@ fn run_job(ctx: &Ctx, args: &TestArgs, job: &Job<'_>, reaper: Option<Reaper>) ->
         return Err(e);
     }
     finish(ctx, job, result_dir, started_at, reported)
+}
+
+/// `Running N runs (…)`: what is about to run, and how.
+fn announce(ctx: &Ctx, job: &Job<'_>, total: usize) {
+    let settings = job.settings;
+    let shape = plan::shape(
+        job.inputs.len(),
+        settings.iterations,
+        job.selection.slots().is_some(),
+        settings.shard,
+    );
+    let command = settings.agent.display();
+    output::test::announce(
+        &ctx.out,
+        total,
+        &shape,
+        settings.parallel,
+        settings.agent.timeout,
+        &command,
+    );
 }
 
 /// The report of finished runs, uploaded when asked, with the exit code.
