@@ -10,7 +10,7 @@ mod init;
 pub(crate) mod junit;
 mod merge;
 mod preview;
-mod report;
+pub(crate) mod report;
 mod shard;
 pub(crate) mod sync;
 pub(crate) mod test;

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
 use crate::job::display_rel;
-use crate::output::{junit, Outcome, Style};
+use crate::output::{junit, Outcome};
 use crate::pulled;
 use crate::results::{self, RunInfo, Tally, TraceWriter};
 
@@ -29,20 +29,6 @@ pub(crate) struct Merged {
     pub(crate) duplicates: usize,
     #[serde(skip)]
     pub(crate) shown_dir: String,
-}
-
-impl Merged {
-    pub(crate) fn verdict(&self, style: &Style) -> String {
-        let verdict = if self.failed == 0 {
-            style.green("PASSED")
-        } else {
-            style.red("FAILED")
-        };
-        format!(
-            "{verdict} {}: {} of {} runs passed, merged from {} result directories\n",
-            self.scenario, self.passed, self.total, self.merged
-        )
-    }
 }
 
 /// What a shard's `summary.json` says.
