@@ -217,6 +217,31 @@ mod tests {
     }
 
     #[test]
+    fn the_step_files_only_under_github_actions() {
+        let files = [
+            ("GITHUB_STEP_SUMMARY", "/tmp/summary.md"),
+            ("GITHUB_OUTPUT", "/tmp/output"),
+        ];
+        // Another CI (or act without GITHUB_ACTIONS) leaving the files set
+        // must not get a job summary.
+        let elsewhere = Env::from_pairs(&[files[0], files[1], ("GITLAB_CI", "true")]);
+        assert!(github_files(&elsewhere).is_none());
+        let mut pairs = files.to_vec();
+        pairs.push(("GITHUB_ACTIONS", "true"));
+        let got = github_files(&Env::from_pairs(&pairs)).unwrap();
+        assert_eq!(
+            got.step_summary.as_deref(),
+            Some(std::path::Path::new("/tmp/summary.md"))
+        );
+        assert_eq!(
+            got.output.as_deref(),
+            Some(std::path::Path::new("/tmp/output"))
+        );
+        let bare = github_files(&Env::from_pairs(&[("GITHUB_ACTIONS", "true")])).unwrap();
+        assert!(bare.step_summary.is_none() && bare.output.is_none());
+    }
+
+    #[test]
     fn github_actions_push() {
         let ci = detect(&Env::from_pairs(GITHUB_PUSH));
         assert_eq!(

@@ -410,3 +410,86 @@ fn settle_edits(edits: &Edits<'_>, root: &Path, dir: &Path) -> Result<(Vec<Strin
         Ok((edited, vec![]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::{settle_edits, Confirm, Edits};
+    use crate::error::{Error, Result};
+
+    /// A pulled directory whose inputs.json no longer has the recorded hash.
+    fn edited_workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = crate::pulled::pulled_dir(root.path(), "bot");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("inputs.json"), "[\"edited\"]").unwrap();
+        std::fs::write(
+            dir.join(crate::pulled::SYNC_META),
+            r#"{"fluxloop_rs": {"hashes": {"inputs.json": "00"}}}"#,
+        )
+        .unwrap();
+        (root, dir)
+    }
+
+    fn settle(
+        keep_local: bool,
+        overwrite: bool,
+        confirm: Option<Confirm<'_>>,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let (root, dir) = edited_workspace();
+        let edits = Edits {
+            keep_local,
+            overwrite,
+            confirm,
+        };
+        settle_edits(&edits, root.path(), &dir)
+    }
+
+    #[test]
+    fn local_edits_are_kept_replaced_asked_about_or_a_conflict() {
+        let shown = ".fluxloop/scenarios/bot/pulled/inputs.json".to_string();
+        let kept = (vec!["inputs.json".to_string()], vec![]);
+        assert_eq!(settle(true, true, None).unwrap(), kept);
+        assert_eq!(
+            settle(false, true, None).unwrap(),
+            (vec![], vec![shown.clone()])
+        );
+        match settle(false, false, None) {
+            Err(Error::SyncConflict { files }) => assert_eq!(files, vec![shown.clone()]),
+            other => panic!("want a conflict, got {other:?}"),
+        }
+        let asked = RefCell::new(Vec::new());
+        let no = |q: &str| {
+            asked.borrow_mut().push(q.to_string());
+            Ok(false)
+        };
+        assert_eq!(settle(false, false, Some(&no)).unwrap(), kept);
+        assert_eq!(
+            asked.borrow().as_slice(),
+            [format!(
+                "{shown} edited locally; overwrite with the platform's version?"
+            )]
+        );
+        let yes = |_: &str| Ok(true);
+        assert_eq!(
+            settle(false, false, Some(&yes)).unwrap(),
+            (vec![], vec![shown])
+        );
+    }
+
+    #[test]
+    fn nothing_edited_needs_no_answer() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = crate::pulled::pulled_dir(root.path(), "bot");
+        let edits = Edits {
+            keep_local: false,
+            overwrite: false,
+            confirm: None,
+        };
+        assert_eq!(
+            settle_edits(&edits, root.path(), &dir).unwrap(),
+            (vec![], vec![])
+        );
+    }
+}
