@@ -41,110 +41,143 @@ pub(crate) fn provider(env: &Env) -> Option<&'static str> {
     }
 }
 
+/// The files GitHub Actions gives a step (`$GITHUB_STEP_SUMMARY`,
+/// `$GITHUB_OUTPUT`), each when set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GithubFiles {
+    pub(crate) step_summary: Option<std::path::PathBuf>,
+    pub(crate) output: Option<std::path::PathBuf>,
+}
+
+/// The step's files when [`provider`] says GitHub Actions runs us, else
+/// `None`: the one decision behind the job summary and the step outputs.
+pub(crate) fn github_files(env: &Env) -> Option<GithubFiles> {
+    (provider(env) == Some("github_actions")).then(|| GithubFiles {
+        step_summary: env.path("GITHUB_STEP_SUMMARY"),
+        output: env.path("GITHUB_OUTPUT"),
+    })
+}
+
+/// A variable's value, trimmed; `None` when unset or blank.
+fn get(env: &Env, name: &str) -> Option<String> {
+    env.get_lossy(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
 /// Detects the CI system from the environment. GitHub's event file is read
 /// for the pull request head commit; a missing or broken file is ignored.
 pub(crate) fn detect(env: &Env) -> CiInfo {
-    let get = |name: &str| {
-        env.get_lossy(name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(String::from)
-    };
-    let provider = provider(env);
-    if provider == Some("github_actions") {
-        let event = env
-            .path("GITHUB_EVENT_PATH")
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        let pr = event
-            .as_ref()
-            .and_then(|e| e.get("pull_request"))
-            .filter(|p| p.is_object());
-        let pr_head_sha = pr
-            .and_then(|p| p.pointer("/head/sha"))
-            .and_then(|v| v.as_str())
-            .map(String::from);
-        let pr_number = pr
-            .and_then(|p| p.get("number"))
-            .and_then(|n| {
-                n.as_u64()
-                    .map(|n| n.to_string())
-                    .or_else(|| n.as_str().map(String::from))
+    match provider(env) {
+        Some("github_actions") => github(env),
+        Some("gitlab_ci") => gitlab(env),
+        Some("jenkins") => jenkins(env),
+        Some("generic") => generic(env),
+        _ => CiInfo::default(),
+    }
+}
+
+fn github(env: &Env) -> CiInfo {
+    let get = |name: &str| get(env, name);
+    let event = env
+        .path("GITHUB_EVENT_PATH")
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let pr = event
+        .as_ref()
+        .and_then(|e| e.get("pull_request"))
+        .filter(|p| p.is_object());
+    let pr_head_sha = pr
+        .and_then(|p| p.pointer("/head/sha"))
+        .and_then(|v| v.as_str())
+        .map(String::from);
+    let pr_number = pr
+        .and_then(|p| p.get("number"))
+        .and_then(|n| {
+            n.as_u64()
+                .map(|n| n.to_string())
+                .or_else(|| n.as_str().map(String::from))
+        })
+        .or_else(|| {
+            // refs/pull/123/merge
+            get("GITHUB_REF").and_then(|r| {
+                r.strip_prefix("refs/pull/")
+                    .and_then(|rest| rest.split('/').next())
+                    .map(String::from)
             })
-            .or_else(|| {
-                // refs/pull/123/merge
-                get("GITHUB_REF").and_then(|r| {
-                    r.strip_prefix("refs/pull/")
-                        .and_then(|rest| rest.split('/').next())
-                        .map(String::from)
-                })
-            });
-        let branch = get("GITHUB_HEAD_REF")
-            .or_else(|| get("GITHUB_REF_NAME"))
-            .or_else(|| {
-                get("GITHUB_REF").and_then(|r| r.strip_prefix("refs/heads/").map(String::from))
-            });
-        let build_url = match (
-            get("GITHUB_SERVER_URL"),
-            get("GITHUB_REPOSITORY"),
-            get("GITHUB_RUN_ID"),
-        ) {
-            (Some(server), Some(repo), Some(run)) => {
-                let mut url = format!("{}/{repo}/actions/runs/{run}", server.trim_end_matches('/'));
-                if let Some(attempt) = get("GITHUB_RUN_ATTEMPT") {
-                    url.push_str(&format!("/attempts/{attempt}"));
-                }
-                Some(url)
-            }
-            _ => None,
-        };
-        return CiInfo {
-            provider: Some("github_actions".into()),
-            commit: pr_head_sha.or_else(|| get("GITHUB_SHA")),
-            branch,
-            build_url,
-            pull_request: pr_number,
-        };
+        });
+    let branch = get("GITHUB_HEAD_REF")
+        .or_else(|| get("GITHUB_REF_NAME"))
+        .or_else(|| {
+            get("GITHUB_REF").and_then(|r| r.strip_prefix("refs/heads/").map(String::from))
+        });
+    CiInfo {
+        provider: Some("github_actions".into()),
+        commit: pr_head_sha.or_else(|| get("GITHUB_SHA")),
+        branch,
+        build_url: github_run_url(env),
+        pull_request: pr_number,
     }
-    if provider == Some("gitlab_ci") {
-        return CiInfo {
-            provider: Some("gitlab_ci".into()),
-            commit: get("CI_COMMIT_SHA"),
-            branch: get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")
-                .or_else(|| get("CI_COMMIT_BRANCH"))
-                .or_else(|| get("CI_COMMIT_REF_NAME")),
-            build_url: get("CI_JOB_URL").or_else(|| get("CI_PIPELINE_URL")),
-            pull_request: get("CI_MERGE_REQUEST_IID"),
-        };
+}
+
+/// The Actions run (and attempt) page of this job.
+fn github_run_url(env: &Env) -> Option<String> {
+    let get = |name: &str| get(env, name);
+    let (server, repo, run) = (
+        get("GITHUB_SERVER_URL")?,
+        get("GITHUB_REPOSITORY")?,
+        get("GITHUB_RUN_ID")?,
+    );
+    let mut url = format!("{}/{repo}/actions/runs/{run}", server.trim_end_matches('/'));
+    if let Some(attempt) = get("GITHUB_RUN_ATTEMPT") {
+        url.push_str(&format!("/attempts/{attempt}"));
     }
-    if provider == Some("jenkins") {
-        let branch = get("CHANGE_BRANCH")
-            .or_else(|| get("BRANCH_NAME"))
-            .or_else(|| {
-                get("GIT_BRANCH").map(|b| b.strip_prefix("origin/").map(String::from).unwrap_or(b))
-            });
-        return CiInfo {
-            provider: Some("jenkins".into()),
-            commit: get("GIT_COMMIT"),
-            branch,
-            build_url: get("BUILD_URL"),
-            pull_request: get("CHANGE_ID"),
-        };
+    Some(url)
+}
+
+fn gitlab(env: &Env) -> CiInfo {
+    let get = |name: &str| get(env, name);
+    CiInfo {
+        provider: Some("gitlab_ci".into()),
+        commit: get("CI_COMMIT_SHA"),
+        branch: get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")
+            .or_else(|| get("CI_COMMIT_BRANCH"))
+            .or_else(|| get("CI_COMMIT_REF_NAME")),
+        build_url: get("CI_JOB_URL").or_else(|| get("CI_PIPELINE_URL")),
+        pull_request: get("CI_MERGE_REQUEST_IID"),
     }
-    if provider == Some("generic") {
-        return CiInfo {
-            provider: Some("generic".into()),
-            commit: get("CI_COMMIT_SHA")
-                .or_else(|| get("GIT_COMMIT"))
-                .or_else(|| get("COMMIT_SHA")),
-            branch: get("CI_COMMIT_BRANCH")
-                .or_else(|| get("GIT_BRANCH"))
-                .or_else(|| get("BRANCH_NAME")),
-            build_url: get("BUILD_URL").or_else(|| get("CI_BUILD_URL")),
-            pull_request: None,
-        };
+}
+
+fn jenkins(env: &Env) -> CiInfo {
+    let get = |name: &str| get(env, name);
+    let branch = get("CHANGE_BRANCH")
+        .or_else(|| get("BRANCH_NAME"))
+        .or_else(|| {
+            get("GIT_BRANCH").map(|b| b.strip_prefix("origin/").map(String::from).unwrap_or(b))
+        });
+    CiInfo {
+        provider: Some("jenkins".into()),
+        commit: get("GIT_COMMIT"),
+        branch,
+        build_url: get("BUILD_URL"),
+        pull_request: get("CHANGE_ID"),
     }
-    CiInfo::default()
+}
+
+fn generic(env: &Env) -> CiInfo {
+    let get = |name: &str| get(env, name);
+    CiInfo {
+        provider: Some("generic".into()),
+        commit: get("CI_COMMIT_SHA")
+            .or_else(|| get("GIT_COMMIT"))
+            .or_else(|| get("COMMIT_SHA")),
+        branch: get("CI_COMMIT_BRANCH")
+            .or_else(|| get("GIT_BRANCH"))
+            .or_else(|| get("BRANCH_NAME")),
+        build_url: get("BUILD_URL").or_else(|| get("CI_BUILD_URL")),
+        pull_request: None,
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +214,31 @@ mod tests {
             assert_eq!(provider(&env), want, "{pairs:?}");
             assert_eq!(detect(&env).provider.as_deref(), want, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn the_step_files_only_under_github_actions() {
+        let files = [
+            ("GITHUB_STEP_SUMMARY", "/tmp/summary.md"),
+            ("GITHUB_OUTPUT", "/tmp/output"),
+        ];
+        // Another CI (or act without GITHUB_ACTIONS) leaving the files set
+        // must not get a job summary.
+        let elsewhere = Env::from_pairs(&[files[0], files[1], ("GITLAB_CI", "true")]);
+        assert!(github_files(&elsewhere).is_none());
+        let mut pairs = files.to_vec();
+        pairs.push(("GITHUB_ACTIONS", "true"));
+        let got = github_files(&Env::from_pairs(&pairs)).unwrap();
+        assert_eq!(
+            got.step_summary.as_deref(),
+            Some(std::path::Path::new("/tmp/summary.md"))
+        );
+        assert_eq!(
+            got.output.as_deref(),
+            Some(std::path::Path::new("/tmp/output"))
+        );
+        let bare = github_files(&Env::from_pairs(&[("GITHUB_ACTIONS", "true")])).unwrap();
+        assert!(bare.step_summary.is_none() && bare.output.is_none());
     }
 
     #[test]

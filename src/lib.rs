@@ -16,6 +16,7 @@ mod ctx;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
+mod job;
 #[cfg(test)]
 mod limits_tests;
 mod output;

@@ -6,21 +6,15 @@ use serde::Serialize;
 
 use crate::cli::table::{self, CommandSpec, OptSpec};
 use crate::cli::Shell;
-use crate::output::{Human, Outcome, Style};
+use crate::output::Outcome;
 
 /// A generated text (script or man page), printed as is.
 #[derive(Serialize)]
-struct Generated {
+pub(crate) struct Generated {
     #[serde(skip)]
-    text: String,
-    kind: &'static str,
-    content: String,
-}
-
-impl Human for Generated {
-    fn human(&self, _: &Style) -> String {
-        self.text.clone()
-    }
+    pub(crate) text: String,
+    pub(crate) kind: &'static str,
+    pub(crate) content: String,
 }
 
 pub(crate) fn run(shell: Shell) -> Outcome {

@@ -14,7 +14,7 @@ use crate::auth::scope::{covers, Need};
 use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{code, Error};
-use crate::output::{Human, Outcome, Style};
+use crate::output::Outcome;
 
 mod agent;
 use agent::agent;
@@ -24,7 +24,7 @@ const MAX_SKEW_SECS: i64 = 60;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Status {
+pub(crate) enum Status {
     Ok,
     Fail,
     /// Not checked, because an earlier check failed or it does not apply.
@@ -32,39 +32,21 @@ enum Status {
 }
 
 #[derive(Serialize)]
-struct Check {
-    name: &'static str,
-    status: Status,
-    detail: String,
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) status: Status,
+    pub(crate) detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    fix: Option<String>,
+    pub(crate) fix: Option<String>,
     /// The exit code this failure stands for.
     #[serde(skip)]
-    class: u8,
+    pub(crate) class: u8,
 }
 
 #[derive(Serialize)]
-struct DoctorReport {
-    checks: Vec<Check>,
-    exit_code: u8,
-}
-
-impl Human for DoctorReport {
-    fn human(&self, s: &Style) -> String {
-        let mut out = String::new();
-        for c in &self.checks {
-            let mark = match c.status {
-                Status::Ok => s.green("✓"),
-                Status::Fail => s.red("✗"),
-                Status::Skip => s.dim("-"),
-            };
-            out.push_str(&format!("{mark} {:<11} {}\n", c.name, c.detail));
-            if let Some(fix) = &c.fix {
-                out.push_str(&format!("    fix: {fix}\n"));
-            }
-        }
-        out
-    }
+pub(crate) struct DoctorReport {
+    pub(crate) checks: Vec<Check>,
+    pub(crate) exit_code: u8,
 }
 
 /// The checks so far.

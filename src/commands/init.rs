@@ -10,12 +10,12 @@ use serde::Serialize;
 use crate::cli::InitArgs;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{Human, Outcome, Style};
+use crate::output::Outcome;
 
 /// What `init` did to one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Action {
+pub(crate) enum Action {
     Created,
     Overwrote,
     Appended,
@@ -28,51 +28,23 @@ enum Action {
 }
 
 #[derive(Serialize)]
-struct FileReport {
-    path: String,
-    action: Action,
-    what: &'static str,
+pub(crate) struct FileReport {
+    pub(crate) path: String,
+    pub(crate) action: Action,
+    pub(crate) what: &'static str,
     /// The text to add by hand, for `Shown`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    snippet: Option<String>,
+    pub(crate) snippet: Option<String>,
 }
 
 #[derive(Serialize)]
-struct InitReport {
-    scenario: String,
-    command: Vec<String>,
+pub(crate) struct InitReport {
+    pub(crate) scenario: String,
+    pub(crate) command: Vec<String>,
     /// Where the agent command came from.
-    agent: String,
-    ci: Option<&'static str>,
-    files: Vec<FileReport>,
-}
-
-impl Human for InitReport {
-    fn human(&self, s: &Style) -> String {
-        let mut out = String::new();
-        for f in &self.files {
-            let verb = match f.action {
-                Action::Created => s.green("created"),
-                Action::Overwrote => s.yellow("overwrote"),
-                Action::Appended => s.green("appended to"),
-                Action::AddedStage => s.green("added a stage to"),
-                Action::Kept => s.dim("kept"),
-                Action::Shown => s.yellow("add to"),
-            };
-            out.push_str(&format!("{verb} {} ({})\n", f.path, f.what));
-            if let Some(snippet) = &f.snippet {
-                for line in snippet.lines() {
-                    out.push_str(&format!("    {line}\n"));
-                }
-            }
-        }
-        out.push_str(&format!(
-            "agent: {} ({})\nnext: fluxloop doctor, then fluxloop sync pull && fluxloop test\n",
-            self.command.join(" "),
-            self.agent
-        ));
-        out
-    }
+    pub(crate) agent: String,
+    pub(crate) ci: Option<&'static str>,
+    pub(crate) files: Vec<FileReport>,
 }
 
 /// What goes ignored: results, and the credentials files a key may be kept in.

@@ -16,71 +16,28 @@ use crate::cli::ReportArgs;
 use crate::commands::sync;
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
-use crate::output::{github, junit, Human, Outcome, Style};
-use crate::results::{self, TraceError, TraceRecord};
+use crate::output::{junit, Outcome};
+use crate::results::{TraceError, TraceRecord};
 
-mod merge;
+pub(crate) mod merge;
 
 /// Between two looks at the batch while waiting.
 const POLL: Duration = Duration::from_secs(1);
 /// Failed runs listed in the summary.
 const MAX_FAILURES: usize = 20;
 
+/// What `report` found: the batch and its verdict.
 #[derive(Serialize)]
-struct Report {
-    run_batch_id: String,
-    batch_key: Option<String>,
-    status: String,
-    shards: Option<Value>,
-    total: usize,
-    passed: usize,
-    failed: usize,
-    failures: Vec<String>,
-    junit: PathBuf,
-}
-
-impl Human for Report {
-    fn quiet(&self, style: &Style) -> String {
-        self.verdict(style)
-    }
-
-    fn human(&self, style: &Style) -> String {
-        let mut s = self.verdict(style);
-        if !self.failures.is_empty() {
-            s.push_str("\nFailed runs:\n");
-            for f in &self.failures {
-                s.push_str(&format!("  {} {f}\n", style.red("✗")));
-            }
-            if self.failed > self.failures.len() {
-                s.push_str(&format!(
-                    "  … and {} more\n",
-                    self.failed - self.failures.len()
-                ));
-            }
-        }
-        s.push_str(&format!("\nJUnit: {}\n", self.junit.display()));
-        s
-    }
-}
-
-impl Report {
-    fn verdict(&self, style: &Style) -> String {
-        let verdict = if self.failed == 0 {
-            style.green("PASSED")
-        } else {
-            style.red("FAILED")
-        };
-        let shards = self
-            .shards
-            .as_ref()
-            .and_then(|s| s["total"].as_u64())
-            .map(|n| format!(" from {n} shards"))
-            .unwrap_or_default();
-        format!(
-            "{verdict} run batch {}: {} of {} runs passed{shards}\n",
-            self.run_batch_id, self.passed, self.total
-        )
-    }
+pub(crate) struct Report {
+    pub(crate) run_batch_id: String,
+    pub(crate) batch_key: Option<String>,
+    pub(crate) status: String,
+    pub(crate) shards: Option<Value>,
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) failures: Vec<String>,
+    pub(crate) junit: PathBuf,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
@@ -115,7 +72,11 @@ pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
             .collect(),
         junit: junit_path,
     };
-    step_summary(ctx, &report);
+    crate::output::report::step_summary(
+        &ctx.out,
+        crate::ci::github_files(&ctx.env).as_ref(),
+        &report,
+    );
     let code = if report.failed == 0 {
         code::SUCCESS
     } else {
@@ -271,38 +232,4 @@ fn write_junit(path: &std::path::Path, batch: &Value, records: &[TraceRecord]) -
         }
         Ok(())
     })
-}
-
-fn step_summary(ctx: &Ctx, r: &Report) {
-    let Some(path) = ctx
-        .env
-        .path("GITHUB_STEP_SUMMARY")
-        .filter(|_| ctx.out.github)
-    else {
-        return;
-    };
-    let mut md = format!(
-        "### {} FluxLoop run batch {}\n\n| Runs | Passed | Failed |\n|---:|---:|---:|\n| {} | {} | {} |\n",
-        if r.failed == 0 { "✅" } else { "❌" },
-        github::md_cell(&r.run_batch_id),
-        r.total,
-        r.passed,
-        r.failed
-    );
-    if !r.failures.is_empty() {
-        md.push_str("\n**Failed runs**\n\n");
-        for f in &r.failures {
-            md.push_str(&format!(
-                "- {}\n",
-                github::md_cell(&results::excerpt(f, 300))
-            ));
-        }
-    }
-    md.push('\n');
-    if let Err(e) = github::append(&path, &md) {
-        ctx.out.warn(&format!(
-            "cannot write GITHUB_STEP_SUMMARY {}: {e}",
-            path.display()
-        ));
-    }
 }

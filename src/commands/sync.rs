@@ -1,32 +1,34 @@
-//! `sync pull` and `sync upload` (CLI.md §4, §5; PLATFORM-API §4, §5).
+//! `sync pull` and `sync upload` (CLI.md §4, §5; PLATFORM-API §4, §5): read
+//! the settings, run the pull or upload stage of [`crate::job`], and hand
+//! its report to `output/`.
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde_json::Value;
-
-use crate::api::types::{Project, Scenario};
-use crate::api::Client;
-use crate::auth::login::{self, Session};
+use crate::auth::login;
 use crate::auth::scope::{self, Need};
-use crate::cli::{PullArgs, SyncCommand, UploadArgs};
-use crate::config::project::limits::{self, Shard};
+use crate::cli::{SyncCommand, UploadArgs};
 use crate::config::Origin;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{github, Human, Outcome, Style};
-use crate::signals::StopAtOnce;
-use crate::{ci, pulled, results, signals, upload};
+use crate::job::{self, display_rel};
+use crate::output::{self, Outcome};
+use crate::{ci, pulled, results, signals};
 
 pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
     let _caught = signals::Caught::new();
     match cmd {
         SyncCommand::Pull(args) => {
-            let _stop = pull_watchdog(ctx);
+            let _stop = output::sync::pull_watchdog(&ctx.out);
             let session = login::session(ctx)?;
             scope::require(ctx, &session.client, &[Need::Read])?;
-            let report = pull(ctx, &session.client, &args)?;
             let root = ctx.workspace_root()?;
+            let input = PullSettings {
+                scenario: scenario_setting(ctx, args.scenario.as_deref())?,
+                project_id: known_project(ctx, args.project_id.as_deref())?,
+                bundle_version_id: args.bundle_version_id.clone(),
+                keep_local: args.keep_local,
+            };
+            let report = pull(ctx, &session.client, &root, input)?;
             if !report.up_to_date {
                 ctx.out
                     .info(&format!("Wrote {}", display_rel(&root, &report.dir)));
@@ -37,61 +39,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
     }
 }
 
-/// What `sync pull` did.
-#[derive(Debug, Serialize)]
-pub(crate) struct PullReport {
-    pub(crate) scenario: String,
-    pub(crate) scenario_id: Option<String>,
-    pub(crate) project_id: Option<String>,
-    pub(crate) bundle_version_id: Option<String>,
-    pub(crate) bundle_version: Option<String>,
-    pub(crate) inputs: usize,
-    pub(crate) personas: usize,
-    pub(crate) criteria: usize,
-    /// The `pulled/` directory.
-    pub(crate) dir: PathBuf,
-    /// Locally edited files kept (`--keep-local`).
-    pub(crate) kept_local: Vec<String>,
-    /// Locally edited files replaced (`--yes`).
-    pub(crate) overwritten: Vec<String>,
-    /// The platform said the pulled files are current (304); nothing changed.
-    pub(crate) up_to_date: bool,
-}
-
-impl Human for PullReport {
-    fn human(&self, _: &Style) -> String {
-        let bundle = self
-            .bundle_version
-            .as_ref()
-            .map(|v| format!(" (bundle v{v})"))
-            .unwrap_or_default();
-        if self.up_to_date {
-            return format!("{} is up to date{bundle}\n", self.scenario);
-        }
-        let mut s = format!(
-            "Pulled {}, {}, {} for {}{bundle}\n",
-            plural(self.inputs, "input", "inputs"),
-            plural(self.personas, "persona", "personas"),
-            plural(self.criteria, "criterion", "criteria"),
-            self.scenario
-        );
-        if !self.kept_local.is_empty() {
-            s.push_str(&format!(
-                "Kept your local edits of {} (the platform's version of {} was not written)\n",
-                self.kept_local.join(", "),
-                if self.kept_local.len() == 1 {
-                    "it"
-                } else {
-                    "them"
-                }
-            ));
-        }
-        s
-    }
-}
-
 /// The project named by flag, `fluxloop.yaml` or `.fluxloop/project.json`.
-fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
     if let Some(p) = flag.filter(|p| !p.trim().is_empty()) {
         return Ok(Some(p.trim().to_string()));
     }
@@ -109,94 +58,6 @@ fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
         .map(|p| p.trim().to_string()))
 }
 
-/// A listing the platform refused to this credential (401/403/404): the
-/// hosted platform may keep listings to logins. Lookups are an
-/// optimisation, so the pull goes on with what is known.
-fn refused(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NotFound { .. }
-            | Error::PermissionDenied { .. }
-            | Error::InvalidCredential { .. }
-            | Error::Api {
-                status: 401 | 403 | 404,
-                ..
-            }
-    )
-}
-
-/// A listing, or `None` when the platform refused it (see [`refused`]).
-fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<Option<T>> {
-    match client.get(path) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if refused(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The only project the credential sees, when the platform lists them.
-fn only_project(client: &Client) -> Result<Option<String>> {
-    let Some(projects) = lookup::<Vec<Project>>(client, "/api/projects")? else {
-        return Ok(None);
-    };
-    match projects.as_slice() {
-        [] => Err(Error::NotFound {
-            what: "project (this credential sees no project)".into(),
-            hint: Some("pass --project-id P, or check the key's project on the platform".into()),
-        }),
-        [one] => Ok(Some(one.id.clone())),
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .map(|p| match &p.name {
-                    Some(n) => format!("{n} ({})", p.id),
-                    None => p.id.clone(),
-                })
-                .collect();
-            Err(Error::config(
-                format!(
-                    "several projects are visible to this credential: {}",
-                    list.join(", ")
-                ),
-                Some("choose one with --project-id P, or set project_id in fluxloop.yaml".into()),
-            ))
-        }
-    }
-}
-
-/// Finds a scenario by id or name in `project`; `None` when the platform
-/// does not list scenarios to this credential.
-fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<Scenario>> {
-    let path = format!(
-        "/api/scenarios?project_id={}",
-        crate::api::query_escape(project)
-    );
-    let Some(scenarios) = lookup::<Vec<Scenario>>(client, &path)? else {
-        return Ok(None);
-    };
-    let by_id = scenarios.iter().find(|s| s.id == wanted);
-    let by_name = || scenarios.iter().find(|s| s.name.as_deref() == Some(wanted));
-    let by_name_ci = || {
-        scenarios.iter().find(|s| {
-            s.name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
-        })
-    };
-    if let Some(s) = by_id.or_else(by_name).or_else(by_name_ci) {
-        return Ok(Some(s.clone()));
-    }
-    let names: Vec<&str> = scenarios.iter().filter_map(|s| s.name.as_deref()).collect();
-    Err(Error::NotFound {
-        what: format!("scenario '{wanted}' in project {project}"),
-        hint: Some(if names.is_empty() {
-            "the project has no scenarios yet; create one on the platform".into()
-        } else {
-            format!("scenarios in this project: {}", names.join(", "))
-        }),
-    })
-}
-
 /// The scenario setting: `--scenario`, else `scenario:` in `fluxloop.yaml`.
 pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
     if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
@@ -208,644 +69,133 @@ pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<S
         .filter(|s| !s.trim().is_empty()))
 }
 
-/// What a pull asks the platform for, and how it was decided.
-struct PullRequest {
-    body: Value,
-    project_id: Option<String>,
-    scenario_id: Option<String>,
-    /// Said when a lookup was refused and the pull went on without it.
-    note: Option<String>,
+/// The settings of a pull, as `sync pull` and `test` resolve them.
+pub(crate) struct PullSettings {
+    pub(crate) scenario: Option<String>,
+    pub(crate) project_id: Option<String>,
+    pub(crate) bundle_version_id: Option<String>,
+    pub(crate) keep_local: bool,
 }
 
-/// The pull's body: the bundle asked for, else the scenario found by the
-/// listings, else (when the platform lists nothing to this credential)
-/// the previous pull's bundle of the scenario, else whatever the platform
-/// picks for the key's project.
-fn pull_request(
+/// Runs the pull stage, showing its note and warnings as they come.
+pub(crate) fn pull(
     ctx: &Ctx,
-    client: &Client,
-    args: &PullArgs,
-    wanted: Option<&str>,
-) -> Result<PullRequest> {
-    let mut req = PullRequest {
-        body: serde_json::json!({
-            "include_inputs": true,
-            "include_personas": true,
-            "include_criteria": true,
-        }),
-        project_id: None,
-        scenario_id: None,
-        note: None,
-    };
-    let project = match known_project(ctx, args.project_id.as_deref())? {
-        Some(p) => Some(p),
-        None if args.bundle_version_id.is_some() => None,
-        None => only_project(client)?,
-    };
-    if let Some(p) = &project {
-        req.body["project_id"] = Value::String(p.clone());
-    }
-    req.project_id = project.clone();
-    if let Some(bundle) = args
-        .bundle_version_id
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-    {
-        req.body["bundle_version_id"] = Value::String(bundle.trim().to_string());
-        return Ok(req);
-    }
-    let found = match (&project, wanted) {
-        (Some(p), Some(w)) => find_scenario(client, p, w)?,
-        _ => None,
-    };
-    if let Some(s) = found {
-        req.body["scenario_id"] = Value::String(s.id.clone());
-        req.scenario_id = Some(s.id);
-        return Ok(req);
-    }
-    let Some(w) = wanted else {
-        return Ok(req);
-    };
-    let root = ctx.workspace_root()?;
-    let previous = pulled::read_meta(&pulled::pulled_dir(&root, w))
-        .ok()
-        .flatten();
-    let same = previous
-        .as_ref()
-        .filter(|m| pulled::scenario_name(m).as_deref() == Some(w));
-    match same.and_then(|m| pulled::bundle_version_id(m).map(|id| (id, pulled::bundle_version(m))))
-    {
-        Some((id, version)) => {
-            req.note = Some(format!(
-                "note: the platform lists no scenarios to this credential; pulling the bundle of the previous pull of {w} ({})",
-                version.map(|v| format!("bundle v{v}")).unwrap_or_else(|| id.clone())
-            ));
-            req.body["bundle_version_id"] = Value::String(id);
-        }
-        None => {
-            req.note = Some(format!(
-                "note: the platform lists no scenarios to this credential and {w} was never pulled here; the platform picks the newest bundle of the key's project"
-            ));
-        }
-    }
-    Ok(req)
-}
-
-/// `sync pull`: resolve, download (conditionally, when the last pull of the
-/// scenario is intact), check local edits, write.
-pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullReport> {
-    let wanted = scenario_setting(ctx, args.scenario.as_deref())?;
-    let req = pull_request(ctx, client, args, wanted.as_deref())?;
-    if let Some(note) = &req.note {
-        ctx.out.info(note);
-    }
-    let root = ctx.workspace_root()?;
-    // A copy the user has not edited can be kept when the platform's is the same.
-    let current = wanted.as_deref().map(|w| pulled::pulled_dir(&root, w));
-    let etag = match &current {
-        Some(dir) if pulled::local_edits(dir)?.is_empty() => pulled::read_meta(dir)?
-            .filter(|m| pulled::scenario_name(m) == wanted)
-            .and_then(|m| pulled::recorded_etag(&m)),
-        _ => None,
-    };
-    // The response is spooled to a file and parsed item by item, so a pull
-    // of any size costs about the same memory.
-    let fluxloop_dir = root.join(".fluxloop");
-    std::fs::create_dir_all(&fluxloop_dir)
-        .map_err(|e| Error::io("create directory", &fluxloop_dir, e))?;
-    // Named with our pid: a pull killed while downloading leaves it, and
-    // the next pull removes it.
-    let spool_path = fluxloop_dir.join(crate::pull_spool::temp_name("body"));
-    let spool = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&spool_path)
-        .map_err(|e| Error::io("create", &spool_path, e))?;
-    let spooled = (|| {
-        let got = client.post_to_file("/api/sync/pull", &req.body, &spool, etag.as_deref())?;
-        if got.not_modified {
-            return Ok(None);
-        }
-        std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
-        let resp = pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
-            url: format!("{}/api/sync/pull", client.base()),
-            detail: format!(
-                "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
-            ),
-        })?;
-        Ok(Some((resp, got.etag)))
-    })();
-    drop(spool);
-    let _ = std::fs::remove_file(&spool_path);
-    match spooled? {
-        None => up_to_date(
-            &req,
-            current.unwrap_or_default(),
-            wanted.unwrap_or_default(),
-        ),
-        Some((resp, etag)) => write_pulled(ctx, args, &req, resp, wanted, etag.as_deref()),
-    }
-}
-
-/// A 304: the pulled files stay as they are.
-fn up_to_date(req: &PullRequest, dir: PathBuf, scenario: String) -> Result<PullReport> {
-    let meta = pulled::read_meta(&dir)?.unwrap_or_default();
-    let count = |name: &str| -> usize {
-        std::fs::read(dir.join(name))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
-            .map_or(0, |v| v.len())
-    };
-    Ok(PullReport {
-        scenario,
-        scenario_id: req.scenario_id.clone(),
-        project_id: req.project_id.clone(),
-        bundle_version_id: pulled::bundle_version_id(&meta),
-        bundle_version: pulled::bundle_version(&meta),
-        inputs: count("inputs.json"),
-        personas: count("personas.json"),
-        criteria: count("criteria.json"),
-        dir,
-        kept_local: vec![],
-        overwritten: vec![],
-        up_to_date: true,
-    })
-}
-
-/// Checks local edits against a new response and writes it.
-fn write_pulled(
-    ctx: &Ctx,
-    args: &PullArgs,
-    req: &PullRequest,
-    resp: pulled::PullResponse,
-    wanted: Option<String>,
-    etag: Option<&str>,
-) -> Result<PullReport> {
-    let root = ctx.workspace_root()?;
-    let scenario = pulled::scenario_name(&resp.doc)
-        .or(wanted)
-        .or_else(|| {
-            resp.doc
-                .pointer("/bundle_version/scenario_id")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "default".into());
-    let dir = pulled::pulled_dir(&root, &scenario);
-    let (keep, overwritten) = settle_edits(ctx, args, &root, &dir)?;
-    let bundle_version_id = pulled::bundle_version_id(&resp.doc);
-    let bundle_version = pulled::bundle_version(&resp.doc);
-    let doc_id = |pointer: &str| {
-        resp.doc
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(String::from)
-    };
-    let doc_scenario_id = doc_id("/bundle_version/scenario_id");
-    let doc_project_id = doc_id("/bundle_version/project_id");
-    let written = pulled::write_pull(&dir, resp, &keep, etag)?;
-    if !overwritten.is_empty() {
-        ctx.out.warn(&format!(
-            "replaced local edits to {}",
-            overwritten.join(", ")
-        ));
-    }
-    Ok(PullReport {
-        scenario,
-        scenario_id: req.scenario_id.clone().or(doc_scenario_id),
-        project_id: req.project_id.clone().or(doc_project_id),
-        bundle_version_id,
-        bundle_version,
-        inputs: written.inputs,
-        personas: written.personas,
-        criteria: written.criteria,
-        kept_local: written
-            .kept
-            .iter()
-            .map(|f| display_rel(&root, &dir.join(f)))
-            .collect(),
-        overwritten,
-        dir,
-        up_to_date: false,
-    })
-}
-
-/// Local edits of the pulled files: kept (`--keep-local`), replaced
-/// (`--yes`, or "y" at the prompt), else a conflict (exit 12).
-fn settle_edits(
-    ctx: &Ctx,
-    args: &PullArgs,
+    client: &crate::api::Client,
     root: &Path,
-    dir: &Path,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let edits = pulled::local_edits(dir)?;
-    if edits.is_empty() {
-        return Ok((vec![], vec![]));
-    }
-    let shown: Vec<String> = edits
-        .iter()
-        .map(|f| display_rel(root, &dir.join(f)))
-        .collect();
-    if args.keep_local {
-        return Ok((edits, vec![]));
-    }
-    if ctx.globals.yes {
-        return Ok((vec![], shown));
-    }
-    if !ctx.can_prompt() {
-        return Err(Error::SyncConflict { files: shown });
-    }
-    if ctx.confirm(&format!(
-        "{} edited locally; overwrite with the platform's version?",
-        shown.join(", ")
-    ))? {
-        Ok((vec![], shown))
-    } else {
-        // "No" keeps the edits, as --keep-local does; the report says so.
-        Ok((edits, vec![]))
-    }
-}
-
-/// Ends a pull at once on SIGINT/SIGTERM: pulled/ is swapped in whole, so
-/// there is nothing to finish or undo.
-pub(crate) fn pull_watchdog(ctx: &Ctx) -> StopAtOnce {
-    let out = std::sync::Arc::clone(&ctx.out);
-    StopAtOnce::new(move |sig| {
-        out.warn(&format!(
-            "interrupted by {sig} while pulling; pulled/ is left as it was or holds the new bundle whole"
-        ))
-    })
-}
-
-/// Ends an upload at once on SIGINT/SIGTERM with the command that resumes
-/// it (the upload state is saved after each chunk, so nothing is sent twice).
-pub(crate) fn upload_watchdog(ctx: &Ctx, dir: &Path) -> StopAtOnce {
-    let out = std::sync::Arc::clone(&ctx.out);
-    let root = ctx.workspace_root().unwrap_or_else(|_| ctx.cwd.clone());
-    let message = format!(
-        "the results are kept in {}; resume with `fluxloop sync upload --result-dir {}`",
-        display_rel(&root, dir),
-        display_rel(&ctx.cwd, dir)
-    );
-    StopAtOnce::new(move |sig| {
-        out.warn(&format!("interrupted by {sig} while uploading; {message}"))
-    })
-}
-
-/// `3 runs`, `1 run`.
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// `path` relative to the workspace root when inside it.
-pub(crate) fn display_rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
-/// What an upload did.
-#[derive(Debug, Serialize)]
-pub(crate) struct UploadReport {
-    pub(crate) run_batch_id: String,
-    pub(crate) runs: usize,
-    pub(crate) chunks: usize,
-    /// Trace lines that were not records and were left out.
-    pub(crate) skipped_lines: usize,
-    /// Runs cut to fit one request.
-    pub(crate) truncated_runs: usize,
-    /// Where people see the results on the platform.
-    pub(crate) url: String,
-    pub(crate) result_dir: PathBuf,
-    /// Stored by an earlier upload: the platform kept nothing new.
-    pub(crate) already_uploaded: bool,
-}
-
-impl Human for UploadReport {
-    fn human(&self, style: &Style) -> String {
-        if self.already_uploaded {
-            return format!(
-                "Already uploaded: these {} runs are run batch {}; nothing new was stored\nView the results: {}\n",
-                self.runs,
-                style.bold(&self.run_batch_id),
-                self.url
-            );
-        }
-        format!(
-            "Uploaded {} runs: run batch {}\nView the results: {}\n",
-            self.runs,
-            style.bold(&self.run_batch_id),
-            self.url
-        )
-    }
-}
-
-/// Scenario and bundle of a result directory, from its `summary.json`
-/// (ours records both; FluxLoop CLI 0.4's has the scenario as `experiment_name`).
-struct ResultMeta {
-    scenario: Option<String>,
-    bundle_version_id: Option<String>,
-    started_at: Option<String>,
-    completed_at: Option<String>,
-    /// `complete` of our summary.json: false while (or if killed while) the
-    /// run writes the directory; absent in FluxLoop CLI 0.4's.
-    complete: Option<bool>,
-    batch_key: Option<String>,
-    shard: Option<Shard>,
-}
-
-fn result_meta(dir: &Path) -> ResultMeta {
-    let summary: Option<Value> = std::fs::read(dir.join(results::SUMMARY))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let s = |k: &str| {
-        summary
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
+    settings: PullSettings,
+) -> Result<job::pull::PullReport> {
+    let confirm = |question: &str| ctx.confirm(question);
+    let input = job::pull::PullInput {
+        root,
+        scenario: settings.scenario,
+        project_id: settings.project_id,
+        bundle_version_id: settings.bundle_version_id,
+        edits: job::pull::Edits {
+            keep_local: settings.keep_local,
+            overwrite: ctx.globals.yes,
+            confirm: ctx.can_prompt().then_some(&confirm),
+        },
     };
-    ResultMeta {
-        scenario: s("scenario").or_else(|| s("experiment_name")),
-        bundle_version_id: s("bundle_version_id"),
-        started_at: s("started_at").or_else(|| s("created_at")),
-        completed_at: s("completed_at").or_else(|| s("created_at")),
-        complete: summary
-            .as_ref()
-            .and_then(|v| v.get("complete"))
-            .and_then(Value::as_bool),
-        batch_key: s("batch_key"),
-        shard: summary.as_ref().and_then(|v| {
-            let n = |k: &str| v.pointer(&format!("/shard/{k}")).and_then(Value::as_u64);
-            limits::shard_of(n("index")?, n("total")?).ok()
-        }),
-    }
+    let report = job::pull::pull(client, &input, &|note| {
+        output::sync::pull_note(&ctx.out, note)
+    })?;
+    output::sync::pull_warnings(&ctx.out, &report);
+    Ok(report)
 }
 
-/// Uploads result directory `dir` with the session's client and prints progress.
-pub(crate) fn upload_dir(
+/// `FLUXLOOP_WEB_URL`, else `api.web_url` in `fluxloop.yaml`, unparsed.
+pub(crate) fn web_url_setting(ctx: &Ctx) -> Result<Option<(String, Origin)>> {
+    if let Some(v) = ctx.env.get("FLUXLOOP_WEB_URL")? {
+        return Ok(Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))));
+    }
+    Ok(ctx.config()?.and_then(|c| {
+        c.config
+            .api
+            .web_url
+            .clone()
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let origin = Origin::ProjectConfig {
+                    path: c.path.clone(),
+                    key: "api.web_url",
+                };
+                (w, origin)
+            })
+    }))
+}
+
+/// Runs the upload stage of `dir` with the session's client, then shows
+/// what it leaves to say (step outputs, shortened transcripts).
+pub(crate) fn upload(
     ctx: &Ctx,
-    session: &Session,
+    session: &login::Session,
     dir: &Path,
     scenario_hint: Option<&str>,
-    skipped: usize,
-) -> Result<UploadReport> {
+    skipped_lines: usize,
+) -> Result<job::upload::UploadReport> {
     let root = ctx.workspace_root()?;
-    let meta = result_meta(dir);
-    let scenario = meta
-        .scenario
-        .clone()
-        .or_else(|| scenario_hint.map(String::from))
-        .or_else(|| {
-            dir.file_name()
-                .and_then(|n| results::parse_dir_name(&n.to_string_lossy()))
-                .map(|(s, _, _)| s)
-        });
-    let bundle = match meta.bundle_version_id.clone() {
-        Some(b) => b,
-        None => scenario
-            .as_deref()
-            .and_then(|s| {
-                pulled::read_meta(&pulled::pulled_dir(&root, s))
-                    .ok()
-                    .flatten()
-            })
-            .and_then(|m| pulled::bundle_version_id(&m))
-            .ok_or_else(|| {
-                Error::config(
-                    format!(
-                        "no bundle version recorded for the results in {}",
-                        dir.display()
-                    ),
-                    Some("run `fluxloop sync pull` for the scenario first".into()),
-                )
-            })?,
-    };
-    let now = results::rfc3339(time::OffsetDateTime::now_utc());
     let ci = ci::detect(&ctx.env);
-    let info = upload::BatchInfo {
-        bundle_version_id: &bundle,
-        started_at: meta.started_at.as_deref().unwrap_or(&now),
-        completed_at: meta.completed_at.as_deref().unwrap_or(&now),
+    let input = job::upload::UploadInput {
+        root: &root,
+        dir,
+        scenario_hint,
+        skipped_lines,
         ci: &ci,
-        batch_key: meta.batch_key.as_deref(),
-        shard: meta.shard,
+        endpoint: &session.endpoint.val,
+        web_url: web_url_setting(ctx)?,
     };
-    let mut chunk_no = 0;
-    let uploaded = upload::upload(&session.client, dir, &info, &mut |sent, _| {
-        chunk_no += 1;
-        if chunk_no > 1 || sent >= upload::CHUNK {
-            ctx.out.info(&format!(
-                "Uploaded {sent} runs ({chunk_no} chunk{})",
-                if chunk_no == 1 { "" } else { "s" }
-            ));
+    let report = job::upload::upload(
+        &session.client,
+        &input,
+        &mut output::sync::ChunkLines(&ctx.out),
+    )?;
+    let github = ci::github_files(&ctx.env);
+    output::sync::upload_done(&ctx.out, github.as_ref(), &root, &report);
+    Ok(report)
+}
+
+/// `--result-dir`, else the newest result directory (of the scenario, if set).
+fn result_dir(
+    ctx: &Ctx,
+    root: &Path,
+    args: &UploadArgs,
+    scenario: Option<&str>,
+) -> Result<PathBuf> {
+    if let Some(d) = &args.result_dir {
+        let d = ctx.cwd.join(d);
+        if !d.join(results::TRACE).is_file() {
+            return Err(Error::MissingFile {
+                path: d.join(results::TRACE),
+                what: "trace file (--result-dir)",
+            });
         }
-    })?;
-    let url = results_url(ctx, &session.endpoint.val, &uploaded)?;
-    if ctx.out.github {
-        if let Some(path) = ctx.env.path("GITHUB_OUTPUT") {
-            let text = github::outputs(&[
-                ("run-batch-id", uploaded.run_batch_id.clone()),
-                ("run-batch-url", url.clone()),
-            ]);
-            if let Err(e) = github::append(&path, &text) {
-                ctx.out.warn(&format!(
-                    "cannot write GITHUB_OUTPUT {}: {e}",
-                    path.display()
-                ));
-            }
-        }
+        return Ok(d);
     }
-    if uploaded.truncated > 0 {
-        ctx.out.warn(&format!(
-            "{} too large for one request: its transcript was shortened in the upload (marked \"truncated\": true); {} keeps it whole",
-            plural(uploaded.truncated, "run was", "runs were"),
-            display_rel(&root, &dir.join(results::TRACE))
-        ));
-    }
-    Ok(UploadReport {
-        run_batch_id: uploaded.run_batch_id,
-        runs: uploaded.runs,
-        chunks: uploaded.chunks,
-        skipped_lines: skipped,
-        truncated_runs: uploaded.truncated,
-        url,
-        result_dir: dir.to_path_buf(),
-        already_uploaded: uploaded.already,
+    let under = pulled::results_root(root);
+    results::newest_dir(&under, scenario)?.ok_or_else(|| Error::NotFound {
+        what: match scenario {
+            Some(s) => format!(
+                "result directory for scenario {s} under {}",
+                under.display()
+            ),
+            None => format!("result directory under {}", under.display()),
+        },
+        hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
     })
-}
-
-/// The batch's page for people: `FLUXLOOP_WEB_URL` or `api.web_url` first,
-/// then the link the platform gave, else one derived from the endpoint
-/// (the hosted `api.` host's web app is `app.`; elsewhere the same origin).
-fn results_url(ctx: &Ctx, endpoint: &str, uploaded: &upload::Uploaded) -> Result<String> {
-    let page = format!("/run-batches/{}", uploaded.run_batch_id);
-    let configured = match ctx.env.get("FLUXLOOP_WEB_URL")? {
-        Some(v) => Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))),
-        None => ctx.config()?.and_then(|c| {
-            c.config
-                .api
-                .web_url
-                .clone()
-                .filter(|w| !w.is_empty())
-                .map(|w| {
-                    let origin = Origin::ProjectConfig {
-                        path: c.path.clone(),
-                        key: "api.web_url",
-                    };
-                    (w, origin)
-                })
-        }),
-    };
-    if let Some((web, origin)) = configured {
-        let web = crate::config::resolve::parse_endpoint(&web, &origin)?;
-        return Ok(format!("{web}{page}"));
-    }
-    if let Some(url) = uploaded.url.as_deref().filter(|u| u.starts_with("http")) {
-        return Ok(crate::secret::strip_controls(url, false).replace('\n', ""));
-    }
-    let endpoint = crate::api::Endpoint::parse(endpoint)
-        .map_err(|why| Error::config(format!("invalid endpoint {endpoint:?}: {why}"), None))?;
-    Ok(format!("{}{page}", web_origin(&endpoint)))
-}
-
-/// `https://api.fluxloop.ai` → `https://app.fluxloop.ai`; `api-staging.` →
-/// `app-staging.`; any other host (loopback included) keeps its origin.
-fn web_origin(endpoint: &crate::api::Endpoint) -> String {
-    let origin = endpoint.origin();
-    let host = endpoint.host();
-    let app = host
-        .strip_prefix("api.")
-        .map(|rest| format!("app.{rest}"))
-        .or_else(|| host.strip_prefix("api-").map(|rest| format!("app-{rest}")));
-    match app {
-        Some(app) if !endpoint.is_loopback() => origin.replacen(host, &app, 1),
-        _ => origin,
-    }
-}
-
-/// Stops on trace lines that are not records (they would be lost without a
-/// word), unless `--skip-invalid`; a torn last line, as a crash leaves, is
-/// skipped with a warning. Returns how many lines are skipped.
-fn check_trace(ctx: &Ctx, dir: &Path, skip_invalid: bool) -> Result<usize> {
-    let scan = crate::result_dir::scan_trace(dir)?;
-    let path = dir.join(results::TRACE);
-    let root = ctx.workspace_root()?;
-    let shown = display_rel(&root, &path);
-    if !scan.invalid.is_empty() {
-        let lines = crate::result_dir::line_list(&scan.invalid);
-        if !skip_invalid {
-            let what = if scan.invalid.len() == 1 {
-                format!("line {lines} is not a run record")
-            } else {
-                format!("lines {lines} are not run records")
-            };
-            return Err(Error::config(
-                format!("{shown}: {what}"),
-                Some(format!(
-                    "repair or remove {}, or pass --skip-invalid to upload the other {}",
-                    if scan.invalid.len() == 1 {
-                        "it"
-                    } else {
-                        "them"
-                    },
-                    plural(scan.records, "run", "runs")
-                )),
-            ));
-        }
-        ctx.out.warn(&format!(
-            "skipped {} of {shown} that {} (--skip-invalid): {lines}",
-            plural(scan.invalid.len(), "line", "lines"),
-            if scan.invalid.len() == 1 {
-                "is not a run record"
-            } else {
-                "are not run records"
-            },
-        ));
-    }
-    if let Some(n) = scan.torn_last {
-        ctx.out.warn(&format!(
-            "skipped the cut-off last line {n} of {shown} (a run interrupted while it was written)"
-        ));
-    }
-    Ok(scan.invalid.len() + usize::from(scan.torn_last.is_some()))
 }
 
 fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
     let scenario = scenario_setting(ctx, args.scenario.as_deref())?;
     let root = ctx.workspace_root()?;
-    let dir = match &args.result_dir {
-        Some(d) => {
-            let d = ctx.cwd.join(d);
-            if !d.join(results::TRACE).is_file() {
-                return Err(Error::MissingFile {
-                    path: d.join(results::TRACE),
-                    what: "trace file (--result-dir)",
-                });
-            }
-            d
-        }
-        None => results::newest_dir(&pulled::results_root(&root), scenario.as_deref())?
-            .ok_or_else(|| Error::NotFound {
-                what: match &scenario {
-                    Some(s) => format!(
-                        "result directory for scenario {s} under {}",
-                        pulled::results_root(&root).display()
-                    ),
-                    None => format!(
-                        "result directory under {}",
-                        pulled::results_root(&root).display()
-                    ),
-                },
-                hint: Some("run `fluxloop test` first, or pass --result-dir DIR".into()),
-            })?,
-    };
-    // The directory is checked before any network use: a run still going
-    // or a damaged trace is the user's to settle, not the platform's.
-    crate::result_dir::ensure_finished(&dir)?;
-    let skipped = check_trace(ctx, &dir, args.skip_invalid)?;
-    if result_meta(&dir).complete == Some(false) {
-        ctx.out.warn(&format!(
-            "the run that wrote {} did not finish (was it killed?); uploading the runs it recorded",
-            display_rel(&root, &dir)
-        ));
-    }
-    let _stop = upload_watchdog(ctx, &dir);
+    let dir = result_dir(ctx, &root, args, scenario.as_deref())?;
+    // The directory is checked before any network use.
+    let check = job::upload::check(&root, &dir, args.skip_invalid)?;
+    output::sync::trace_warnings(&ctx.out, &root, &dir, &check);
+    let _stop = output::sync::upload_watchdog(&ctx.out, &root, &ctx.cwd, &dir);
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Write])?;
     ctx.out
         .info(&format!("Uploading {}", display_rel(&root, &dir)));
-    let report = upload_dir(ctx, &session, &dir, scenario.as_deref(), skipped)?;
+    let report = upload(ctx, &session, &dir, scenario.as_deref(), check.skipped())?;
     Ok(Outcome::ok(report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::web_origin;
-    use crate::api::Endpoint;
-
-    #[test]
-    fn the_web_app_of_a_hosted_api_host() {
-        for (api, web) in [
-            ("https://api.fluxloop.ai", "https://app.fluxloop.ai"),
-            (
-                "https://api-staging.fluxloop.ai/",
-                "https://app-staging.fluxloop.ai",
-            ),
-            (
-                "https://api.fluxloop.ai:8443/v1",
-                "https://app.fluxloop.ai:8443",
-            ),
-            ("http://127.0.0.1:8787", "http://127.0.0.1:8787"),
-            (
-                "https://fluxloop.corp.example",
-                "https://fluxloop.corp.example",
-            ),
-        ] {
-            assert_eq!(web_origin(&Endpoint::parse(api).unwrap()), web, "{api}");
-        }
-    }
 }

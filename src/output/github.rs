@@ -38,6 +38,14 @@ pub(crate) fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> 
     f.write_all(text.as_bytes())
 }
 
+/// [`append`], or a warning naming the file when it cannot be written: a
+/// step summary is a nicety, never the reason a job fails.
+pub(crate) fn append_or_warn(out: &super::Output, name: &str, path: &std::path::Path, text: &str) {
+    if let Err(e) = append(path, text) {
+        out.warn(&format!("cannot write {name} {}: {e}", path.display()));
+    }
+}
+
 /// `name=value` lines for `$GITHUB_OUTPUT`; a value with a line break uses
 /// the heredoc form with a random delimiter so it cannot end early.
 pub(crate) fn outputs(pairs: &[(&str, String)]) -> String {

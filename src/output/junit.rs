@@ -95,70 +95,11 @@ pub(crate) fn write(
     let mut n = 0usize;
     records(&mut |r: TraceRecord| {
         n += 1;
-        let case_name = format!("#{n} {}", r.label());
-        let case_name = xml_safe(&case_name);
-        let time = seconds(r.duration_ms);
-        let start = BytesStart::new("testcase").with_attributes([
-            ("name", case_name.as_ref()),
-            ("classname", classname.as_str()),
-            ("time", time.as_str()),
-        ]);
-        w.write_event(Event::Start(start)).map_err(io)?;
-        if let Some(message) = r.error_message() {
-            let message = xml_safe(message);
-            let short = excerpt(&message, 200);
-            let mut body = format!("run {}\ninput: {}\nerror: {}", r.run_id, r.input, message);
-            if let Some(stderr) = r.error.as_ref().and_then(|e| e.stderr.as_deref()) {
-                body.push_str("\nstderr:\n");
-                body.push_str(stderr);
-            }
-            let body = cap(&body, 16 * 1024);
-            let body = xml_safe(&body);
-            w.write_event(Event::Start(BytesStart::new("failure").with_attributes([
-                ("message", short.as_str()),
-                ("type", "AgentRunFailed"),
-            ])))
-            .map_err(io)?;
-            w.write_event(Event::Text(BytesText::new(&body)))
-                .map_err(io)?;
-            w.write_event(Event::End(BytesEnd::new("failure")))
-                .map_err(io)?;
-        }
-        if r.success {
-            for a in &r.failed_attempts {
-                flaky_failure(&mut w, a).map_err(io)?;
-            }
-        }
-        if !r.output.is_empty() {
-            let out = cap(&r.output, 16 * 1024);
-            let out = xml_safe(&out);
-            w.write_event(Event::Start(BytesStart::new("system-out")))
-                .map_err(io)?;
-            w.write_event(Event::Text(BytesText::new(&out)))
-                .map_err(io)?;
-            w.write_event(Event::End(BytesEnd::new("system-out")))
-                .map_err(io)?;
-        }
-        w.write_event(Event::End(BytesEnd::new("testcase")))
-            .map_err(io)?;
-        Ok(())
+        case(&mut w, n, &classname, &r).map_err(io)
     })?;
     for label in &suite.skipped {
         n += 1;
-        let case_name = format!("#{n} {label}");
-        let case_name = xml_safe(&case_name);
-        w.write_event(Event::Start(BytesStart::new("testcase").with_attributes([
-            ("name", case_name.as_ref()),
-            ("classname", classname.as_str()),
-            ("time", "0.000"),
-        ])))
-        .map_err(io)?;
-        w.write_event(Event::Empty(BytesStart::new("skipped").with_attributes([
-            ("message", "not run: --max-failures was reached"),
-        ])))
-        .map_err(io)?;
-        w.write_event(Event::End(BytesEnd::new("testcase")))
-            .map_err(io)?;
+        skipped_case(&mut w, n, &classname, label).map_err(io)?;
     }
     w.write_event(Event::End(BytesEnd::new("testsuite")))
         .map_err(io)?;
@@ -169,6 +110,80 @@ pub(crate) fn write(
         .write_all(b"\n")
         .and_then(|_| inner.flush())
         .map_err(io)
+}
+
+/// One `<testcase>`: its failure, the failed attempts of a flaky pass,
+/// and the agent's output.
+fn case<W: Write>(
+    w: &mut Writer<W>,
+    n: usize,
+    classname: &str,
+    r: &TraceRecord,
+) -> std::io::Result<()> {
+    let case_name = format!("#{n} {}", r.label());
+    let case_name = xml_safe(&case_name);
+    let time = seconds(r.duration_ms);
+    let start = BytesStart::new("testcase").with_attributes([
+        ("name", case_name.as_ref()),
+        ("classname", classname),
+        ("time", time.as_str()),
+    ]);
+    w.write_event(Event::Start(start))?;
+    if let Some(message) = r.error_message() {
+        failure(w, r, message)?;
+    }
+    if r.success {
+        for a in &r.failed_attempts {
+            flaky_failure(w, a)?;
+        }
+    }
+    if !r.output.is_empty() {
+        let out = cap(&r.output, 16 * 1024);
+        let out = xml_safe(&out);
+        w.write_event(Event::Start(BytesStart::new("system-out")))?;
+        w.write_event(Event::Text(BytesText::new(&out)))?;
+        w.write_event(Event::End(BytesEnd::new("system-out")))?;
+    }
+    w.write_event(Event::End(BytesEnd::new("testcase")))
+}
+
+/// The `<failure>` of a failed run: the error, the input, and its stderr.
+fn failure<W: Write>(w: &mut Writer<W>, r: &TraceRecord, message: &str) -> std::io::Result<()> {
+    let message = xml_safe(message);
+    let short = excerpt(&message, 200);
+    let mut body = format!("run {}\ninput: {}\nerror: {}", r.run_id, r.input, message);
+    if let Some(stderr) = r.error.as_ref().and_then(|e| e.stderr.as_deref()) {
+        body.push_str("\nstderr:\n");
+        body.push_str(stderr);
+    }
+    let body = cap(&body, 16 * 1024);
+    let body = xml_safe(&body);
+    w.write_event(Event::Start(BytesStart::new("failure").with_attributes([
+        ("message", short.as_str()),
+        ("type", "AgentRunFailed"),
+    ])))?;
+    w.write_event(Event::Text(BytesText::new(&body)))?;
+    w.write_event(Event::End(BytesEnd::new("failure")))
+}
+
+/// A run never started (`--max-failures`), as a `<skipped/>` case.
+fn skipped_case<W: Write>(
+    w: &mut Writer<W>,
+    n: usize,
+    classname: &str,
+    label: &str,
+) -> std::io::Result<()> {
+    let case_name = format!("#{n} {label}");
+    let case_name = xml_safe(&case_name);
+    w.write_event(Event::Start(BytesStart::new("testcase").with_attributes([
+        ("name", case_name.as_ref()),
+        ("classname", classname),
+        ("time", "0.000"),
+    ])))?;
+    w.write_event(Event::Empty(BytesStart::new("skipped").with_attributes([
+        ("message", "not run: --max-failures was reached"),
+    ])))?;
+    w.write_event(Event::End(BytesEnd::new("testcase")))
 }
 
 /// A failed attempt of a run that then passed, the way Maven Surefire

@@ -2,10 +2,20 @@
 //! progress, warnings and errors on stderr, and GitHub workflow commands.
 //! Commands return reports; only this module (and `main`) prints.
 
+mod apikeys;
 mod auth;
+mod completion;
 mod config;
+mod doctor;
 pub(crate) mod github;
+mod init;
 pub(crate) mod junit;
+mod merge;
+mod preview;
+pub(crate) mod report;
+mod shard;
+pub(crate) mod sync;
+pub(crate) mod test;
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
@@ -338,6 +348,11 @@ pub(crate) fn json_document(doc: &serde_json::Value) -> String {
         other => serde_json::json!({"schema_version": JSON_SCHEMA_VERSION, "data": other}),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// `3 runs`, `1 run`.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Formats a count with thousands separators, as the seed shows usage counts.

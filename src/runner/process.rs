@@ -209,10 +209,9 @@ fn spawn_error(program: &str, e: &std::io::Error) -> String {
     }
 }
 
-/// Runs the agent once with `request` on stdin; `reaper` (if any) kills its
-/// group should `fluxloop` die meanwhile.
-pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) -> Done {
-    let start = Instant::now();
+/// The agent's command: its own environment without our credentials, its
+/// own process group, and pipes for all three streams.
+fn command(agent: &Agent) -> Command {
     let mut cmd = Command::new(&agent.program);
     for name in crate::config::env::CREDENTIAL_VARS {
         cmd.env_remove(name);
@@ -224,9 +223,107 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) ->
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    cmd
+}
+
+/// An empty pipe takes PIPE_BUF bytes without blocking, so a small request
+/// is written here; a larger one goes in on its own thread: an agent that
+/// never reads stdin must not block us when the request is larger than
+/// the pipe buffer. Dropping stdin sends EOF.
+fn feed(child: &mut Child, request: &[u8]) {
+    if let Some(mut stdin) = child.stdin.take() {
+        if request.len() <= PIPE_BUF {
+            let _ = stdin.write_all(request);
+        } else {
+            let request = request.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&request);
+            });
+        }
+    }
+}
+
+/// How the wait for the agent ended, when it was not by itself.
+#[derive(Default)]
+struct Waited {
+    timed_out: bool,
+    cancelled: bool,
+}
+
+/// Reads the agent's output until it exits, `deadline` passes or a stop
+/// is asked for.
+fn wait(child: &mut Child, pipes: &mut [Pipe; 2], deadline: Instant, buf: &mut [u8]) -> Waited {
+    #[cfg(target_os = "linux")]
+    let pidfd = PidFd::open(child.id());
+    #[cfg(target_os = "linux")]
+    let exit_fd = pidfd.as_ref().map(|p| p.0);
+    #[cfg(not(target_os = "linux"))]
+    let exit_fd: Option<libc::c_int> = None;
+    let mut pause = Duration::from_millis(1);
+    let mut waited = Waited::default();
+    loop {
+        match ended(child) {
+            Ok(true) | Err(_) => break,
+            Ok(false) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            waited.timed_out = true;
+            break;
+        }
+        if stopping() {
+            waited.cancelled = true;
+            break;
+        }
+        // Output wakes the wait (and is read at once, so a chatty agent
+        // never blocks on a full pipe); with a pidfd so does the exit.
+        // Short slices keep Ctrl-C/SIGTERM noticed promptly.
+        let slice = if exit_fd.is_some() {
+            deadline - now
+        } else {
+            let p = pause;
+            pause = (pause * 2).min(Duration::from_millis(20));
+            p.min(deadline - now)
+        };
+        pump(pipes, exit_fd, slice, buf);
+    }
+    waited
+}
+
+/// What is left in the pipes, for a short grace period after the exit.
+fn drain(pipes: &mut [Pipe; 2], buf: &mut [u8]) {
+    let drain_deadline = Instant::now() + DRAIN_GRACE;
+    loop {
+        let now = Instant::now();
+        if pipes.iter().all(|p| p.file.is_none()) || now >= drain_deadline {
+            break;
+        }
+        pump(pipes, None, drain_deadline - now, buf);
+    }
+}
+
+/// The outcome of an agent that was waited for.
+fn outcome(agent: &Agent, timed_out: bool, status: Option<std::process::ExitStatus>) -> Outcome {
+    if timed_out {
+        return Outcome::TimedOut(agent.timeout);
+    }
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => Outcome::Exited(code),
+            (None, Some(sig)) => Outcome::Signalled(sig),
+            (None, None) => Outcome::Exited(-1),
+        },
+        None => Outcome::Signalled(libc::SIGKILL),
+    }
+}
+
+/// Runs the agent once with `request` on stdin; `reaper` (if any) kills its
+/// group should `fluxloop` die meanwhile.
+pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) -> Done {
+    let start = Instant::now();
     // Nothing that needs code between fork and exec (pre_exec, uid, gid):
     // std then spawns with posix_spawn (a vfork), much cheaper than a fork.
-    let mut child = match cmd.spawn() {
+    let mut child = match command(agent).spawn() {
         Ok(c) => c,
         Err(e) => {
             return Done {
@@ -243,62 +340,13 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) ->
     if let Some(r) = reaper {
         r.register(pid);
     }
-    // An empty pipe takes PIPE_BUF bytes without blocking, so a small request
-    // is written here; a larger one goes in on its own thread: an agent that
-    // never reads stdin must not block us when the request is larger than
-    // the pipe buffer. Dropping stdin sends EOF.
-    if let Some(mut stdin) = child.stdin.take() {
-        if request.len() <= PIPE_BUF {
-            let _ = stdin.write_all(request);
-        } else {
-            let request = request.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&request);
-            });
-        }
-    }
+    feed(&mut child, request);
     let mut pipes = [
         Pipe::new(child.stdout.take().map(OwnedFd::from), STDOUT_KEEP),
         Pipe::new(child.stderr.take().map(OwnedFd::from), STDERR_KEEP),
     ];
     let mut buf = vec![0u8; 16 * 1024];
-
-    let deadline = start + agent.timeout;
-    #[cfg(target_os = "linux")]
-    let pidfd = PidFd::open(pid);
-    #[cfg(target_os = "linux")]
-    let exit_fd = pidfd.as_ref().map(|p| p.0);
-    #[cfg(not(target_os = "linux"))]
-    let exit_fd: Option<libc::c_int> = None;
-    let mut pause = Duration::from_millis(1);
-    let mut timed_out = false;
-    let mut cancelled = false;
-    loop {
-        match ended(&mut child) {
-            Ok(true) | Err(_) => break,
-            Ok(false) => {}
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        if stopping() {
-            cancelled = true;
-            break;
-        }
-        // Output wakes the wait (and is read at once, so a chatty agent
-        // never blocks on a full pipe); with a pidfd so does the exit.
-        // Short slices keep Ctrl-C/SIGTERM noticed promptly.
-        let slice = if exit_fd.is_some() {
-            deadline - now
-        } else {
-            let p = pause;
-            pause = (pause * 2).min(Duration::from_millis(20));
-            p.min(deadline - now)
-        };
-        pump(&mut pipes, exit_fd, slice, &mut buf);
-    }
+    let waited = wait(&mut child, &mut pipes, start + agent.timeout, &mut buf);
     // The whole group goes: on timeout the agent and its children, after a
     // normal exit any background process it left behind.
     kill_group(pid);
@@ -307,31 +355,10 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) ->
     }
     let status = child.wait().ok();
     let elapsed = start.elapsed();
-
-    let drain_deadline = Instant::now() + DRAIN_GRACE;
-    loop {
-        let now = Instant::now();
-        if pipes.iter().all(|p| p.file.is_none()) || now >= drain_deadline {
-            break;
-        }
-        pump(&mut pipes, None, drain_deadline - now, &mut buf);
-    }
+    drain(&mut pipes, &mut buf);
     let [mut out, mut err] = pipes;
     let stdout = out.tail.take();
     let stderr = err.tail.take();
-
-    let outcome = if timed_out {
-        Outcome::TimedOut(agent.timeout)
-    } else {
-        match status {
-            Some(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => Outcome::Exited(code),
-                (None, Some(sig)) => Outcome::Signalled(sig),
-                (None, None) => Outcome::Exited(-1),
-            },
-            None => Outcome::Signalled(libc::SIGKILL),
-        }
-    };
     let reply = result_line(&stdout);
     // Only the end of stdout is worth keeping for a reason.
     let stdout_tail = if reply.is_some() {
@@ -342,11 +369,11 @@ pub(crate) fn run_one(agent: &Agent, request: &[u8], reaper: Option<&Reaper>) ->
     };
     Done {
         elapsed,
-        outcome,
+        outcome: outcome(agent, waited.timed_out, status),
         reply,
         stdout_tail,
         stderr_tail: String::from_utf8_lossy(&stderr).into_owned(),
-        cancelled,
+        cancelled: waited.cancelled,
     }
 }
 

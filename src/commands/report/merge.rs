@@ -10,58 +10,25 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::commands::sync::display_rel;
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
-use crate::output::{junit, Human, Outcome, Style};
+use crate::job::display_rel;
+use crate::output::{junit, Outcome};
 use crate::pulled;
 use crate::results::{self, RunInfo, Tally, TraceWriter};
 
 #[derive(Serialize)]
-struct Merged {
-    scenario: String,
-    result_dir: PathBuf,
-    merged: usize,
-    total: usize,
-    passed: usize,
-    failed: usize,
+pub(crate) struct Merged {
+    pub(crate) scenario: String,
+    pub(crate) result_dir: PathBuf,
+    pub(crate) merged: usize,
+    pub(crate) total: usize,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
     /// Runs found in more than one directory, kept once.
-    duplicates: usize,
+    pub(crate) duplicates: usize,
     #[serde(skip)]
-    shown_dir: String,
-}
-
-impl Human for Merged {
-    fn quiet(&self, style: &Style) -> String {
-        self.verdict(style)
-    }
-
-    fn human(&self, style: &Style) -> String {
-        let mut s = self.verdict(style);
-        if self.duplicates > 0 {
-            s.push_str(&format!(
-                "{} run{} found in more than one directory, kept once\n",
-                self.duplicates,
-                if self.duplicates == 1 { "" } else { "s" }
-            ));
-        }
-        s.push_str(&format!("\nResults: {}\n", self.shown_dir));
-        s
-    }
-}
-
-impl Merged {
-    fn verdict(&self, style: &Style) -> String {
-        let verdict = if self.failed == 0 {
-            style.green("PASSED")
-        } else {
-            style.red("FAILED")
-        };
-        format!(
-            "{verdict} {}: {} of {} runs passed, merged from {} result directories\n",
-            self.scenario, self.passed, self.total, self.merged
-        )
-    }
+    pub(crate) shown_dir: String,
 }
 
 /// What a shard's `summary.json` says.

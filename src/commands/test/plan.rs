@@ -9,18 +9,18 @@ use serde::Serialize;
 use crate::auth::login::Session;
 use crate::cli::RunFlags;
 use crate::cli::TestArgs;
-use crate::commands::sync::display_rel;
 use crate::config::project::limits::Shard;
 use crate::config::project::TestConfig;
 use crate::error::{code, Result};
+use crate::job::display_rel;
 use crate::output::Outcome;
-use crate::output::{Human, Style};
 use crate::pulled::{self, Input};
-use crate::results::{self, excerpt, human_ms, Tally};
+use crate::results::Tally;
 use crate::runner::select::{self, Filters};
 use crate::runner::{Agent, Slot};
 
-use super::{TestReport, TestSettings};
+use super::TestSettings;
+use crate::job::report::Threshold;
 
 /// How runs are retried, paced and judged: the flag, else `test:` in
 /// fluxloop.yaml (both checked by `config::project::limits`).
@@ -125,10 +125,10 @@ pub(super) fn all_slots(inputs: &[Input], iterations: u32, sel: &Selection) -> V
 
 /// One run as `--list` prints it.
 #[derive(Serialize)]
-pub(super) struct ListedRun {
-    input_item_id: Option<String>,
-    iteration: u32,
-    input: String,
+pub(crate) struct ListedRun {
+    pub(crate) input_item_id: Option<String>,
+    pub(crate) iteration: u32,
+    pub(crate) input: String,
 }
 
 fn listed(inputs: &[Input], slots: &[Slot]) -> Vec<ListedRun> {
@@ -142,25 +142,12 @@ fn listed(inputs: &[Input], slots: &[Slot]) -> Vec<ListedRun> {
         .collect()
 }
 
-fn list_lines(runs: &[ListedRun]) -> String {
-    runs.iter()
-        .map(|r| {
-            format!(
-                "{}\t{}\t{}\n",
-                r.input_item_id.as_deref().unwrap_or("-"),
-                r.iteration,
-                excerpt(&r.input, 60)
-            )
-        })
-        .collect()
-}
-
 /// `--list`: the runs that would execute, one per line (input id,
 /// iteration, start of the text, tab-separated for `cut`).
 #[derive(Serialize)]
-pub(super) struct ListReport {
-    scenario: String,
-    runs: Vec<ListedRun>,
+pub(crate) struct ListReport {
+    pub(crate) scenario: String,
+    pub(crate) runs: Vec<ListedRun>,
 }
 
 impl ListReport {
@@ -172,35 +159,29 @@ impl ListReport {
     }
 }
 
-impl Human for ListReport {
-    fn human(&self, _style: &Style) -> String {
-        list_lines(&self.runs)
-    }
-}
-
 /// `--dry-run`: everything `test` would do, nothing done.
 #[derive(Serialize)]
-pub(super) struct DryRunReport {
-    scenario: String,
-    runs: Vec<ListedRun>,
-    parallel: u32,
-    retries: u32,
-    rate: Option<String>,
-    max_failures: Option<usize>,
-    pass_rate: Option<f64>,
-    command: String,
-    timeout_ms: u64,
-    result_dir: String,
-    upload: Option<UploadTarget>,
+pub(crate) struct DryRunReport {
+    pub(crate) scenario: String,
+    pub(crate) runs: Vec<ListedRun>,
+    pub(crate) parallel: u32,
+    pub(crate) retries: u32,
+    pub(crate) rate: Option<String>,
+    pub(crate) max_failures: Option<usize>,
+    pub(crate) pass_rate: Option<f64>,
+    pub(crate) command: String,
+    pub(crate) timeout_ms: u64,
+    pub(crate) result_dir: String,
+    pub(crate) upload: Option<UploadTarget>,
 }
 
 /// Where results would go, and with which credential (masked).
 #[derive(Serialize)]
-struct UploadTarget {
-    endpoint: String,
-    endpoint_origin: String,
-    credential: String,
-    credential_origin: String,
+pub(crate) struct UploadTarget {
+    pub(crate) endpoint: String,
+    pub(crate) endpoint_origin: String,
+    pub(crate) credential: String,
+    pub(crate) credential_origin: String,
 }
 
 /// The facts a dry run states.
@@ -240,59 +221,12 @@ impl DryRunReport {
     }
 }
 
-impl Human for DryRunReport {
-    fn human(&self, _style: &Style) -> String {
-        let n = self.runs.len();
-        let mut s = format!(
-            "Dry run of {}: {n} run{}, nothing is run or uploaded\n\n",
-            self.scenario,
-            if n == 1 { "" } else { "s" }
-        );
-        let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<13}{v}\n"));
-        row("command", self.command.clone());
-        row("parallel", self.parallel.to_string());
-        row("timeout", human_ms(self.timeout_ms));
-        row("retries", self.retries.to_string());
-        row(
-            "rate",
-            self.rate.clone().unwrap_or_else(|| "unlimited".into()),
-        );
-        row(
-            "max failures",
-            self.max_failures
-                .map_or_else(|| "unlimited".into(), |m| m.to_string()),
-        );
-        row(
-            "pass rate",
-            self.pass_rate
-                .map_or_else(|| "every run must pass".into(), percent),
-        );
-        row("results", self.result_dir.clone());
-        match &self.upload {
-            Some(u) => {
-                row(
-                    "upload to",
-                    format!("{} ({})", u.endpoint, u.endpoint_origin),
-                );
-                row(
-                    "credential",
-                    format!("{} ({})", u.credential, u.credential_origin),
-                );
-            }
-            None => row("upload", "no (--skip-upload)".into()),
-        }
-        s.push_str("\nRuns (input id, iteration, input):\n");
-        s.push_str(&list_lines(&self.runs));
-        s
-    }
-}
-
 /// `--last-failed` when every run passed last time.
 #[derive(Serialize)]
-pub(super) struct NothingToRerun {
-    scenario: String,
-    result_dir: String,
-    runs: Vec<ListedRun>,
+pub(crate) struct NothingToRerun {
+    pub(crate) scenario: String,
+    pub(crate) result_dir: String,
+    pub(crate) runs: Vec<ListedRun>,
 }
 
 impl NothingToRerun {
@@ -302,36 +236,6 @@ impl NothingToRerun {
             result_dir: dir,
             runs: Vec::new(),
         }
-    }
-}
-
-impl Human for NothingToRerun {
-    fn human(&self, _style: &Style) -> String {
-        format!(
-            "Nothing to rerun: no run of {} failed in {}\n",
-            self.scenario, self.result_dir
-        )
-    }
-}
-
-fn percent(rate: f64) -> String {
-    format!("{:.1}%", rate * 100.0)
-}
-
-/// The threshold verdict, for the summary.
-#[derive(Clone, Debug, Serialize)]
-pub(super) struct Threshold {
-    pub(super) pass_rate: f64,
-    pub(super) met: bool,
-}
-
-impl Threshold {
-    pub(super) fn human(&self) -> String {
-        format!(
-            "Pass rate threshold {}: {}\n",
-            percent(self.pass_rate),
-            if self.met { "met" } else { "not met" }
-        )
     }
 }
 
@@ -361,17 +265,6 @@ pub(super) fn verdict(tally: &Tally, run: &RunSettings) -> (u8, Option<Threshold
     )
 }
 
-/// The labels of runs never started, for JUnit.
-pub(super) fn skipped_labels(inputs: &[Input], unrun: &[Slot]) -> Vec<String> {
-    unrun
-        .iter()
-        .map(|s| {
-            let i = &inputs[s.input];
-            results::label(&i.text, i.id.as_deref(), s.iteration)
-        })
-        .collect()
-}
-
 /// `10 inputs × 2 iterations`, or `chosen from …` when runs were selected,
 /// or `shard 2/4 of …`.
 pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool, shard: Option<Shard>) -> String {
@@ -392,57 +285,6 @@ pub(super) fn shape(inputs: usize, iterations: u32, chosen: bool, shard: Option<
         None if chosen => format!("chosen from {all}"),
         None => all,
     }
-}
-
-/// The lines for flaky and skipped runs and the threshold, when there are any.
-pub(super) fn extra_counts(r: &TestReport) -> String {
-    let mut s = String::new();
-    let runs = |n: usize| {
-        if n == 1 {
-            "1 run".to_string()
-        } else {
-            format!("{n} runs")
-        }
-    };
-    if r.flaky > 0 {
-        s.push_str(&format!(
-            "\nFlaky: {} passed only on a retry (flakyFailure in junit.xml)\n",
-            runs(r.flaky)
-        ));
-    }
-    if r.skipped > 0 {
-        s.push_str(&format!(
-            "\nSkipped: {} not started, as --max-failures was reached\n",
-            runs(r.skipped)
-        ));
-    }
-    if let Some(t) = &r.threshold {
-        s.push('\n');
-        s.push_str(&t.human());
-    }
-    s
-}
-
-/// The step summary's flaky and skipped counts and threshold verdict.
-pub(super) fn github_extra(r: &TestReport) -> String {
-    let mut md = String::new();
-    if r.flaky > 0 {
-        md.push_str(&format!(
-            "\n**Flaky:** {} passed only on a retry.\n",
-            r.flaky
-        ));
-    }
-    if r.skipped > 0 {
-        md.push_str(&format!(
-            "\n**Skipped:** {} not started, as `--max-failures` was reached.\n",
-            r.skipped
-        ));
-    }
-    if let Some(t) = &r.threshold {
-        md.push('\n');
-        md.push_str(&t.human());
-    }
-    md
 }
 
 /// `--list`, `--dry-run` and a `--last-failed` with nothing to rerun end

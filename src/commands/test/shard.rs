@@ -10,7 +10,7 @@ use crate::ci::{self, fanout};
 use crate::config::project::limits::{Shard, ShardSpec};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::output::{Human, Outcome, Style};
+use crate::output::Outcome;
 use crate::{pulled, results, upload};
 
 /// The shard given (`--shard`, else `test.shard`), `auto` read from the CI.
@@ -25,15 +25,15 @@ pub(super) fn resolve(ctx: &Ctx, spec: Option<ShardSpec>) -> Result<Option<Shard
 /// A shard with no runs: more shards than runs is not an error, as the CI
 /// fixes the number of workers before anyone knows the number of inputs.
 #[derive(Serialize)]
-pub(super) struct EmptyShard {
-    scenario: String,
-    shard: Shard,
+pub(crate) struct EmptyShard {
+    pub(crate) scenario: String,
+    pub(crate) shard: Shard,
     /// The runs split over all shards.
-    total_runs: usize,
-    runs: Vec<()>,
+    pub(crate) total_runs: usize,
+    pub(crate) runs: Vec<()>,
     /// The batch this shard reported to as done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    run_batch_id: Option<String>,
+    pub(crate) run_batch_id: Option<String>,
 }
 
 impl EmptyShard {
@@ -45,23 +45,6 @@ impl EmptyShard {
             runs: Vec::new(),
             run_batch_id: None,
         }
-    }
-}
-
-impl Human for EmptyShard {
-    fn human(&self, _style: &Style) -> String {
-        format!(
-            "Nothing to run: shard {} of {} has no runs ({} run{} split over {} shards)\n",
-            self.shard,
-            self.scenario,
-            self.total_runs,
-            if self.total_runs == 1 { "" } else { "s" },
-            self.shard.total
-        ) + &self
-            .run_batch_id
-            .as_ref()
-            .map(|id| format!("Reported to run batch {id} as done\n"))
-            .unwrap_or_default()
     }
 }
 
