@@ -24,7 +24,9 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Run statuses of PLATFORM-API §5.
 const RUN_STATUSES: [&str; 2] = ["completed", "failed"];
 
+/// Body of `POST /api/sync/pull`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PullBody {
     project_id: Option<String>,
     bundle_version_id: Option<String>,
@@ -32,6 +34,11 @@ struct PullBody {
     include_inputs: Option<bool>,
     include_personas: Option<bool>,
     include_criteria: Option<bool>,
+    /// Facts about the client (`cli_version`) that FluxLoop CLI 0.4 clients
+    /// send with a pull; accepted so such a client is not refused, and unused
+    /// because the answer does not depend on the client.
+    #[serde(rename = "client_meta")]
+    _client_meta: Option<Map<String, Value>>,
 }
 
 /// A bundle version row: (id, project, scenario, version, input set).
@@ -176,6 +183,7 @@ fn parse_stored(s: &str) -> Value {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UploadBody {
     bundle_version_id: Option<String>,
     run_batch: Option<BatchIn>,
@@ -188,6 +196,7 @@ struct UploadBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BatchIn {
     id: Option<String>,
     /// The batch the shards of one CI build share (extension).
@@ -199,6 +208,7 @@ struct BatchIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunIn {
     id: Option<String>,
     input_item_id: Option<String>,
@@ -208,6 +218,7 @@ struct RunIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TurnIn {
     run_id: Option<String>,
     turn_id: Option<String>,
@@ -219,6 +230,7 @@ struct TurnIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ResultIn {
     run_id: Option<String>,
     status: Option<String>,
