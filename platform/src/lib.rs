@@ -61,6 +61,12 @@ pub struct Config {
     pub max_runs_per_request: usize,
     /// What a connection or request may cost before it is cut off.
     pub limits: Limits,
+    /// Append one JSON line per `/api` request to this file: method, the
+    /// route template it matched (`null` for none), path, query pairs and
+    /// JSON body. For tests that check what a client sends against
+    /// `openapi.yaml`; it keeps bodies, secrets included, so never in
+    /// production.
+    pub record_requests: Option<PathBuf>,
 }
 
 /// The limits every connection and request is held to, so no client (slow,
@@ -104,6 +110,7 @@ impl Default for Config {
             log: false,
             max_runs_per_request: 1000,
             limits: Limits::default(),
+            record_requests: None,
         }
     }
 }

@@ -95,6 +95,95 @@ fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, lexopt::Error> {
     })
 }
 
+/// A whole-number flag value within `range`; `what` says which in the error.
+fn number(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> Result<usize, lexopt::Error> {
+    use lexopt::ValueExt;
+    let v = parser.value()?.string()?;
+    v.parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| lexopt::Error::Custom(format!("{flag} needs {what}, not `{v}`").into()))
+}
+
+/// What the flags of any subcommand set, before it is known which apply.
+struct Flags {
+    data: PathBuf,
+    config: Config,
+    demo: bool,
+    inputs: usize,
+    project: Option<String>,
+    scope: String,
+    key_type: String,
+    name: String,
+    /// The positional argument: a user code or an email.
+    code: Option<String>,
+    password_stdin: bool,
+}
+
+impl Flags {
+    fn new() -> Flags {
+        Flags {
+            data: PathBuf::from(DEFAULT_DATA),
+            config: Config {
+                addr: "127.0.0.1:8787".to_owned(),
+                log: true,
+                ..Config::default()
+            },
+            demo: false,
+            inputs: 10,
+            project: None,
+            scope: "read-write".to_owned(),
+            key_type: "service-account".to_owned(),
+            name: "cli key".to_owned(),
+            code: None,
+            password_stdin: false,
+        }
+    }
+
+    /// The command `sub` with these flags.
+    fn into_command(self, sub: &str) -> Result<Command, lexopt::Error> {
+        let Flags {
+            data, mut config, ..
+        } = self;
+        Ok(match sub {
+            "serve" => {
+                config.data = Some(data);
+                Command::Serve {
+                    config,
+                    demo: self.demo,
+                }
+            }
+            "seed-demo" => Command::SeedDemo {
+                data,
+                inputs: self.inputs,
+            },
+            "create-key" => Command::CreateKey {
+                data,
+                project: self.project,
+                scope: self.scope,
+                key_type: self.key_type,
+                name: self.name,
+            },
+            "approve-device" | "deny-device" => Command::Device {
+                data,
+                code: self.code.ok_or("missing argument USER_CODE")?,
+                approve: sub == "approve-device",
+            },
+            "create-user" => Command::CreateUser {
+                data,
+                email: self.code.ok_or("missing argument EMAIL")?,
+                password_stdin: self.password_stdin,
+            },
+            other => return Err(format!("unknown command `{other}`; see --help").into()),
+        })
+    }
+}
+
 fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
@@ -105,27 +194,14 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
         Some(Value(v)) => v.string()?,
         Some(arg) => return Err(arg.unexpected()),
     };
-    let mut data = PathBuf::from(DEFAULT_DATA);
-    let mut config = Config {
-        addr: "127.0.0.1:8787".to_owned(),
-        log: true,
-        ..Config::default()
-    };
-    let (mut demo, mut inputs) = (false, 10usize);
-    let (mut project, mut scope, mut key_type, mut name) = (
-        None,
-        "read-write".to_owned(),
-        "service-account".to_owned(),
-        "cli key".to_owned(),
-    );
-    let mut code: Option<String> = None;
-    let mut password_stdin = false;
+    let mut f = Flags::new();
+    let config = &mut f.config;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
-            Long("data") => data = parser.value()?.into(),
+            Long("data") => f.data = parser.value()?.into(),
             Long("addr") if sub == "serve" => config.addr = parser.value()?.string()?,
-            Long("demo") if sub == "serve" => demo = true,
+            Long("demo") if sub == "serve" => f.demo = true,
             Long("public-url") if sub == "serve" => {
                 config.public_urls.push(parser.value()?.string()?)
             }
@@ -137,74 +213,34 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
                 config.device_code_ttl = Duration::from_secs(secs(&mut parser, "--device-ttl")?)
             }
             Long("max-runs-per-request") if sub == "serve" => {
-                let v = parser.value()?.string()?;
-                config.max_runs_per_request =
-                    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                        lexopt::Error::Custom(
-                            format!(
-                                "--max-runs-per-request needs a whole number from 1, not `{v}`"
-                            )
-                            .into(),
-                        )
-                    })?;
+                let (flag, what) = ("--max-runs-per-request", "a whole number from 1");
+                config.max_runs_per_request = number(&mut parser, flag, 1..=usize::MAX, what)?;
             }
             Long("poll-interval") if sub == "serve" => {
                 config.poll_interval_secs = secs(&mut parser, "--poll-interval")?
             }
             Long("inputs") if sub == "seed-demo" => {
-                let v = parser.value()?.string()?;
-                inputs = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| {
-                        lexopt::Error::Custom(
-                            format!("--inputs needs a number from 1 to 100000, not `{v}`").into(),
-                        )
-                    })?;
+                let what = "a number from 1 to 100000";
+                f.inputs = number(&mut parser, "--inputs", 1..=100_000, what)?;
             }
-            Long("project") if sub == "create-key" => project = Some(parser.value()?.string()?),
-            Long("scope") if sub == "create-key" => scope = parser.value()?.string()?,
-            Long("type") if sub == "create-key" => key_type = parser.value()?.string()?,
-            Long("name") if sub == "create-key" => name = parser.value()?.string()?,
+            Long("project") if sub == "create-key" => f.project = Some(parser.value()?.string()?),
+            Long("scope") if sub == "create-key" => f.scope = parser.value()?.string()?,
+            Long("type") if sub == "create-key" => f.key_type = parser.value()?.string()?,
+            Long("name") if sub == "create-key" => f.name = parser.value()?.string()?,
             Value(v)
-                if code.is_none()
+                if f.code.is_none()
                     && matches!(
                         sub.as_str(),
                         "approve-device" | "deny-device" | "create-user"
                     ) =>
             {
-                code = Some(v.string()?)
+                f.code = Some(v.string()?)
             }
-            Long("password-stdin") if sub == "create-user" => password_stdin = true,
+            Long("password-stdin") if sub == "create-user" => f.password_stdin = true,
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok(match sub.as_str() {
-        "serve" => {
-            config.data = Some(data);
-            Command::Serve { config, demo }
-        }
-        "seed-demo" => Command::SeedDemo { data, inputs },
-        "create-key" => Command::CreateKey {
-            data,
-            project,
-            scope,
-            key_type,
-            name,
-        },
-        "approve-device" | "deny-device" => Command::Device {
-            data,
-            code: code.ok_or("missing argument USER_CODE")?,
-            approve: sub == "approve-device",
-        },
-        "create-user" => Command::CreateUser {
-            data,
-            email: code.ok_or("missing argument EMAIL")?,
-            password_stdin,
-        },
-        other => return Err(format!("unknown command `{other}`; see --help").into()),
-    })
+    f.into_command(&sub)
 }
 
 fn store(data: PathBuf) -> Result<Store, fluxloop_platform::PlatformError> {

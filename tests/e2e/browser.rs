@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fluxloop_platform::Platform;
 use serde_json::{json, Value};
 
 use crate::fixtures::{fast, ECHO_OK};
-use crate::util::{platform, PendingLogin, Sandbox};
+use crate::util::{platform, CheckedPlatform, PendingLogin, Sandbox};
 
 /// A platform whose demo user signs in with [`PASSWORD`].
-fn web_platform() -> Platform {
+fn web_platform() -> CheckedPlatform {
     let p = platform();
     p.store()
         .set_password("demo@fluxloop.local", PASSWORD)

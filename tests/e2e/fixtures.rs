@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use fluxloop_platform::{Demo, Platform};
 use serde_json::Value;
 
-use crate::util::{platform, Cmd, PendingLogin, Run, Sandbox};
+use crate::util::{platform, CheckedPlatform, Cmd, PendingLogin, Run, Sandbox};
 
 /// The agent every fixture runs: answers at once.
 pub const ECHO_OK: &str = r#"{"success":true,"output":"ok"}"#;
 
 pub struct Fx {
-    pub p: Platform,
+    pub p: CheckedPlatform,
     pub demo: Demo,
     pub sb: Sandbox,
 }

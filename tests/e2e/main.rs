@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `fluxloop` binary against a real
 //! `fluxloop-platform` on 127.0.0.1, in temp directories.
 
+mod schema_check;
 mod util;
 
 mod auth;

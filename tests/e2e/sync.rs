@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fluxloop_platform::{Demo, Fault, Platform};
 use serde_json::Value;
 
-use crate::util::{platform, Cmd, Sandbox};
+use crate::util::{platform, CheckedPlatform, Cmd, Sandbox};
 
 /// The example agent shipped in `examples/support-agent`.
 fn example_dir() -> PathBuf {
@@ -19,7 +19,7 @@ fn example_dir() -> PathBuf {
 }
 
 /// A sandbox with the example agent and its fluxloop.yaml, and a seeded platform.
-fn setup() -> (Platform, Demo, Sandbox) {
+fn setup() -> (CheckedPlatform, Demo, Sandbox) {
     let p = platform();
     let demo = p.seed_demo().unwrap();
     let sb = Sandbox::new();

@@ -69,13 +69,58 @@ impl Sandbox {
     }
 }
 
-/// A platform on 127.0.0.1 with fast polling, for one test.
-pub fn platform() -> Platform {
-    Platform::start(Config {
+/// A platform on 127.0.0.1 with fast polling, for one test, recording its
+/// `/api` requests: when the test ends, every one must match `openapi.yaml`
+/// (see [`crate::schema_check`]).
+pub fn platform() -> CheckedPlatform {
+    let record = tempfile::NamedTempFile::new()
+        .expect("request recording")
+        .into_temp_path();
+    let platform = Platform::start(Config {
         poll_interval_secs: 1,
+        record_requests: Some(record.to_path_buf()),
         ..Config::default()
     })
-    .expect("start platform")
+    .expect("start platform");
+    CheckedPlatform {
+        platform: Some(platform),
+        record,
+    }
+}
+
+/// A [`Platform`] that, when dropped, checks every request it received
+/// against `openapi.yaml` and fails the test on any mismatch. Use it as the
+/// platform it derefs to.
+pub struct CheckedPlatform {
+    /// `None` only while being dropped.
+    platform: Option<Platform>,
+    /// The recording, removed with this.
+    record: tempfile::TempPath,
+}
+
+impl std::ops::Deref for CheckedPlatform {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        self.platform.as_ref().expect("platform is running")
+    }
+}
+
+impl Drop for CheckedPlatform {
+    fn drop(&mut self) {
+        // Stopped first, so a request still being answered is recorded too.
+        drop(self.platform.take());
+        // A test already failing has its own message; a second panic would abort.
+        if std::thread::panicking() {
+            return;
+        }
+        let found = crate::schema_check::findings(&self.record);
+        assert!(
+            found.is_empty(),
+            "requests that do not match platform/openapi.yaml:\n{}",
+            found.join("\n")
+        );
+    }
 }
 
 #[must_use]

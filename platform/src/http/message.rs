@@ -84,8 +84,10 @@ impl Request {
     }
 
     /// The body parsed as a JSON object into `T`; 400 `invalid_request` when it
-    /// is not JSON, not an object, or a known field has the wrong type. Unknown
-    /// fields are accepted (clients newer than this server add some).
+    /// is not JSON, not an object, a known field has the wrong type, or a field
+    /// is unknown (every body struct is `deny_unknown_fields`): a field a client
+    /// misspells or adds would otherwise be dropped without anyone noticing.
+    /// The message names the field and the ones expected.
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         let text = if self.body.iter().all(u8::is_ascii_whitespace) {
             // An empty body reads as `{}`: `start` is documented with an empty

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod conn;
 mod message;
+mod record;
 
 use axum::body::Body;
 use axum::extract::State as AxumState;
@@ -43,6 +44,8 @@ pub(super) struct App {
     hosts: Arc<Hosts>,
     csrf: Arc<Csrf>,
     log: bool,
+    /// Where every `/api` request is recorded ([`Config::record_requests`]).
+    recorder: Option<record::Recorder>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 }
@@ -84,12 +87,18 @@ impl Server {
         };
         let local = listener.local_addr().map_err(bind_err)?;
         let hosts = Arc::new(Hosts::new(local, &config.public_urls)?);
+        let recorder = config
+            .record_requests
+            .as_deref()
+            .map(record::Recorder::open)
+            .transpose()?;
         let (shutdown, watcher) = watch::channel(false);
         let app = Arc::new(App {
             state,
             hosts: Arc::clone(&hosts),
             csrf: Arc::new(Csrf::new()),
             log: config.log,
+            recorder,
             limits: config.limits.clone(),
             shutdown: watcher,
         });
@@ -204,13 +213,13 @@ async fn handle(
                 req.body = bytes;
                 let req = Arc::new(req);
                 let r = run(&app, Arc::clone(&req)).await;
-                finish(&app.state, &req, r.status, started, app.log);
+                finish(&app, &req, r.status, started);
                 return to_http(r);
             }
             Err(e) => Response::error(e),
         },
     };
-    finish(&app.state, &req, response.status, started, app.log);
+    finish(&app, &req, response.status, started);
     to_http(response)
 }
 
@@ -363,15 +372,18 @@ fn fault_response(fault: &Fault) -> Response {
 
 /// Records and logs an answered request. The log has the path without query,
 /// so a user code or any other query value never reaches it.
-fn finish(state: &State, req: &Request, status: u16, started: Instant, log: bool) {
-    state.record(RequestRecord {
+fn finish(app: &App, req: &Request, status: u16, started: Instant) {
+    if let Some(recorder) = &app.recorder {
+        recorder.write(req, crate::routes::template(&req.method, &req.path));
+    }
+    app.state.record(RequestRecord {
         method: req.method.clone(),
         path: req.path.clone(),
         status,
         idempotency_key: req.header("idempotency-key").map(str::to_owned),
         authorization_present: req.header("authorization").is_some(),
     });
-    if log {
+    if app.log {
         eprintln!(
             "{} {} {} {}ms",
             req.method,

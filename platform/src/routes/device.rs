@@ -19,18 +19,21 @@ use crate::util::{now_ms, secret, sha256, user_code};
 
 /// Body of `start`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StartBody {
     device_name: Option<String>,
 }
 
 /// Body of `complete`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CompleteBody {
     device_code: Option<String>,
 }
 
 /// Body of `refresh` and of `logout`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: Option<String>,
 }

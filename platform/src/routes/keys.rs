@@ -20,6 +20,7 @@ const MAX_EXPIRY_DAYS: u32 = 3650;
 
 /// Body of `POST /api/api-keys`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     project_id: Option<String>,
     name: Option<String>,
@@ -31,6 +32,7 @@ struct CreateBody {
 
 /// Body of `POST /api/api-keys/revoke`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RevokeBody {
     id: Option<String>,
     key: Option<String>,

@@ -99,6 +99,14 @@ fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The template of the route that serves `method` on `path`, if one does.
+pub(crate) fn template(method: &str, path: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && match_path(r.path, path).is_some())
+        .map(|r| r.path)
+}
+
 /// Answers one request.
 pub(crate) fn handle(state: &State, req: &Request) -> Response {
     let mut allowed: Vec<&str> = Vec::new();

@@ -22,6 +22,7 @@ const MAX_SHARDS: u32 = 10_000;
 
 /// `shard` of an upload.
 #[derive(Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ShardIn {
     index: Option<u32>,
     total: Option<u32>,

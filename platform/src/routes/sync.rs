@@ -8,7 +8,7 @@
 //! the batch is never stored twice, so even a client that retries without the
 //! header cannot duplicate runs.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -24,7 +24,9 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Run statuses of PLATFORM-API §5.
 const RUN_STATUSES: [&str; 2] = ["completed", "failed"];
 
+/// Body of `POST /api/sync/pull`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PullBody {
     project_id: Option<String>,
     bundle_version_id: Option<String>,
@@ -32,6 +34,11 @@ struct PullBody {
     include_inputs: Option<bool>,
     include_personas: Option<bool>,
     include_criteria: Option<bool>,
+    /// Facts about the client (`cli_version`) that FluxLoop CLI 0.4 clients
+    /// send with a pull; accepted so such a client is not refused, and unused
+    /// because the answer does not depend on the client.
+    #[serde(rename = "client_meta")]
+    _client_meta: Option<Map<String, Value>>,
 }
 
 /// A bundle version row: (id, project, scenario, version, input set).
@@ -56,41 +63,7 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
     if let Some(p) = &body.project_id {
         principal.check_project(&conn, p)?;
     }
-    let in_project = |project: &str| body.project_id.as_deref().is_none_or(|p| p == project);
-    let bundle = if let Some(id) = &body.bundle_version_id {
-        let not_found = || ApiError::not_found(format!("bundle version {id} not found"));
-        let b = bundle_where(&conn, "id = ?1", id)?.ok_or_else(not_found)?;
-        principal
-            .check_project(&conn, &b.1)
-            .map_err(|_| not_found())?;
-        if !in_project(&b.1) {
-            return Err(not_found());
-        }
-        b
-    } else if let Some(sid) = &body.scenario_id {
-        let not_found = || ApiError::not_found(format!("scenario {sid} not found"));
-        let project: String = conn
-            .query_row(
-                "SELECT project_id FROM scenarios WHERE id = ?1",
-                [sid],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(not_found)?;
-        principal
-            .check_project(&conn, &project)
-            .map_err(|_| not_found())?;
-        if !in_project(&project) {
-            return Err(not_found());
-        }
-        bundle_where(&conn, "scenario_id = ?1", sid)?
-            .ok_or_else(|| ApiError::not_found(format!("scenario {sid} has no published bundle")))?
-    } else {
-        let project = principal.resolve_project(&conn, body.project_id.as_deref())?;
-        bundle_where(&conn, "project_id = ?1", &project)?.ok_or_else(|| {
-            ApiError::not_found(format!("project {project} has no published bundle"))
-        })?
-    };
+    let bundle = find_bundle(&conn, &principal, &body)?;
     let (bundle_id, project_id, scenario_id, version, input_set_id) = bundle;
     // A published bundle never changes, so its id (and what was asked for)
     // names the answer: a client that has it gets 304 and keeps its files.
@@ -106,45 +79,17 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
         return Ok(Response::not_modified(etag));
     }
     let inputs = if body.include_inputs.unwrap_or(true) {
-        let mut stmt = conn.prepare(
-            "SELECT id, persona_id, messages, metadata FROM input_items WHERE input_set_id = ?1 ORDER BY position",
-        )?;
-        let rows = stmt.query_map([&input_set_id], |r| {
-            Ok(json!({
-                "id": r.get::<_, String>(0)?,
-                "persona_id": r.get::<_, Option<String>>(1)?,
-                "messages": parse_stored(&r.get::<_, String>(2)?),
-                "metadata": parse_stored(&r.get::<_, String>(3)?),
-            }))
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        read_inputs(&conn, &input_set_id)?
     } else {
         Vec::new()
     };
     let personas = if body.include_personas.unwrap_or(true) {
-        let mut stmt = conn.prepare(
-            "SELECT id, name, description FROM personas WHERE bundle_version_id = ?1 ORDER BY position",
-        )?;
-        let rows = stmt.query_map([&bundle_id], |r| {
-            Ok(json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "description": r.get::<_, String>(2)?}))
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        read_personas(&conn, &bundle_id)?
     } else {
         Vec::new()
     };
     let criteria = if body.include_criteria.unwrap_or(true) {
-        let mut stmt = conn.prepare(
-            "SELECT id, name, type, description FROM criteria WHERE bundle_version_id = ?1 ORDER BY position",
-        )?;
-        let rows = stmt.query_map([&bundle_id], |r| {
-            Ok(json!({
-                "id": r.get::<_, String>(0)?,
-                "name": r.get::<_, String>(1)?,
-                "type": r.get::<_, String>(2)?,
-                "description": r.get::<_, String>(3)?,
-            }))
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        read_criteria(&conn, &bundle_id)?
     } else {
         Vec::new()
     };
@@ -169,6 +114,93 @@ pub(crate) fn pull(state: &State, req: &Request, _: &[String]) -> Result<Respons
     .with_header("etag", etag))
 }
 
+/// The published bundle a pull asks for: the bundle version named, else the
+/// newest of the scenario named, else the newest of the project; a bundle
+/// the caller may not see reads as not found.
+fn find_bundle(
+    conn: &Connection,
+    principal: &Principal,
+    body: &PullBody,
+) -> Result<Bundle, ApiError> {
+    let in_project = |project: &str| body.project_id.as_deref().is_none_or(|p| p == project);
+    if let Some(id) = &body.bundle_version_id {
+        let not_found = || ApiError::not_found(format!("bundle version {id} not found"));
+        let b = bundle_where(conn, "id = ?1", id)?.ok_or_else(not_found)?;
+        principal
+            .check_project(conn, &b.1)
+            .map_err(|_| not_found())?;
+        if !in_project(&b.1) {
+            return Err(not_found());
+        }
+        Ok(b)
+    } else if let Some(sid) = &body.scenario_id {
+        let not_found = || ApiError::not_found(format!("scenario {sid} not found"));
+        let project: String = conn
+            .query_row(
+                "SELECT project_id FROM scenarios WHERE id = ?1",
+                [sid],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(not_found)?;
+        principal
+            .check_project(conn, &project)
+            .map_err(|_| not_found())?;
+        if !in_project(&project) {
+            return Err(not_found());
+        }
+        bundle_where(conn, "scenario_id = ?1", sid)?
+            .ok_or_else(|| ApiError::not_found(format!("scenario {sid} has no published bundle")))
+    } else {
+        let project = principal.resolve_project(conn, body.project_id.as_deref())?;
+        bundle_where(conn, "project_id = ?1", &project)?.ok_or_else(|| {
+            ApiError::not_found(format!("project {project} has no published bundle"))
+        })
+    }
+}
+
+/// The input items of an input set, in order.
+fn read_inputs(conn: &Connection, input_set_id: &str) -> Result<Vec<Value>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, persona_id, messages, metadata FROM input_items WHERE input_set_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([input_set_id], |r| {
+        Ok(json!({
+            "id": r.get::<_, String>(0)?,
+            "persona_id": r.get::<_, Option<String>>(1)?,
+            "messages": parse_stored(&r.get::<_, String>(2)?),
+            "metadata": parse_stored(&r.get::<_, String>(3)?),
+        }))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The personas of a bundle version, in order.
+fn read_personas(conn: &Connection, bundle_id: &str) -> Result<Vec<Value>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, description FROM personas WHERE bundle_version_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([bundle_id], |r| {
+        Ok(json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "description": r.get::<_, String>(2)?}))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The criteria of a bundle version, in order.
+fn read_criteria(conn: &Connection, bundle_id: &str) -> Result<Vec<Value>, ApiError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, type, description FROM criteria WHERE bundle_version_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([bundle_id], |r| {
+        Ok(json!({
+            "id": r.get::<_, String>(0)?,
+            "name": r.get::<_, String>(1)?,
+            "type": r.get::<_, String>(2)?,
+            "description": r.get::<_, String>(3)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
 /// Reads a JSON column written by this server; a hand-edited broken value
 /// reads as null rather than failing the whole response.
 fn parse_stored(s: &str) -> Value {
@@ -176,6 +208,7 @@ fn parse_stored(s: &str) -> Value {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UploadBody {
     bundle_version_id: Option<String>,
     run_batch: Option<BatchIn>,
@@ -188,6 +221,7 @@ struct UploadBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BatchIn {
     id: Option<String>,
     /// The batch the shards of one CI build share (extension).
@@ -199,6 +233,7 @@ struct BatchIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunIn {
     id: Option<String>,
     input_item_id: Option<String>,
@@ -208,6 +243,7 @@ struct RunIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TurnIn {
     run_id: Option<String>,
     turn_id: Option<String>,
@@ -219,6 +255,7 @@ struct TurnIn {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ResultIn {
     run_id: Option<String>,
     status: Option<String>,
@@ -286,6 +323,25 @@ pub(crate) fn upload(state: &State, req: &Request, _: &[String]) -> Result<Respo
     Ok(Response::raw_json(200, text))
 }
 
+/// An upload that passed every check, ready to store.
+struct CheckedUpload {
+    project_id: String,
+    bundle_id: String,
+    batch: BatchIn,
+    shard: Option<shards::Shard>,
+    /// The batch's status to record; `None` for a sharded batch, whose
+    /// status is the platform's to say.
+    status: Option<String>,
+    /// Likewise its completion time.
+    completed_at: Option<String>,
+    runs: Vec<RunIn>,
+    /// The id each run is stored under, in request order.
+    ids: Vec<String>,
+    results: Vec<ResultIn>,
+    turns: Vec<TurnIn>,
+    upload_meta: Option<Map<String, Value>>,
+}
+
 /// Validates and stores one upload; returns the response body.
 fn store_upload(
     conn: &Connection,
@@ -293,6 +349,35 @@ fn store_upload(
     body: UploadBody,
     max_runs: usize,
 ) -> Result<Value, ApiError> {
+    let mut up = check_upload(conn, principal, body, max_runs)?;
+    let tx = conn.unchecked_transaction()?;
+    let batch_id = open_batch(&tx, &mut up)?;
+    store_runs(
+        &tx,
+        &batch_id,
+        up.shard,
+        std::mem::take(&mut up.runs),
+        &up.ids,
+    )?;
+    store_results(&tx, &batch_id, std::mem::take(&mut up.results))?;
+    store_turns(&tx, &batch_id, std::mem::take(&mut up.turns))?;
+    shards::after_chunk(&tx, &batch_id, up.shard, up.batch.completed_at.as_deref())?;
+    tx.commit()?;
+    // Each id once, in request order.
+    let mut ids = up.ids;
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    Ok(json!({"run_batch_id": batch_id, "run_ids": ids}))
+}
+
+/// Checks everything about an upload that can be checked before storing,
+/// so a bad request stores nothing.
+fn check_upload(
+    conn: &Connection,
+    principal: &Principal,
+    body: UploadBody,
+    max_runs: usize,
+) -> Result<CheckedUpload, ApiError> {
     let bundle_id = body
         .bundle_version_id
         .filter(|b| !b.is_empty())
@@ -328,6 +413,34 @@ fn store_upload(
         started_at: None,
         completed_at: None,
     });
+    check_batch_times(&batch)?;
+    let shard = shards::check(batch.key.as_deref(), body.shard)?;
+    // A sharded batch's status is the platform's to say: completed once
+    // every shard reported, whatever each chunk claims.
+    let (status, completed_at) = match shard {
+        Some(_) => (None, None),
+        None => (batch.status.clone(), batch.completed_at.clone()),
+    };
+    let ids = run_ids(&runs)?;
+    let results = body.run_results.unwrap_or_default();
+    check_results(&results)?;
+    Ok(CheckedUpload {
+        project_id,
+        bundle_id,
+        batch,
+        shard,
+        status,
+        completed_at,
+        runs,
+        ids,
+        results,
+        turns: body.turns.unwrap_or_default(),
+        upload_meta: body.upload_meta,
+    })
+}
+
+/// `run_batch.started_at` and `completed_at` must be RFC 3339 when given.
+fn check_batch_times(batch: &BatchIn) -> Result<(), ApiError> {
     for (name, t) in [
         ("started_at", &batch.started_at),
         ("completed_at", &batch.completed_at),
@@ -338,14 +451,12 @@ fn store_upload(
             )));
         }
     }
-    let shard = shards::check(batch.key.as_deref(), body.shard)?;
-    // A sharded batch's status is the platform's to say: completed once
-    // every shard reported, whatever each chunk claims.
-    let (status, completed_at) = match shard {
-        Some(_) => (None, None),
-        None => (batch.status, batch.completed_at.clone()),
-    };
-    // Check every run before storing any, so a bad request stores nothing.
+    Ok(())
+}
+
+/// Checks each run's status; returns the id each is stored under (a new
+/// one for a run sent without).
+fn run_ids(runs: &[RunIn]) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::with_capacity(runs.len());
     for (i, run) in runs.iter().enumerate() {
         let status = run.status.as_deref().unwrap_or("");
@@ -361,7 +472,11 @@ fn store_upload(
                 .unwrap_or_else(new_id),
         );
     }
-    let results = body.run_results.unwrap_or_default();
+    Ok(ids)
+}
+
+/// Checks each result's status and transcript messages.
+fn check_results(results: &[ResultIn]) -> Result<(), ApiError> {
     for (i, r) in results.iter().enumerate() {
         if let Some(s) = r.status.as_deref().filter(|s| !RUN_STATUSES.contains(s)) {
             return Err(ApiError::unprocessable(format!(
@@ -379,9 +494,14 @@ fn store_upload(
             }
         }
     }
+    Ok(())
+}
 
-    let tx = conn.unchecked_transaction()?;
-    let batch_id = match batch.id.filter(|b| !b.is_empty()) {
+/// The batch this upload goes into: the one named by `run_batch.id`
+/// (updated), the one of its `run_batch.key`, or a new one.
+fn open_batch(tx: &Transaction<'_>, up: &mut CheckedUpload) -> Result<String, ApiError> {
+    let upload_meta = up.upload_meta.take();
+    match up.batch.id.clone().filter(|b| !b.is_empty()) {
         Some(id) => {
             let found: Option<(String, String)> = tx
                 .query_row(
@@ -391,10 +511,11 @@ fn store_upload(
                 )
                 .optional()?;
             match found {
-                Some((p, b)) if p == project_id => {
-                    if b != bundle_id {
+                Some((p, b)) if p == up.project_id => {
+                    if b != up.bundle_id {
                         return Err(ApiError::unprocessable(format!(
-                            "run batch {id} belongs to bundle version {b}, not {bundle_id}"
+                            "run batch {id} belongs to bundle version {b}, not {}",
+                            up.bundle_id
                         )));
                     }
                 }
@@ -405,26 +526,26 @@ fn store_upload(
                      completed_at = COALESCE(?2, completed_at),
                      upload_meta = COALESCE(?3, upload_meta) WHERE id = ?4",
                 params![
-                    status,
-                    completed_at,
-                    body.upload_meta.map(|m| Value::Object(m).to_string()),
+                    up.status,
+                    up.completed_at,
+                    upload_meta.map(|m| Value::Object(m).to_string()),
                     id
                 ],
             )?;
-            id
+            Ok(id)
         }
-        None if batch.key.is_some() => shards::batch_for_key(
-            &tx,
-            batch.key.as_deref().unwrap_or_default(),
-            shard,
+        None if up.batch.key.is_some() => shards::batch_for_key(
+            tx,
+            up.batch.key.as_deref().unwrap_or_default(),
+            up.shard,
             shards::NewBatch {
-                project_id: &project_id,
-                bundle_id: &bundle_id,
-                execution_target: batch.execution_target.as_deref().unwrap_or("local"),
-                started_at: batch.started_at.as_deref(),
-                upload_meta: Value::Object(body.upload_meta.unwrap_or_default()).to_string(),
+                project_id: &up.project_id,
+                bundle_id: &up.bundle_id,
+                execution_target: up.batch.execution_target.as_deref().unwrap_or("local"),
+                started_at: up.batch.started_at.as_deref(),
+                upload_meta: Value::Object(upload_meta.unwrap_or_default()).to_string(),
             },
-        )?,
+        ),
         None => {
             let id = new_id();
             tx.execute(
@@ -433,100 +554,121 @@ fn store_upload(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     id,
-                    project_id,
-                    bundle_id,
-                    status.unwrap_or_else(|| "completed".to_owned()),
-                    batch.execution_target.unwrap_or_else(|| "local".to_owned()),
-                    batch.started_at,
-                    completed_at,
-                    Value::Object(body.upload_meta.unwrap_or_default()).to_string(),
+                    up.project_id,
+                    up.bundle_id,
+                    up.status.take().unwrap_or_else(|| "completed".to_owned()),
+                    up.batch
+                        .execution_target
+                        .take()
+                        .unwrap_or_else(|| "local".to_owned()),
+                    up.batch.started_at,
+                    up.completed_at,
+                    Value::Object(upload_meta.unwrap_or_default()).to_string(),
                     now_ms()
                 ],
             )?;
-            id
+            Ok(id)
         }
-    };
+    }
+}
+
+/// Stores the runs after the batch's last one; a run id already in the
+/// batch is kept as it was.
+fn store_runs(
+    tx: &Transaction<'_>,
+    batch_id: &str,
+    shard: Option<shards::Shard>,
+    runs: Vec<RunIn>,
+    ids: &[String],
+) -> Result<(), ApiError> {
     // After the largest: a rerun shard's removed runs leave gaps.
     let mut position: i64 = tx.query_row(
         "SELECT COALESCE(MAX(position) + 1, 0) FROM runs WHERE batch_id = ?1",
-        [&batch_id],
+        [batch_id],
         |r| r.get(0),
     )?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot, shard_index)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (run, id) in runs.into_iter().zip(&ids) {
-            let snapshot = Value::Object(run.input_snapshot.unwrap_or_default()).to_string();
-            let added = insert.execute(params![
-                batch_id,
-                id,
-                position,
-                run.input_item_id,
-                run.persona_id,
-                run.status,
-                snapshot,
-                shard.map(|s| s.index)
-            ])?;
-            position += i64::try_from(added).unwrap_or(0);
-        }
-        let mut set_result = tx.prepare(
-            "UPDATE runs SET result_status = ?1, transcript = ?2, metrics = ?3
-             WHERE batch_id = ?4 AND id = ?5 AND result_status IS NULL",
-        )?;
-        // Prepared once per chunk, like the inserts: a statement parsed per
-        // row was most of the ingest time after the inserts themselves.
-        let mut run_exists = tx.prepare("SELECT 1 FROM runs WHERE batch_id = ?1 AND id = ?2")?;
-        for (i, r) in results.into_iter().enumerate() {
-            let run_id = r.run_id.unwrap_or_default();
-            if !run_exists.exists(params![batch_id, run_id])? {
-                return Err(ApiError::unprocessable(format!(
-                    "run_results[{i}].run_id `{run_id}` matches no run of this batch"
-                )));
-            }
-            let transcript = Value::Array(
-                r.transcript
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(Value::Object)
-                    .collect(),
-            );
-            set_result.execute(params![
-                r.status.unwrap_or_else(|| "completed".to_owned()),
-                transcript.to_string(),
-                Value::Object(r.metrics.unwrap_or_default()).to_string(),
-                batch_id,
-                run_id
-            ])?;
-        }
-        let mut insert_turn = tx.prepare(
-            "INSERT OR IGNORE INTO turns (batch_id, run_id, turn_id, sequence, role, content, timestamp, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (i, t) in body.turns.unwrap_or_default().into_iter().enumerate() {
-            let run_id = t.run_id.unwrap_or_default();
-            let turn_id = t
-                .turn_id
-                .unwrap_or_else(|| format!("{run_id}-t{}", t.sequence.unwrap_or(i as i64)));
-            insert_turn.execute(params![
-                batch_id,
-                run_id,
-                turn_id,
-                t.sequence,
-                t.role,
-                t.content,
-                t.timestamp,
-                t.duration_ms.map(|d| d.round() as i64)
-            ])?;
-        }
+    let mut insert = tx.prepare(
+        "INSERT OR IGNORE INTO runs (batch_id, id, position, input_item_id, persona_id, status, input_snapshot, shard_index)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (run, id) in runs.into_iter().zip(ids) {
+        let snapshot = Value::Object(run.input_snapshot.unwrap_or_default()).to_string();
+        let added = insert.execute(params![
+            batch_id,
+            id,
+            position,
+            run.input_item_id,
+            run.persona_id,
+            run.status,
+            snapshot,
+            shard.map(|s| s.index)
+        ])?;
+        position += i64::try_from(added).unwrap_or(0);
     }
-    shards::after_chunk(&tx, &batch_id, shard, batch.completed_at.as_deref())?;
-    tx.commit()?;
-    // Each id once, in request order.
-    let mut seen = std::collections::HashSet::new();
-    ids.retain(|id| seen.insert(id.clone()));
-    Ok(json!({"run_batch_id": batch_id, "run_ids": ids}))
+    Ok(())
+}
+
+/// Records each result on its run (once: a run that has one keeps it).
+fn store_results(
+    tx: &Transaction<'_>,
+    batch_id: &str,
+    results: Vec<ResultIn>,
+) -> Result<(), ApiError> {
+    let mut set_result = tx.prepare(
+        "UPDATE runs SET result_status = ?1, transcript = ?2, metrics = ?3
+         WHERE batch_id = ?4 AND id = ?5 AND result_status IS NULL",
+    )?;
+    // Prepared once per chunk, like the inserts: a statement parsed per
+    // row was most of the ingest time after the inserts themselves.
+    let mut run_exists = tx.prepare("SELECT 1 FROM runs WHERE batch_id = ?1 AND id = ?2")?;
+    for (i, r) in results.into_iter().enumerate() {
+        let run_id = r.run_id.unwrap_or_default();
+        if !run_exists.exists(params![batch_id, run_id])? {
+            return Err(ApiError::unprocessable(format!(
+                "run_results[{i}].run_id `{run_id}` matches no run of this batch"
+            )));
+        }
+        let transcript = Value::Array(
+            r.transcript
+                .unwrap_or_default()
+                .into_iter()
+                .map(Value::Object)
+                .collect(),
+        );
+        set_result.execute(params![
+            r.status.unwrap_or_else(|| "completed".to_owned()),
+            transcript.to_string(),
+            Value::Object(r.metrics.unwrap_or_default()).to_string(),
+            batch_id,
+            run_id
+        ])?;
+    }
+    Ok(())
+}
+
+/// Stores the turns; a turn id already stored is kept as it was.
+fn store_turns(tx: &Transaction<'_>, batch_id: &str, turns: Vec<TurnIn>) -> Result<(), ApiError> {
+    let mut insert_turn = tx.prepare(
+        "INSERT OR IGNORE INTO turns (batch_id, run_id, turn_id, sequence, role, content, timestamp, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (i, t) in turns.into_iter().enumerate() {
+        let run_id = t.run_id.unwrap_or_default();
+        let turn_id = t
+            .turn_id
+            .unwrap_or_else(|| format!("{run_id}-t{}", t.sequence.unwrap_or(i as i64)));
+        insert_turn.execute(params![
+            batch_id,
+            run_id,
+            turn_id,
+            t.sequence,
+            t.role,
+            t.content,
+            t.timestamp,
+            t.duration_ms.map(|d| d.round() as i64)
+        ])?;
+    }
+    Ok(())
 }
 
 /// The batch with its runs, and its project id; `None` when unknown.

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod hardening;
 mod shards;
+mod strict;
 mod sync;
 mod web;
 mod wire;

@@ -265,8 +265,7 @@ fn upload_accepts_the_python_cli_payload() {
                   {"run_id": "r1", "turn_id": "r1-t1", "sequence": 1, "role": "assistant", "content": "yo",
                    "timestamp": "2025-01-01T10:00:00+00:00", "duration_ms": 1234}],
         "run_results": [{"run_id": "r1", "status": "completed", "transcript": [{"role": "user", "content": "hi"}]}],
-        "upload_meta": {"cli_version": "0.4.0"},
-        "some_future_field": {"x": 1}
+        "upload_meta": {"cli_version": "0.4.0"}
     });
     let r = e
         .post("/api/sync/upload")
