@@ -842,3 +842,6 @@ fn help_for(p: &mut Parser, mut g: GlobalArgs, ctx: Ctx) -> Result<Parsed> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod flag_tests;
