@@ -292,6 +292,7 @@ fn sigkill_at_random_moments_never_tears_the_trace() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // sleep: the kill lands at a swept moment of the run; the delay is the test.
         std::thread::sleep(Duration::from_millis(150 + 60 * i));
         signal(child.id(), libc::SIGKILL);
         wait_exit(&mut child);
@@ -342,6 +343,7 @@ fn refresh_killed_during_the_credentials_write_leaves_old_or_new() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // sleep: a random moment to kill at is the test.
         std::thread::sleep(delay);
         signal(child.id(), libc::SIGKILL);
         wait_exit(&mut child);
