@@ -262,6 +262,7 @@ fn a_finished_run_leaves_no_reaper() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
+    // substring: an absence, which must hold anywhere in the text
     assert!(!stderr.contains("reaper"), "{stderr}");
     // fluxloop closed the pipe and waited for the reaper before returning.
     assert!(!alive(reaper), "the reaper {reaper} outlived its run");

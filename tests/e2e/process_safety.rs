@@ -35,6 +35,7 @@ fn regression_13_a_closed_stdout_keeps_the_failed_runs_exit_code() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(10), "--json {json}: {stderr}");
+        // substring: an absence; a panic message could be anywhere in stderr
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -103,6 +104,7 @@ impl Live {
     /// Waits (at most 30 s) until stderr contains `text`.
     fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // substring: waits for a line to appear while the process still runs
         while !self.stderr.lock().unwrap().contains(text) {
             assert!(
                 Instant::now() < deadline,
