@@ -88,3 +88,37 @@ fn every_case_is_hermetic_and_checks_everything() {
         }
     }
 }
+
+/// The command paths of the table, read off the bash completions (which
+/// are generated from it): a new command fails here until `help <command>`
+/// has its transcript in `tests/cmd/help/help_<words>.toml`.
+#[test]
+fn every_command_has_a_help_transcript() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fluxloop"))
+        .args(["completion", "bash"])
+        .env_clear()
+        .output()
+        .expect("run fluxloop completion bash");
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8(out.stdout).expect("UTF-8 script");
+    let paths: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('\'')?.split_once("') words="))
+        .map(|(path, _)| path)
+        .filter(|path| !path.is_empty())
+        .collect();
+    assert!(paths.len() > 20, "found {} commands", paths.len());
+    let help = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cmd/help");
+    for path in paths {
+        let case = help.join(format!("help_{}.toml", path.replace(' ', "_")));
+        let text = std::fs::read_to_string(&case)
+            .unwrap_or_else(|e| panic!("no transcript of `help {path}`: {}: {e}", case.display()));
+        let words: Vec<String> = path.split(' ').map(|w| format!("{w:?}")).collect();
+        let args = format!("args = [\"help\", {}]", words.join(", "));
+        assert!(
+            text.lines().any(|l| l == args),
+            "{}: {args}",
+            case.display()
+        );
+    }
+}
