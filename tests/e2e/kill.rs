@@ -58,9 +58,10 @@ fn wait_mid_run(fx: &Fx, pids: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let root = fx.sb.work().join(".fluxloop/results");
-        let trace = root
-            .exists()
-            .then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
+        // results/ is created a moment before the run's directory in it.
+        let started = std::fs::read_dir(&root)
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())));
+        let trace = started.then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
         let lines = trace
             .as_ref()
             .and_then(|t| std::fs::read_to_string(t).ok())
