@@ -908,3 +908,5 @@ pub(crate) fn setting_flags(
     }
     flags
 }
+#[cfg(test)]
+mod flag_tests;

@@ -13,6 +13,7 @@ fn login(sb: &Sandbox, p: &Platform, extra: &[&str], approve: bool) -> Run {
     args.extend_from_slice(extra);
     let pending = PendingLogin::start(sb.cmd(&args));
     assert!(
+        // substring: the URL ends with the flow's random user code
         pending.url.contains("/device?user_code="),
         "{}",
         pending.seen
@@ -306,6 +307,7 @@ fn info_shows_usage_and_scope() {
         .stdout_has("Usage count:  4 requests")
         .stdout_has("Status:       active")
         .no_secret(&demo.key);
+    // substring: an absence, which must hold anywhere in the text
     assert!(!r.stdout.contains("Last used:    never"), "{}", r.stdout);
     let j = sb
         .cmd(&["apikeys", "info", "--json"])

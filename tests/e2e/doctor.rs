@@ -104,6 +104,7 @@ fn doctor_all_good_then_a_read_only_key() {
         ci,
         &serde_json::json!({"name": "ci", "status": "ok", "detail": "GitHub Actions (GITHUB_ACTIONS=true) detected"})
     );
+    // substring: an absence, which must hold anywhere in the text
     assert!(!r.stdout.contains(&read.key), "the key is masked");
     assert_eq!(
         r.stderr, "",

@@ -313,6 +313,7 @@ fn issue_17_report_waits_for_every_shard_and_exits_10_when_one_failed() {
         "{stdout}"
     );
     // Which progress lines appear depends on when the shards finish.
+    // substring: which progress lines appear depends on when the shards finish
     assert!(stderr.contains("Waiting for "), "{stderr}");
     let junit = std::fs::read_to_string(fan_in.work().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase").count(), INPUTS);

@@ -202,6 +202,7 @@ fn regression_16_revoke_by_possession_id_or_name() {
 #[test]
 fn regression_16_color_can_be_forced_and_refused() {
     let sb = Sandbox::new();
+    // substring: only whether the error prefix is coloured is asked
     let colored = |r: &crate::util::Run| r.stderr.contains("\u{1b}[31merror:\u{1b}[0m");
     let base = || sb.cmd(&["sync", "pull", "--endpoint", "https://api.fluxloop.invalid"]);
     assert!(!colored(&base().run()));
@@ -264,6 +265,7 @@ fn regression_16_info_and_list_of_revoked_keys() {
     );
     let r = as_login(&["apikeys", "list"]);
     r.ok();
+    // substring: an absence, which must hold anywhere in the text
     assert!(!r.stdout.contains(" gone "), "{}", r.stdout);
     assert!(
         r.stdout
@@ -276,6 +278,7 @@ fn regression_16_info_and_list_of_revoked_keys() {
     assert!(
         r.stdout
             .lines()
+            // substring: one row of the table, whose id and dates vary
             .any(|l| l.contains(" gone ") && l.ends_with("revoked")),
         "{}",
         r.stdout
@@ -521,6 +524,7 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
         .run();
     r.ok();
     assert!(
+        // substring: the rest of stderr is the run's progress and its timestamped result path
         r.stderr.contains("Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json (the platform's version of it was not written)\n"),
         "{}",
         r.stderr
@@ -555,6 +559,7 @@ fn regression_16_pull_conflicts_keep_local_edits_on_request() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
+        // substring: a pseudo-terminal transcript also holds the prompt and terminal echo
         text.contains(
             "Kept your local edits of .fluxloop/scenarios/support-bot/pulled/inputs.json"
         ),
@@ -578,6 +583,7 @@ fn regression_16_token_expired_from_the_platform_is_refreshed_and_repeated() {
     loop {
         let r = fast(sb.cmd(&["apikeys", "list", "-v"])).run();
         if r.stderr
+            // substring: -v traces every request; only the refresh line is asked
             .contains("refreshed the login, repeating the request")
         {
             r.ok();

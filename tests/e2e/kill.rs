@@ -58,9 +58,10 @@ fn wait_mid_run(fx: &Fx, pids: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let root = fx.sb.work().join(".fluxloop/results");
-        let trace = root
-            .exists()
-            .then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
+        // results/ is created a moment before the run's directory in it.
+        let started = std::fs::read_dir(&root)
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())));
+        let trace = started.then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
         let lines = trace
             .as_ref()
             .and_then(|t| std::fs::read_to_string(t).ok())
@@ -262,6 +263,7 @@ fn a_finished_run_leaves_no_reaper() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
+    // substring: an absence, which must hold anywhere in the text
     assert!(!stderr.contains("reaper"), "{stderr}");
     // fluxloop closed the pipe and waited for the reaper before returning.
     assert!(!alive(reaper), "the reaper {reaper} outlived its run");
@@ -292,6 +294,7 @@ fn sigkill_at_random_moments_never_tears_the_trace() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // sleep: the kill lands at a swept moment of the run; the delay is the test.
         std::thread::sleep(Duration::from_millis(150 + 60 * i));
         signal(child.id(), libc::SIGKILL);
         wait_exit(&mut child);
@@ -342,6 +345,7 @@ fn refresh_killed_during_the_credentials_write_leaves_old_or_new() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // sleep: a random moment to kill at is the test.
         std::thread::sleep(delay);
         signal(child.id(), libc::SIGKILL);
         wait_exit(&mut child);

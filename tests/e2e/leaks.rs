@@ -42,6 +42,7 @@ fn nothing_reached(trap: &Trap) {
     let all = trap.all();
     for secret in [KEY, ACCESS, REFRESH] {
         assert!(
+            // substring: an absence, which must hold anywhere in the text
             !all.contains(secret),
             "{secret} reached the attacker:\n{all}"
         );
@@ -153,6 +154,7 @@ fn regression_11_loopback_traffic_bypasses_every_proxy() {
         r.ok();
         assert!(proxy.seen().is_empty(), "{var}: {}", proxy.all());
     }
+    // substring: an absence, which must hold anywhere in the text
     assert!(!proxy.all().contains(&fx.demo.key));
 }
 
@@ -277,6 +279,7 @@ fn regression_11_the_agent_never_sees_credentials() {
         REFRESH,
         "gh-oidc-request-secret",
     ] {
+        // substring: an absence, which must hold anywhere in the text
         assert!(!seen.contains(leaked), "the agent saw {leaked}");
     }
     assert!(seen.lines().any(|l| l == "PASSED_ON_PURPOSE=yes"), "{seen}");
@@ -322,6 +325,7 @@ fn regression_11_agent_text_cannot_forge_ci_output() {
     r.code(10);
     let log = format!("{}{}", r.stdout, r.stderr);
     assert!(
+        // substring: an absence, which must hold anywhere in the text
         !log.contains('\u{1b}'),
         "an escape sequence reached the log"
     );
@@ -336,7 +340,9 @@ fn regression_11_agent_text_cannot_forge_ci_output() {
         assert!(!command.contains('\n'));
     }
     let md = std::fs::read_to_string(&summary).unwrap();
+    // substring: an absence, which must hold anywhere in the text
     assert!(!md.contains("[click](https://evil.example)"), "{md}");
+    // substring: the step summary around the escaped link has timings
     assert!(md.contains("\\[click\\]\\(https://evil.example\\)"), "{md}");
 }
 
@@ -363,10 +369,12 @@ fn regression_11_server_text_is_scrubbed_before_printing() {
         .env("FLUXLOOP_API_ENDPOINT", echo.url())
         .run();
     r.code(1).no_secret(KEY);
+    // substring: an absence, which must hold anywhere in the text
     assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
     // The echoed header is there, its value masked (a substring check: the
     // rest of the echo is the request, which varies with the client).
     assert!(
+        // substring: -v traces whole requests; the masked header is what is asked
         r.stderr.contains("authorization: Bearer flx_sa_****\n"),
         "{}",
         r.stderr
@@ -385,6 +393,7 @@ fn regression_11_server_text_is_scrubbed_before_printing() {
         .env("FLUXLOOP_HTTP_RETRIES", "0")
         .run();
     r.no_secret(KEY);
+    // substring: an absence, which must hold anywhere in the text
     assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
 }
 
@@ -455,6 +464,7 @@ fn regression_11_the_browser_opens_only_the_platforms_own_page() {
         if !opens {
             assert!(
                 // The rest of stderr is the login's own progress.
+                // substring: the rest of stderr is the login's own progress
                 r.stderr.contains(
                     "\nwarning: not opening the browser: the login page is not on 127.0.0.1 over https\n"
                 ),
@@ -679,5 +689,6 @@ fn regression_11_logout_forgets_locally_when_the_platform_is_down() {
         r.stdout
     );
     let text = std::fs::read_to_string(sb.credentials_path()).unwrap();
+    // substring: an absence, which must hold anywhere in the text
     assert!(!text.contains(ACCESS) && !text.contains(REFRESH), "{text}");
 }

@@ -77,6 +77,7 @@ fn concurrent_uploads_store_every_run_once_and_report_throughput() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "upload failed: {stderr}");
         assert!(
+            // substring: an absence, which must hold anywhere in the text
             !stderr.contains("retrying"),
             "an upload needed a retry under load: {stderr}"
         );

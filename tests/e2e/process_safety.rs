@@ -35,6 +35,7 @@ fn regression_13_a_closed_stdout_keeps_the_failed_runs_exit_code() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(10), "--json {json}: {stderr}");
+        // substring: an absence; a panic message could be anywhere in stderr
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -103,6 +104,7 @@ impl Live {
     /// Waits (at most 30 s) until stderr contains `text`.
     fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        // substring: waits for a line to appear while the process still runs
         while !self.stderr.lock().unwrap().contains(text) {
             assert!(
                 Instant::now() < deadline,
@@ -140,6 +142,24 @@ impl Live {
 }
 
 /// The request in flight stalls far longer than the 2 s allowed.
+/// Whether a process whose parent is `parent` runs the program `name`.
+fn has_child_named(parent: u32, name: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        head.ends_with(&format!("({name}"))
+            && rest.split(' ').nth(1) == Some(parent.to_string().as_str())
+    })
+}
+
 fn stall(fx: &Fx, path: &str) {
     fx.p.inject_faults(path, vec![Fault::Stall(Duration::from_secs(40))]);
 }
@@ -162,6 +182,9 @@ fn regression_13_sigterm_during_sync_upload_exits_143_at_once_with_the_resume_co
         fx.cmd(&["sync", "upload", "--result-dir"]).arg(&rel),
     ));
     live.wait_for("Uploading");
+    // sleep: the signal must land while the stalled request is in flight;
+    // the platform records a request only once it answers (after the 40 s
+    // stall), so there is nothing to poll, and 300 ms is well inside it.
     std::thread::sleep(Duration::from_millis(300));
     let (code, took, stderr) = live.stop(libc::SIGTERM);
     assert_eq!(code, Some(143), "{stderr}");
@@ -191,6 +214,7 @@ fn regression_13_sigint_during_the_upload_phase_of_test_exits_130_and_keeps_the_
         ECHO_OK,
     ])));
     live.wait_for("Uploading 10 runs");
+    // sleep: the signal must land inside the stalled upload (see above).
     std::thread::sleep(Duration::from_millis(300));
     let (code, took, stderr) = live.stop(libc::SIGINT);
     assert_eq!(code, Some(130), "{stderr}");
@@ -231,6 +255,8 @@ fn regression_13_sigint_during_sync_pull_exits_130_at_once() {
         assert!(Instant::now() < deadline, "no pull started");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // sleep: the signal must land inside the stalled pull request, which
+    // the platform records only once it answers; nothing to poll.
     std::thread::sleep(Duration::from_millis(300));
     let (code, took, stderr) = live.stop(libc::SIGINT);
     assert_eq!(code, Some(130), "{stderr}");
@@ -258,7 +284,12 @@ fn regression_13_sigterm_during_the_runs_exits_143_with_the_upload_command() {
         "exec sleep 30",
     ]));
     live.wait_for("Running 10 runs");
-    std::thread::sleep(Duration::from_millis(300));
+    // The signal must find an agent running, not one about to be spawned.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_child_named(live.child.id(), "sleep") {
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (code, took, stderr) = live.stop(libc::SIGTERM);
     assert_eq!(code, Some(143), "{stderr}");
     assert!(took < Duration::from_secs(5), "took {took:?}");

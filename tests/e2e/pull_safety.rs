@@ -77,6 +77,7 @@ fn regression_13_kill_sweep_leaves_pulled_as_one_whole_bundle() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // sleep: the swept moment to kill at is the test.
         std::thread::sleep(delay);
         signal(child.id(), libc::SIGKILL);
         child.wait().unwrap();

@@ -198,6 +198,7 @@ fn issue_18_flaky_runs_pass_on_a_retry_and_are_counted_apart() {
     // substring.
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(
+        // substring: the rest of the step summary holds timings
         md.contains("\n**Flaky:** 2 passed only on a retry.\n"),
         "{md}"
     );
@@ -277,6 +278,7 @@ fn issue_18_the_human_summary_states_flaky_skipped_and_the_threshold() {
     // The step summary also holds the wall time, hence substrings.
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(md.starts_with("### ❌ FluxLoop: support-bot\n"), "{md}");
+    // substring: the rest of the step summary holds timings
     assert!(md.contains("\n**Skipped:** 2 not started, as `--max-failures` was reached.\n\nPass rate threshold 50.0%: not met\n"), "{md}");
 }
 

@@ -41,6 +41,7 @@ impl Checker {
     #[track_caller]
     fn run(&mut self, what: &str, r: &Run) {
         self.runs += 1;
+        // substring: an absence; a panic message could be anywhere in stderr
         assert!(!r.stderr.contains("panicked"), "{what}: {r:?}");
         for c in &self.canaries {
             for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
@@ -51,6 +52,7 @@ impl Checker {
                         continue;
                     }
                     assert!(
+                        // substring: an absence, which must hold anywhere in the text
                         !line.contains(c.as_str()),
                         "{what}: canary on {stream}: {line}"
                     );
@@ -295,6 +297,7 @@ fn canary_credentials_never_leak_anywhere() {
     let log = format!("{:?}", p.requests());
     for c in &ck.canaries {
         assert!(
+            // substring: an absence, which must hold anywhere in the text
             !log.contains(c.as_str()),
             "canary in the platform's request records"
         );

@@ -390,6 +390,7 @@ fn seed_troubleshooting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: Authentication failed"), "{err}");
     assert!(
+        // substring: the checklist is the hint; the error line before it names the dead endpoint
         err.contains("1. browser opened? 2. network connection? 3. ad blockers disabled?"),
         "{err}"
     );
@@ -584,5 +585,6 @@ fn seed_ci_examples() {
     assert!(newest_result_dir(&sb).join("junit.xml").is_file());
     assert!(std::fs::read_to_string(&summary)
         .unwrap()
+        // substring: the rest of the step summary holds timings
         .contains("FluxLoop: support-bot"));
 }

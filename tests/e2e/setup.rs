@@ -177,6 +177,7 @@ fn the_man_page_is_clean_roff_with_every_command() {
     // The rendered page is long; these are the sections and one line of
     // every command, which is what the table must have put there.
     for section in ["NAME", "SYNOPSIS", "COMMANDS", "OPTIONS", "EXIT STATUS"] {
+        // substring: the rendered man page is long; its sections are what the table must produce
         assert!(text.contains(&format!("\n{section}\n")), "{section}");
     }
     for cmd in [
@@ -191,10 +192,12 @@ fn the_man_page_is_clean_roff_with_every_command() {
         "completion",
     ] {
         assert!(
+            // substring: one line of every command of the rendered man page
             text.contains(&format!("   fluxloop {cmd}\n")),
             "{cmd}:\n{text}"
         );
     }
+    // substring: one option line of the rendered man page
     assert!(text.contains("--api-key KEY"), "options keep their dashes");
 }
 
@@ -471,6 +474,7 @@ fn init_in_gitlab_and_jenkins_repositories() {
     r.ok();
     assert!(
         r.stdout
+            // substring: the snippet to paste follows; the template's text is not this test's subject
             .contains("add to .gitlab-ci.yml (GitLab CI include)\n"),
         "{}",
         r.stdout
@@ -527,6 +531,7 @@ fn init_asks_on_a_terminal() {
         "created fluxloop.yaml (project config)\n",
         "agent: python3 -u agent.py (given at the prompt)\n",
     ] {
+        // substring: the prompts and the report interleave in no fixed order
         assert!(transcript.contains(want), "{want:?} in:\n{transcript}");
     }
     let v = yaml(&sb.work().join("fluxloop.yaml"));

@@ -295,6 +295,7 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
     assert_eq!(run.stdout.matches("::error ").count(), 10);
     // Each failure once in the log (its annotation) and once in the summary
     // (issue 16, item 15): no log group, no list in the report.
+    // substring: an absence, which must hold anywhere in the text
     assert!(!run.stdout.contains("::group::"), "{}", run.stdout);
     assert_eq!(run.stdout.matches("Traceback: boom").count(), 10);
     let batch = batch_id_from(&run.stdout);
@@ -309,6 +310,7 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
         f["error"]["message"]
             .as_str()
             .unwrap()
+            // substring: the message goes on with the agent's stderr tail
             .contains("exited with code 3"),
         "{f}"
     );
@@ -324,14 +326,17 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
     assert!(junit["messages"][0]
         .as_str()
         .unwrap()
+        // substring: the message goes on with the agent's stderr tail
         .contains("exited with code 3"));
 
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
+        // substring: the rest of the step summary holds timings and ids
         md.contains("❌ FluxLoop: support-bot") && md.contains("| 20 | 10 | 10 | 50.0% |"),
         "{md}"
     );
     assert!(
+        // substring: the rest of the step summary holds timings and ids
         md.contains(&format!(
             "[view the results]({}/run-batches/{batch})",
             p.url()
@@ -340,6 +345,7 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
     );
     let out = std::fs::read_to_string(&outputs).unwrap();
     assert!(
+        // substring: the GitHub output file also holds the runner's own lines
         out.contains(&format!("run-batch-id={batch}\n"))
             && out.contains("total=20\n")
             && out.contains("failed=10\n"),

@@ -78,9 +78,10 @@ fn regression_13_upload_refuses_a_run_still_going_and_the_run_then_stores_all() 
     let deadline = Instant::now() + Duration::from_secs(30);
     let trace = loop {
         let root = fx.sb.work().join(".fluxloop/results");
-        let trace = root
-            .exists()
-            .then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
+        // results/ is created a moment before the run's directory in it.
+        let started = std::fs::read_dir(&root)
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())));
+        let trace = started.then(|| newest_result_dir(&fx.sb).join("trace_summary.jsonl"));
         let lines = trace
             .as_ref()
             .and_then(|t| std::fs::read_to_string(t).ok())
