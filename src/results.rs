@@ -25,6 +25,18 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// JUnit's `timestamp`: ISO 8601 to the second, without an offset.
+pub(crate) fn junit_timestamp(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    t.format(format).unwrap_or_default()
+}
+
+/// `YYYYmmdd-HHMMSS`: sorts as it reads, and is safe in a file name.
+pub(crate) fn compact_stamp(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    t.format(format).unwrap_or_default()
+}
+
 /// `error` of a trace record: `message` as FluxLoop CLI 0.4, plus the
 /// stderr tail that explains it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -438,16 +450,11 @@ pub(crate) fn write_json(path: &Path, v: &Value) -> Result<()> {
 /// suffix when another run started in the same second.
 pub(crate) fn create_dir(results: &Path, scenario: &str, now: OffsetDateTime) -> Result<PathBuf> {
     std::fs::create_dir_all(results).map_err(|e| Error::io("create directory", results, e))?;
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
+    let base = format!(
+        "{}-{}",
+        crate::pulled::dir_name(scenario),
+        compact_stamp(now)
     );
-    let base = format!("{}-{stamp}", crate::pulled::dir_name(scenario));
     for n in 1..1000 {
         let name = if n == 1 {
             base.clone()
@@ -528,6 +535,16 @@ pub(crate) fn human_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_zero_padded_utc_fields() {
+        // 2024-01-02T03:04:05Z
+        let t = OffsetDateTime::from_unix_timestamp(1_704_164_645).unwrap();
+        assert_eq!(junit_timestamp(t), "2024-01-02T03:04:05");
+        assert_eq!(compact_stamp(t), "20240102-030405");
+        let late = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(junit_timestamp(late), "2023-11-14T22:13:20");
+    }
 
     #[test]
     fn dir_names() {

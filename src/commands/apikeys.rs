@@ -86,15 +86,7 @@ fn create(
     let project = project_id(ctx, project, record.as_ref())?;
     let name = name.unwrap_or_else(|| {
         let now = OffsetDateTime::now_utc();
-        format!(
-            "cli-key-{:04}{:02}{:02}-{:02}{:02}{:02}",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        )
+        format!("cli-key-{}", crate::results::compact_stamp(now))
     });
     if scope == Scope::Admin && ctx.in_ci() {
         ctx.out

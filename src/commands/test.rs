@@ -536,15 +536,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         tests: tally.total,
         failures: tally.failure,
         time_ms: tally.total_duration_ms,
-        timestamp: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            started_at.year(),
-            u8::from(started_at.month()),
-            started_at.day(),
-            started_at.hour(),
-            started_at.minute(),
-            started_at.second()
-        ),
+        timestamp: results::junit_timestamp(started_at),
         skipped: plan::skipped_labels(&inputs, &unrun),
     };
     junit::write(&junit_path, &suite, |each| {

@@ -198,21 +198,12 @@ fn check_one_job(parts: &[Part]) -> Result<()> {
 }
 
 fn write_junit(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Result<()> {
-    let t = info.started_at;
     let suite = junit::Suite {
         name: info.scenario,
         tests: tally.total,
         failures: tally.failure,
         time_ms: tally.total_duration_ms,
-        timestamp: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
+        timestamp: results::junit_timestamp(info.started_at),
         skipped: Vec::new(),
     };
     junit::write(&dir.join(results::JUNIT), &suite, |each| {
