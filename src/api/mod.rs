@@ -10,8 +10,10 @@
 mod client_tests;
 mod endpoint;
 mod net;
+pub(crate) mod paths;
 mod probe;
 pub(crate) mod types;
+pub(crate) mod upload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

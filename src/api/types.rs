@@ -23,9 +23,9 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
 
 /// The scope an endpoint needs (PLATFORM-API §1), for `Permission denied`.
 pub(crate) fn needed_scope(path: &str) -> &'static str {
-    if path.starts_with("/api/sync/upload") {
+    if path.starts_with(super::paths::SYNC_UPLOAD) {
         "write"
-    } else if path.starts_with("/api/api-keys") {
+    } else if path.starts_with(super::paths::API_KEYS) {
         "admin"
     } else {
         "read"
