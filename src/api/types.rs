@@ -1,7 +1,18 @@
 //! Wire types of PLATFORM-API.md. Field names are the platform's; sections
 //! marked (FluxLoop) there match the published FluxLoop CLI exactly.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// For reading files and answers field by field, as untyped getters would:
+/// the field's value, or its default when it is missing or of another type.
+pub(crate) fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
 
 /// `{"error": {"code", "message"}}`; anything else yields empty parts.
 pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {

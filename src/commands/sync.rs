@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::types::{Project, Scenario};
+use crate::api::pull::{sync_pull, sync_pull_url, PullBody};
+use crate::api::types::Scenario;
 use crate::api::Client;
 use crate::auth::login::{self, Session};
 use crate::auth::scope::{self, Need};
@@ -126,8 +127,8 @@ fn refused(e: &Error) -> bool {
 }
 
 /// A listing, or `None` when the platform refused it (see [`refused`]).
-fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<Option<T>> {
-    match client.get(path) {
+fn lookup<T>(listing: Result<T>) -> Result<Option<T>> {
+    match listing {
         Ok(v) => Ok(Some(v)),
         Err(e) if refused(&e) => Ok(None),
         Err(e) => Err(e),
@@ -136,7 +137,7 @@ fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result
 
 /// The only project the credential sees, when the platform lists them.
 fn only_project(client: &Client) -> Result<Option<String>> {
-    let Some(projects) = lookup::<Vec<Project>>(client, "/api/projects")? else {
+    let Some(projects) = lookup(crate::api::projects::list_projects(client))? else {
         return Ok(None);
     };
     match projects.as_slice() {
@@ -167,11 +168,7 @@ fn only_project(client: &Client) -> Result<Option<String>> {
 /// Finds a scenario by id or name in `project`; `None` when the platform
 /// does not list scenarios to this credential.
 fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<Scenario>> {
-    let path = format!(
-        "/api/scenarios?project_id={}",
-        crate::api::query_escape(project)
-    );
-    let Some(scenarios) = lookup::<Vec<Scenario>>(client, &path)? else {
+    let Some(scenarios) = lookup(crate::api::projects::list_scenarios(client, project))? else {
         return Ok(None);
     };
     let by_id = scenarios.iter().find(|s| s.id == wanted);
@@ -210,7 +207,7 @@ pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<S
 
 /// What a pull asks the platform for, and how it was decided.
 struct PullRequest {
-    body: Value,
+    body: PullBody,
     project_id: Option<String>,
     scenario_id: Option<String>,
     /// Said when a lookup was refused and the pull went on without it.
@@ -228,11 +225,7 @@ fn pull_request(
     wanted: Option<&str>,
 ) -> Result<PullRequest> {
     let mut req = PullRequest {
-        body: serde_json::json!({
-            "include_inputs": true,
-            "include_personas": true,
-            "include_criteria": true,
-        }),
+        body: PullBody::default(),
         project_id: None,
         scenario_id: None,
         note: None,
@@ -243,7 +236,7 @@ fn pull_request(
         None => only_project(client)?,
     };
     if let Some(p) = &project {
-        req.body["project_id"] = Value::String(p.clone());
+        req.body.project_id = Some(p.clone());
     }
     req.project_id = project.clone();
     if let Some(bundle) = args
@@ -251,7 +244,7 @@ fn pull_request(
         .as_deref()
         .filter(|b| !b.trim().is_empty())
     {
-        req.body["bundle_version_id"] = Value::String(bundle.trim().to_string());
+        req.body.bundle_version_id = Some(bundle.trim().to_string());
         return Ok(req);
     }
     let found = match (&project, wanted) {
@@ -259,7 +252,7 @@ fn pull_request(
         _ => None,
     };
     if let Some(s) = found {
-        req.body["scenario_id"] = Value::String(s.id.clone());
+        req.body.scenario_id = Some(s.id.clone());
         req.scenario_id = Some(s.id);
         return Ok(req);
     }
@@ -280,7 +273,7 @@ fn pull_request(
                 "note: the platform lists no scenarios to this credential; pulling the bundle of the previous pull of {w} ({})",
                 version.map(|v| format!("bundle v{v}")).unwrap_or_else(|| id.clone())
             ));
-            req.body["bundle_version_id"] = Value::String(id);
+            req.body.bundle_version_id = Some(id);
         }
         None => {
             req.note = Some(format!(
@@ -323,13 +316,13 @@ pub(crate) fn pull(ctx: &Ctx, client: &Client, args: &PullArgs) -> Result<PullRe
         .open(&spool_path)
         .map_err(|e| Error::io("create", &spool_path, e))?;
     let spooled = (|| {
-        let got = client.post_to_file("/api/sync/pull", &req.body, &spool, etag.as_deref())?;
+        let got = sync_pull(client, &req.body, &spool, etag.as_deref())?;
         if got.not_modified {
             return Ok(None);
         }
         std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
         let resp = pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
-            url: format!("{}/api/sync/pull", client.base()),
+            url: sync_pull_url(client),
             detail: format!(
                 "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
             ),

@@ -13,24 +13,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{read_trace, rfc3339, RunInfo, Tally, TraceRecord, ERRORS, SUMMARY};
+use crate::api::types::lenient;
 use crate::config::project::limits::{self, Shard};
 use crate::error::{Error, Result};
-
-/// The field's value, or its default when it is missing or of another type.
-fn lenient<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned + Default,
-{
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).unwrap_or_default())
-}
 
 /// `summary.json`: FluxLoop CLI 0.4's fields (`experiment_name`,
 /// `runner_type`, the counts, `created_at`), then ours.
