@@ -419,4 +419,46 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+/// Only `Io` holds an error value; every other variant carries its cause
+/// as text already rendered into Display, so it has no source to return.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::Error;
+
+    #[test]
+    fn io_errors_expose_their_cause_as_source() {
+        let err = Error::io(
+            "read",
+            "/x/summary.json",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied by test"),
+        );
+        let source = err.source().expect("an io error has a source");
+        assert_eq!(source.to_string(), "denied by test");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the source is the io::Error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+        // Display is unchanged: transcripts compare it exactly.
+        assert_eq!(
+            err.to_string(),
+            "cannot read /x/summary.json: denied by test"
+        );
+    }
+
+    #[test]
+    fn errors_without_an_error_value_have_no_source() {
+        assert!(Error::config("bad", None).source().is_none());
+        assert!(Error::Interrupted.source().is_none());
+    }
+}

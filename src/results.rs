@@ -3,7 +3,7 @@
 //! then `summary.json` and `errors.json` rebuilt from it by streaming.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +14,11 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::pulled::Input;
+
+mod files;
+
 use crate::runner::{Finished, TokenUsage};
+pub(crate) use files::{write_errors, write_summary, Summary};
 
 pub(crate) const TRACE: &str = "trace_summary.jsonl";
 pub(crate) const SUMMARY: &str = "summary.json";
@@ -23,6 +27,18 @@ pub(crate) const JUNIT: &str = "junit.xml";
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// JUnit's `timestamp`: ISO 8601 to the second, without an offset.
+pub(crate) fn junit_timestamp(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    t.format(format).unwrap_or_default()
+}
+
+/// `YYYYmmdd-HHMMSS`: sorts as it reads, and is safe in a file name.
+pub(crate) fn compact_stamp(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    t.format(format).unwrap_or_default()
 }
 
 /// `error` of a trace record: `message` as FluxLoop CLI 0.4, plus the
@@ -350,104 +366,15 @@ pub(crate) struct RunInfo<'a> {
     pub(crate) shard: Option<crate::config::project::limits::Shard>,
 }
 
-/// `summary.json`: FluxLoop CLI 0.4's fields, then ours.
-pub(crate) fn write_summary(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Result<()> {
-    let doc = serde_json::json!({
-        "experiment_name": info.scenario,
-        "runner_type": info.runner_type,
-        "total_runs": tally.total,
-        "success_count": tally.success,
-        "failure_count": tally.failure,
-        "success_rate": tally.success_rate(),
-        "total_duration_ms": tally.total_duration_ms,
-        "total_tokens": tally.total_tokens,
-        "created_at": rfc3339(info.completed_at),
-        "scenario": info.scenario,
-        "bundle_version_id": info.bundle_version_id,
-        "started_at": rfc3339(info.started_at),
-        "completed_at": rfc3339(info.completed_at),
-        "wall_time_ms": (info.completed_at - info.started_at).whole_milliseconds().max(0) as u64,
-        "iterations": info.iterations,
-        "parallel": info.parallel,
-        "interrupted": info.interrupted,
-        "complete": info.complete,
-        "flaky_count": tally.flaky,
-        "skipped_count": tally.skipped,
-        // Read back by `sync upload`, so a shard uploaded later (after a
-        // kill, or by hand) still joins its batch.
-        "batch_key": info.batch_key,
-        "shard": info.shard,
-        "cli": format!("fluxloop-rs {}", env!("CARGO_PKG_VERSION")),
-    });
-    // Rewritten at the end of the run: a kill then must leave the first
-    // version whole, not a torn file.
-    let path = dir.join(SUMMARY);
-    crate::atomic_file::write_atomic(&path, 0o644, |f| {
-        let mut w = BufWriter::new(f);
-        serde_json::to_writer_pretty(&mut w, &doc)?;
-        w.write_all(b"\n")?;
-        w.flush()
-    })
-    .map_err(|e| Error::io("write", &path, e))
-}
-
-/// `errors.json`, rebuilt from the trace file.
-pub(crate) fn write_errors(dir: &Path, info: &RunInfo<'_>) -> Result<usize> {
-    let mut failures = Vec::new();
-    read_trace(dir, |r| {
-        if let Some(message) = r.error_message() {
-            let mut error = serde_json::json!({ "message": message, "traceback": null });
-            if let Some(stderr) = r.error.as_ref().and_then(|e| e.stderr.clone()) {
-                error["stderr"] = Value::String(stderr);
-            }
-            failures.push(serde_json::json!({
-                "run_id": r.run_id,
-                "iteration": r.iteration,
-                "persona": r.persona,
-                "input": r.input,
-                "duration_ms": r.duration_ms,
-                "timestamp": r.timestamp,
-                "error": error,
-            }));
-        }
-        Ok(())
-    })?;
-    let n = failures.len();
-    let doc = serde_json::json!({
-        "experiment_name": info.scenario,
-        "runner_type": info.runner_type,
-        "failure_count": n,
-        "created_at": rfc3339(info.completed_at),
-        "failures": failures,
-    });
-    write_json(&dir.join(ERRORS), &doc)?;
-    Ok(n)
-}
-
-pub(crate) fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io("create", path, e))?;
-    let mut w = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut w, v)
-        .map_err(std::io::Error::from)
-        .and_then(|_| w.write_all(b"\n"))
-        .and_then(|_| w.flush())
-        .map_err(|e| Error::io("write", path, e))
-}
-
 /// Creates `<results>/<scenario>-<YYYYmmdd-HHMMSS>` (UTC), with a `-2`, `-3`…
 /// suffix when another run started in the same second.
 pub(crate) fn create_dir(results: &Path, scenario: &str, now: OffsetDateTime) -> Result<PathBuf> {
     std::fs::create_dir_all(results).map_err(|e| Error::io("create directory", results, e))?;
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
+    let base = format!(
+        "{}-{}",
+        crate::pulled::dir_name(scenario),
+        compact_stamp(now)
     );
-    let base = format!("{}-{stamp}", crate::pulled::dir_name(scenario));
     for n in 1..1000 {
         let name = if n == 1 {
             base.clone()
@@ -528,6 +455,16 @@ pub(crate) fn human_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_zero_padded_utc_fields() {
+        // 2024-01-02T03:04:05Z
+        let t = OffsetDateTime::from_unix_timestamp(1_704_164_645).unwrap();
+        assert_eq!(junit_timestamp(t), "2024-01-02T03:04:05");
+        assert_eq!(compact_stamp(t), "20240102-030405");
+        let late = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(junit_timestamp(late), "2023-11-14T22:13:20");
+    }
 
     #[test]
     fn dir_names() {

@@ -13,10 +13,15 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::api::Client;
+use crate::api::upload::{
+    sync_upload, InputSnapshot, Message, Metrics, RunBatchHeader, RunEntry, RunResultEntry,
+    ShardMark, UploadMeta, UploadPayload,
+};
+use crate::api::{paths, Client};
 use crate::ci::CiInfo;
 use crate::config::project::limits::Shard;
 use crate::error::{Error, Result};
@@ -75,14 +80,6 @@ struct State {
     uploaded_trace_sha256: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct UploadResponse {
-    run_batch_id: String,
-    /// The batch's web page (an extension the local platform sends).
-    #[serde(default)]
-    url: Option<String>,
-}
-
 fn status(success: bool) -> &'static str {
     if success {
         "completed"
@@ -92,7 +89,7 @@ fn status(success: bool) -> &'static str {
 }
 
 /// `runs[]` and `run_results[]` entries of one record, as FluxLoop CLI 0.4 builds them.
-pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
+pub(crate) fn run_entries(r: &TraceRecord) -> (RunEntry, RunResultEntry) {
     let meta = r.input_metadata.as_ref().and_then(Value::as_object);
     let meta_str = |k: &str| {
         meta.and_then(|m| m.get(k))
@@ -105,61 +102,85 @@ pub(crate) fn run_entries(r: &TraceRecord) -> (Value, Value) {
         .or_else(|| meta_str("input_item_id"))
         .or_else(|| meta_str("id"));
     let persona_id = r.persona.clone().or_else(|| meta_str("persona_id"));
+    let user = |content: &str| Message {
+        content: content.to_string(),
+        role: "user",
+    };
     let messages = meta
         .and_then(|m| m.get("messages"))
         .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
         .cloned()
-        .unwrap_or_else(|| json!([{"role": "user", "content": r.input}]));
+        .unwrap_or_else(|| {
+            // A Message has no map keys to fail on.
+            serde_json::to_value([user(&r.input)]).unwrap_or_default()
+        });
     let metadata = meta
         .and_then(|m| m.get("metadata"))
         .filter(|m| m.is_object())
         .cloned()
-        .unwrap_or_else(|| json!({}));
-    let mut snapshot = json!({"messages": messages, "metadata": metadata});
-    for key in ["id", "persona_id", "scenario_id", "input_set_id"] {
-        if let Some(v) = meta
-            .and_then(|m| m.get(key))
-            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-        {
-            snapshot[key] = v.clone();
-        }
-    }
-    let run = json!({
-        "id": r.run_id,
-        "input_item_id": input_item_id,
-        "persona_id": persona_id,
-        "status": status(r.success),
-        "input_snapshot": snapshot,
-    });
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+    let snapshot_id = |k: &str| meta_str(k).filter(|s| !s.is_empty());
+    let run = RunEntry {
+        id: r.run_id.clone(),
+        input_item_id,
+        input_snapshot: InputSnapshot {
+            id: snapshot_id("id"),
+            input_set_id: snapshot_id("input_set_id"),
+            messages,
+            metadata,
+            persona_id: snapshot_id("persona_id"),
+            scenario_id: snapshot_id("scenario_id"),
+        },
+        persona_id,
+        status: status(r.success),
+    };
     let mut transcript = Vec::new();
     if !r.input.is_empty() {
-        transcript.push(json!({"role": "user", "content": r.input}));
+        transcript.push(user(&r.input));
     }
-    if !r.output.is_empty() {
-        transcript.push(json!({"role": "assistant", "content": r.output}));
-    } else if let Some(message) = r.error_message() {
-        transcript.push(json!({"role": "assistant", "content": message}));
+    let reply = if !r.output.is_empty() {
+        Some(r.output.as_str())
+    } else {
+        r.error_message()
+    };
+    if let Some(content) = reply {
+        transcript.push(Message {
+            content: content.to_string(),
+            role: "assistant",
+        });
     }
-    let result = json!({
-        "run_id": r.run_id,
-        "status": status(r.success),
-        "transcript": transcript,
-        // `attempts` > 1: it failed first and was retried (`--retries`).
-        "metrics": {"duration_ms": r.duration_ms, "turn_count": r.turn_count.unwrap_or(0), "attempts": r.attempts.unwrap_or(1)},
-    });
+    let result = RunResultEntry {
+        metrics: Metrics {
+            attempts: r.attempts.unwrap_or(1),
+            duration_ms: r.duration_ms,
+            truncated: false,
+            turn_count: r.turn_count.unwrap_or(0),
+        },
+        run_id: r.run_id.clone(),
+        status: status(r.success),
+        transcript,
+    };
     (run, result)
 }
 
 /// One run's `runs[]` and `run_results[]` entries, serialised.
 struct Entry {
-    run: Vec<u8>,
-    result: Vec<u8>,
+    run: Box<RawValue>,
+    result: Box<RawValue>,
     truncated: bool,
 }
 
 impl Entry {
+    fn of(run: &RunEntry, result: &RunResultEntry) -> serde_json::Result<Entry> {
+        Ok(Entry {
+            run: serde_json::value::to_raw_value(run)?,
+            result: serde_json::value::to_raw_value(result)?,
+            truncated: result.metrics.truncated,
+        })
+    }
+
     fn len(&self) -> usize {
-        self.run.len() + self.result.len() + 2
+        self.run.get().len() + self.result.get().len() + 2
     }
 }
 
@@ -169,61 +190,46 @@ impl Entry {
 fn encode(r: &TraceRecord) -> serde_json::Result<Entry> {
     let (mut run, mut result) = run_entries(r);
     let limit = CHUNK_BYTES - ENVELOPE;
-    let mut entry = Entry {
-        run: serde_json::to_vec(&run)?,
-        result: serde_json::to_vec(&result)?,
-        truncated: false,
-    };
+    let mut entry = Entry::of(&run, &result)?;
     // Characters can take up to 12 bytes once escaped, so halve until it fits.
     let mut max_chars = limit / 2;
     while entry.len() > limit && max_chars > 0 {
         for content in contents(&mut run, &mut result) {
-            if let Some(cut) = content
-                .as_str()
-                .and_then(|s| s.char_indices().nth(max_chars))
-                .map(|(i, _)| i)
-            {
-                if let Value::String(s) = content {
-                    s.truncate(cut);
-                }
+            if let Some((cut, _)) = content.char_indices().nth(max_chars) {
+                content.truncate(cut);
             }
         }
-        result["metrics"]["truncated"] = Value::Bool(true);
-        entry = Entry {
-            run: serde_json::to_vec(&run)?,
-            result: serde_json::to_vec(&result)?,
-            truncated: true,
-        };
+        result.metrics.truncated = true;
+        entry = Entry::of(&run, &result)?;
         max_chars /= 2;
     }
     Ok(entry)
 }
 
 /// The message texts of a run's entries: what can be long.
-fn contents<'a>(run: &'a mut Value, result: &'a mut Value) -> Vec<&'a mut Value> {
+fn contents<'a>(run: &'a mut RunEntry, result: &'a mut RunResultEntry) -> Vec<&'a mut String> {
     let messages = run
-        .pointer_mut("/input_snapshot/messages")
-        .and_then(Value::as_array_mut)
+        .input_snapshot
+        .messages
+        .as_array_mut()
         .into_iter()
-        .flatten();
-    let transcript = result
-        .get_mut("transcript")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten();
-    messages
-        .chain(transcript)
-        .filter_map(|m| m.get_mut("content"))
-        .collect()
+        .flatten()
+        .filter_map(|m| match m.get_mut("content") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        });
+    let transcript = result.transcript.iter_mut().map(|m| &mut m.content);
+    messages.chain(transcript).collect()
 }
 
-/// One chunk's request body, built run by run: each record's entries are
-/// serialised the moment it is read, so neither the records nor a JSON tree
-/// of the chunk are ever held.
+/// One chunk's entries, each serialised the moment its record was read, so
+/// neither the records nor a JSON tree of the chunk are ever held.
 #[derive(Default)]
 struct ChunkBody {
-    runs: Vec<u8>,
-    results: Vec<u8>,
+    runs: Vec<Box<RawValue>>,
+    results: Vec<Box<RawValue>>,
+    /// Bytes of the entries as they appear in the body, commas included.
+    bytes: usize,
     len: usize,
 }
 
@@ -236,24 +242,23 @@ impl ChunkBody {
 
     fn push(&mut self, e: Entry) {
         if self.len > 0 {
-            self.runs.push(b',');
-            self.results.push(b',');
+            self.bytes += 2;
         }
-        self.runs.extend_from_slice(&e.run);
-        self.results.extend_from_slice(&e.result);
+        self.bytes += e.len() - 2;
+        self.runs.push(e.run);
+        self.results.push(e.result);
         self.len += 1;
     }
 
     /// Whether `e` must go into the next chunk instead.
     fn is_full_for(&self, e: &Entry) -> bool {
-        self.len > 0
-            && (self.len >= CHUNK
-                || self.runs.len() + self.results.len() + e.len() > CHUNK_BYTES - ENVELOPE)
+        self.len > 0 && (self.len >= CHUNK || self.bytes + e.len() > CHUNK_BYTES - ENVELOPE)
     }
 
     fn clear(&mut self) {
         self.runs.clear();
         self.results.clear();
+        self.bytes = 0;
         self.len = 0;
     }
 
@@ -264,42 +269,28 @@ impl ChunkBody {
         batch_id: Option<&str>,
         last: bool,
     ) -> std::result::Result<Vec<u8>, serde_json::Error> {
-        let mut run_batch = json!({
-            "execution_target": "local",
-            "status": "completed",
-            "started_at": info.started_at,
-            "completed_at": info.completed_at,
-        });
-        if let Some(id) = batch_id {
-            run_batch["id"] = json!(id);
-        }
-        if let Some(key) = info.batch_key {
-            run_batch["key"] = json!(key);
-        }
-        let upload_meta = json!({
-            "cli_version": env!("CARGO_PKG_VERSION"),
-            "client": "fluxloop-rs",
-            "ci": info.ci,
-        });
-        let mut body = Vec::with_capacity(self.runs.len() + self.results.len() + 1024);
-        body.extend_from_slice(b"{\"bundle_version_id\":");
-        serde_json::to_writer(&mut body, info.bundle_version_id)?;
-        body.extend_from_slice(b",\"run_batch\":");
-        serde_json::to_writer(&mut body, &run_batch)?;
-        body.extend_from_slice(b",\"runs\":[");
-        body.extend_from_slice(&self.runs);
-        body.extend_from_slice(b"],\"turns\":[],\"run_results\":[");
-        body.extend_from_slice(&self.results);
-        body.extend_from_slice(b"],\"upload_meta\":");
-        serde_json::to_writer(&mut body, &upload_meta)?;
-        if let Some(shard) = info.shard {
-            // `last`: this shard has sent all its runs, so the platform can
-            // count it as reported.
-            body.extend_from_slice(b",\"shard\":");
-            let s = json!({"index": shard.index, "total": shard.total, "last": last});
-            serde_json::to_writer(&mut body, &s)?;
-        }
-        body.push(b'}');
+        let payload = UploadPayload {
+            bundle_version_id: info.bundle_version_id,
+            run_batch: RunBatchHeader {
+                completed_at: info.completed_at,
+                execution_target: "local",
+                id: batch_id,
+                key: info.batch_key,
+                started_at: info.started_at,
+                status: "completed",
+            },
+            runs: &self.runs,
+            turns: [],
+            run_results: &self.results,
+            upload_meta: UploadMeta::new(info.ci),
+            shard: info.shard.map(|s| ShardMark {
+                index: s.index,
+                last,
+                total: s.total,
+            }),
+        };
+        let mut body = Vec::with_capacity(self.bytes + 1024);
+        serde_json::to_writer(&mut body, &payload)?;
         Ok(body)
     }
 }
@@ -374,8 +365,7 @@ pub(crate) fn upload(
                 .to_payload(info, state.run_batch_id.as_deref(), last)
                 .map_err(|e| Error::io("encode", dir, e.into()))?;
             let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), *index, &body);
-            let resp: UploadResponse = client
-                .post_idempotent("/api/sync/upload", &body, &key)
+            let resp = sync_upload(client, &body, &key)
                 .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
             if url.is_none() {
                 url = resp.url.clone();
@@ -384,7 +374,7 @@ pub(crate) fn upload(
                 Some(id) if *id != resp.run_batch_id => {
                     return Err(Error::Api {
                         method: "POST",
-                        url: format!("{}/api/sync/upload", client.base()),
+                        url: format!("{}{}", client.base(), paths::SYNC_UPLOAD),
                         status: 200,
                         code: None,
                         message: format!(
@@ -446,7 +436,7 @@ pub(crate) fn report_empty_shard(client: &Client, info: &BatchInfo<'_>) -> Resul
         .to_payload(info, None, true)
         .map_err(|e| Error::io("encode", Path::new("upload"), e.into()))?;
     let key = chunk_key(info.batch_key.unwrap_or(""), 0, &body);
-    let resp: UploadResponse = client.post_idempotent("/api/sync/upload", &body, &key)?;
+    let resp = sync_upload(client, &body, &key)?;
     Ok(resp.run_batch_id)
 }
 
@@ -479,7 +469,18 @@ fn too_large(e: Error, index: usize, runs: usize, bytes: usize) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// `run_entries(r)` as the JSON the platform receives.
+    fn entries_json(r: &TraceRecord) -> (Value, Value) {
+        let (run, result) = run_entries(r);
+        (
+            serde_json::to_value(run).unwrap(),
+            serde_json::to_value(result).unwrap(),
+        )
+    }
 
     #[test]
     fn entries_follow_the_fluxloop_payload() {
@@ -496,7 +497,7 @@ mod tests {
             turn_count: Some(1),
             ..Default::default()
         };
-        let (run, result) = run_entries(&r);
+        let (run, result) = entries_json(&r);
         assert_eq!(
             run,
             json!({"id": "r1", "input_item_id": "i1", "persona_id": "p1", "status": "completed",
@@ -515,7 +516,7 @@ mod tests {
             success: false,
             ..Default::default()
         };
-        let (run, result) = run_entries(&failed);
+        let (run, result) = entries_json(&failed);
         assert_eq!(run["status"], "failed");
         assert_eq!(
             run["input_snapshot"]["messages"],
@@ -589,12 +590,95 @@ mod tests {
         }
         let p = payload(&chunk, None);
         for (i, r) in records.iter().enumerate() {
-            let (run, result) = run_entries(r);
+            let (run, result) = entries_json(r);
             assert_eq!(p["runs"][i], run);
             assert_eq!(p["run_results"][i], result);
         }
         assert_eq!(p["bundle_version_id"], "b");
         chunk.clear();
         assert_eq!(payload(&chunk, None)["runs"], json!([]));
+    }
+
+    /// The bytes the hand-spliced `json!` payload had: the platform and the
+    /// chunks' Idempotency-Keys (a hash of the body) see the same request.
+    #[test]
+    fn payload_bytes_are_unchanged() {
+        let ci = CiInfo {
+            provider: Some("gitlab_ci".into()),
+            commit: Some("abc".into()),
+            branch: Some("main".into()),
+            build_url: None,
+            pull_request: Some("7".into()),
+        };
+        let info = BatchInfo {
+            bundle_version_id: "bv",
+            started_at: "s",
+            completed_at: "c",
+            ci: &ci,
+            batch_key: Some("k"),
+            shard: Some(Shard { index: 1, total: 2 }),
+        };
+        let mut chunk = ChunkBody::default();
+        chunk
+            .add(&TraceRecord {
+                run_id: "r1".into(),
+                input: "hi".into(),
+                persona: Some("p".into()),
+                input_metadata: Some(json!({"id": "i1", "persona_id": "p1", "scenario_id": "",
+                    "input_set_id": "s1", "messages": [{"role": "user", "content": "hi", "extra": 1}],
+                    "metadata": {"z": 1, "a": 2}})),
+                success: false,
+                duration_ms: 3,
+                turn_count: Some(2),
+                attempts: Some(2),
+                error: Some(crate::results::TraceError {
+                    message: "boom".into(),
+                    stderr: None,
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+        chunk
+            .add(&TraceRecord {
+                run_id: "r2".into(),
+                output: "out".into(),
+                success: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let version = env!("CARGO_PKG_VERSION");
+        let got = chunk.to_payload(&info, Some("batch"), true).unwrap();
+        let want = r#"{"bundle_version_id":"bv","run_batch":{"completed_at":"c","execution_target":"local","id":"batch","key":"k","started_at":"s","status":"completed"},"runs":[{"id":"r1","input_item_id":"i1","input_snapshot":{"id":"i1","input_set_id":"s1","messages":[{"content":"hi","extra":1,"role":"user"}],"metadata":{"a":2,"z":1},"persona_id":"p1"},"persona_id":"p","status":"failed"},{"id":"r2","input_item_id":null,"input_snapshot":{"messages":[{"content":"","role":"user"}],"metadata":{}},"persona_id":null,"status":"completed"}],"turns":[],"run_results":[{"metrics":{"attempts":2,"duration_ms":3,"turn_count":2},"run_id":"r1","status":"failed","transcript":[{"content":"hi","role":"user"},{"content":"boom","role":"assistant"}]},{"metrics":{"attempts":1,"duration_ms":0,"turn_count":0},"run_id":"r2","status":"completed","transcript":[{"content":"out","role":"assistant"}]}],"upload_meta":{"ci":{"branch":"main","build_url":null,"commit":"abc","provider":"gitlab_ci","pull_request":"7"},"cli_version":"VERSION","client":"fluxloop-rs"},"shard":{"index":1,"last":true,"total":2}}"#.replace("VERSION", version);
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+        let plain = BatchInfo {
+            batch_key: None,
+            shard: None,
+            ..info
+        };
+        let got = ChunkBody::default()
+            .to_payload(&plain, None, false)
+            .unwrap();
+        let want = r#"{"bundle_version_id":"bv","run_batch":{"completed_at":"c","execution_target":"local","started_at":"s","status":"completed"},"runs":[],"turns":[],"run_results":[],"upload_meta":{"ci":{"branch":"main","build_url":null,"commit":"abc","provider":"gitlab_ci","pull_request":"7"},"cli_version":"VERSION","client":"fluxloop-rs"}}"#.replace("VERSION", version);
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+    }
+
+    #[test]
+    fn an_entry_too_large_is_cut_and_marked() {
+        let big = TraceRecord {
+            run_id: "big".into(),
+            input: "é".repeat(CHUNK_BYTES),
+            output: "x".repeat(100),
+            success: true,
+            ..Default::default()
+        };
+        let e = encode(&big).unwrap();
+        assert!(e.truncated);
+        assert!(e.len() <= CHUNK_BYTES - ENVELOPE, "{}", e.len());
+        let result: Value = serde_json::from_str(e.result.get()).unwrap();
+        assert_eq!(result["metrics"]["truncated"], true);
+        assert_eq!(result["transcript"][1]["content"], "x".repeat(100));
+        let mut chunk = ChunkBody::default();
+        chunk.push(e);
+        assert_eq!(chunk.len, 1);
     }
 }

@@ -6,12 +6,19 @@
 //! credential masked, and the mapping of platform errors to CLI errors.
 //! It never prints: traces and retry notices go to an observer callback.
 
+pub(crate) mod batches;
 #[cfg(test)]
 mod client_tests;
 mod endpoint;
+pub(crate) mod keys;
+pub(crate) mod login;
 pub(crate) mod net;
+pub(crate) mod paths;
 mod probe;
+pub(crate) mod projects;
+pub(crate) mod pull;
 pub(crate) mod types;
+pub(crate) mod upload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +31,7 @@ use crate::secret::Secret;
 
 pub(crate) use endpoint::{Endpoint, Scheme};
 pub(crate) use net::NetOptions;
-pub(crate) use probe::Probe;
+pub(crate) use probe::{Probe, ProbeFailure};
 
 /// What the client tells the outside world while it works.
 #[derive(Debug)]

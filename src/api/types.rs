@@ -1,7 +1,18 @@
 //! Wire types of PLATFORM-API.md. Field names are the platform's; sections
 //! marked (FluxLoop) there match the published FluxLoop CLI exactly.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// For reading files and answers field by field, as untyped getters would:
+/// the field's value, or its default when it is missing or of another type.
+pub(crate) fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
 
 /// `{"error": {"code", "message"}}`; anything else yields empty parts.
 pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
@@ -23,9 +34,9 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
 
 /// The scope an endpoint needs (PLATFORM-API §1), for `Permission denied`.
 pub(crate) fn needed_scope(path: &str) -> &'static str {
-    if path.starts_with("/api/sync/upload") {
+    if path.starts_with(super::paths::SYNC_UPLOAD) {
         "write"
-    } else if path.starts_with("/api/api-keys") {
+    } else if path.starts_with(super::paths::API_KEYS) {
         "admin"
     } else {
         "read"

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::api::types::{DeviceComplete, DeviceStart, LoginCredential, RefreshResponse};
+use crate::api::types::{DeviceStart, LoginCredential};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::api::{Auth, Client, Endpoint, NetOptions, Observer, Retry};
+use crate::api::{Auth, Client, Endpoint, NetOptions, Observer};
 use crate::config::credentials::{self, CredentialsFile, StoredProfile};
 use crate::config::resolve::{CredentialKind, Resolved};
 use crate::config::{Origin, Value};
@@ -277,8 +277,7 @@ impl Refresher {
 /// `POST /api/cli-connect/refresh`: the refresh token for new tokens (the
 /// old refresh token stops working on the platform).
 pub(crate) fn trade_refresh_token(client: &Client, refresh_token: &str) -> Result<LoginCredential> {
-    let body = serde_json::json!({ "refresh_token": refresh_token });
-    let resp: RefreshResponse = client.post("/api/cli-connect/refresh", &body, Retry::Once)?;
+    let resp = crate::api::login::refresh(client, refresh_token)?;
     Ok(resp.credential)
 }
 
@@ -345,12 +344,7 @@ pub(crate) fn device_login(
     open_browser: &dyn Fn(&str),
 ) -> Result<LoginCredential> {
     let hostname = hostname();
-    let start: DeviceStart = client
-        .post(
-            "/api/cli-connect/start",
-            &serde_json::json!({ "device_name": format!("fluxloop CLI on {hostname}") }),
-            Retry::Once,
-        )
+    let start = crate::api::login::device_start(client, &format!("fluxloop CLI on {hostname}"))
         .map_err(login_failed)?;
     observer.show_code(&start);
     open_browser(&start.verification_url);
@@ -367,13 +361,8 @@ pub(crate) fn device_login(
             std::thread::sleep(Duration::from_millis(100).min(wake - Instant::now()));
         }
         let elapsed = begun.elapsed();
-        let resp: DeviceComplete = client
-            .post(
-                "/api/cli-connect/complete",
-                &serde_json::json!({ "device_code": start.device_code }),
-                Retry::Idempotent,
-            )
-            .map_err(login_failed)?;
+        let resp =
+            crate::api::login::device_complete(client, &start.device_code).map_err(login_failed)?;
         match resp.status.as_str() {
             "pending" | "authorization_pending" | "slow_down" => {
                 if elapsed >= lifetime + interval {

@@ -45,7 +45,7 @@ pub(crate) fn require(ctx: &Ctx, client: &Client, needs: &[Need]) -> Result<Opti
     if !auth.is_api_key {
         return Ok(None);
     }
-    let record: ApiKeyRecord = match client.get("/api/api-keys/self") {
+    let record: ApiKeyRecord = match crate::api::keys::key_self(client) {
         Ok(r) => r,
         Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => return Ok(None),
         Err(e) => return Err(e),

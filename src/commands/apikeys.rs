@@ -3,8 +3,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::api::keys::RevokeRequest;
 use crate::api::types::{ApiKeyRecord, CreateKeyRequest, CreatedKey};
-use crate::api::{Auth, Retry};
+use crate::api::Auth;
 use crate::auth::key::{self, KeyInput};
 use crate::auth::login;
 use crate::auth::scope::{self, Need};
@@ -76,15 +77,7 @@ fn create(
     let project = project_id(ctx, project, record.as_ref())?;
     let name = name.unwrap_or_else(|| {
         let now = OffsetDateTime::now_utc();
-        format!(
-            "cli-key-{:04}{:02}{:02}-{:02}{:02}{:02}",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        )
+        format!("cli-key-{}", crate::results::compact_stamp(now))
     });
     if scope == Scope::Admin && ctx.in_ci() {
         ctx.out
@@ -97,7 +90,7 @@ fn create(
         scope: scope.as_str(),
         expires_in_days,
     };
-    let created: CreatedKey = session.client.post("/api/api-keys", &body, Retry::Once)?;
+    let created: CreatedKey = crate::api::keys::create_key(&session.client, &body)?;
     ctx.out.add_mask_stderr(&created.key);
     ctx.out.info(&format!(
         "Created {} key {} (id {}, scope {})",
@@ -180,11 +173,7 @@ fn project_keys(
     flag: Option<String>,
 ) -> Result<Vec<ApiKeyRecord>> {
     let project = project_id(ctx, flag, own)?;
-    let path = match &project {
-        Some(p) => format!("/api/api-keys?project_id={}", crate::api::query_escape(p)),
-        None => "/api/api-keys".to_string(),
-    };
-    client.get(&path)
+    crate::api::keys::list_keys(client, project.as_deref())
 }
 
 /// How a key is shown without the key: its prefix, then its last four.
@@ -238,7 +227,7 @@ fn info(ctx: &Ctx, key_arg: Option<String>) -> Result<Outcome> {
             (session.client, shown)
         }
     };
-    match client.get::<ApiKeyRecord>("/api/api-keys/self") {
+    match crate::api::keys::key_self(&client) {
         Ok(record) => Ok(info_report(shown, record)),
         // A revoked key can no longer ask about itself: show what is known.
         Err(Error::KeyRevoked { .. }) => Ok(Outcome {
@@ -321,11 +310,10 @@ fn revoke(ctx: &Ctx, target: &str) -> Result<Outcome> {
     if !ctx.confirm(&format!("Revoke key {target}? It stops working at once"))? {
         return Err(Error::Interrupted);
     }
-    let body = serde_json::json!({ "id": found.id });
-    let record: ApiKeyRecord =
-        session
-            .client
-            .post("/api/api-keys/revoke", &body, Retry::Idempotent)?;
+    let which = RevokeRequest::Id {
+        id: found.id.as_deref(),
+    };
+    let record = crate::api::keys::revoke_key(&session.client, &which)?;
     let was_in_use = own
         .and_then(|o| o.id)
         .is_some_and(|id| record.id.as_deref() == Some(id.as_str()));
@@ -351,14 +339,16 @@ fn revoke_by_possession(ctx: &Ctx, target: &str) -> Result<Outcome> {
     let in_use = ctx
         .credential()
         .is_ok_and(|r| r.credential.val.secret.expose() == secret.expose());
-    let body = serde_json::json!({ "key": secret.expose() });
     let auth = Auth {
-        secret,
+        secret: secret.clone(),
         origin: "the KEY_OR_ID argument".into(),
         is_api_key: true,
     };
     let client = ctx.client_with(&endpoint.val, auth)?;
-    match client.post::<_, ApiKeyRecord>("/api/api-keys/revoke", &body, Retry::Idempotent) {
+    let which = RevokeRequest::Key {
+        key: secret.expose(),
+    };
+    match crate::api::keys::revoke_key(&client, &which) {
         Ok(record) => Ok(Outcome::ok(RevokeReport {
             target: shown,
             already: false,

@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::api::types::{ApiKeyRecord, DeviceStart};
-use crate::api::{Client, Endpoint, Retry};
+use crate::api::{Client, Endpoint};
 use crate::auth::login::{self, LoginObserver};
 use crate::cli::AuthCommand;
 use crate::config::credentials::StoredProfile;
@@ -416,10 +416,7 @@ fn end_session(
             is_api_key: false,
         };
         let client = ctx.client_with(&issuer, auth)?;
-        let body = serde_json::json!({ "refresh_token": refresh_token });
-        client
-            .post::<_, serde_json::Value>("/api/cli-connect/logout", &body, Retry::Once)
-            .map(|_| ())
+        crate::api::login::logout(&client, refresh_token.as_deref())
     };
     let result = match send(&access, &refresh_token) {
         Err(Error::TokenExpired { .. }) if refresh_token.is_some() => {
@@ -465,10 +462,10 @@ fn verdict(client: &Client) -> (Verdict, Option<ApiKeyRecord>, Option<String>) {
         Error::InvalidCredential { .. } | Error::PermissionDenied { .. } => Verdict::Invalid,
         _ => Verdict::Unreachable,
     };
-    match client.get::<ApiKeyRecord>("/api/api-keys/self") {
+    match crate::api::keys::key_self(client) {
         Ok(r) => (Verdict::Valid, Some(r), None),
         Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {
-            match client.get::<serde_json::Value>("/api/projects") {
+            match crate::api::projects::list_projects(client) {
                 Ok(_) => (Verdict::Valid, None, None),
                 Err(e) => (classify(&e), None, Some(e.to_string())),
             }

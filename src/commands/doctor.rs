@@ -298,7 +298,7 @@ fn first_hop(
 /// The request itself, through the proxy and with the configured trust.
 fn tls(c: &mut Checks, client: &Client, opts: &NetOptions) -> Option<crate::api::Probe> {
     let endpoint = client.endpoint();
-    let probe = match client.probe("/api/api-keys/self") {
+    let probe = match crate::api::keys::probe_key_self(client) {
         Ok(p) => p,
         Err(f) if f.tls => {
             c.fail(
@@ -425,7 +425,7 @@ fn clock(c: &mut Checks, date: Option<&str>) {
 
 /// What the key may do, from `/api/api-keys/self`.
 fn scope(c: &mut Checks, client: &Client, probe: &crate::api::Probe) {
-    const PATH: &str = "/api/api-keys/self";
+    const PATH: &str = crate::api::paths::API_KEYS_SELF;
     if probe.status == 404 {
         c.ok(
             "scope",

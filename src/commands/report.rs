@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::batches::{self, BatchRef, RunBatch};
 use crate::api::Client;
 use crate::auth::login;
 use crate::auth::scope::{self, Need};
@@ -46,8 +47,8 @@ pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
     }
     let session = login::session(ctx)?;
     scope::require(ctx, &session.client, &[Need::Read])?;
-    let (path, label) = batch_path(ctx, &args)?;
-    let batch = wait_for(ctx, &session.client, (&path, &label), args.wait)?;
+    let (which, label) = batch_path(ctx, &args)?;
+    let batch = wait_for(ctx, &session.client, (&which, &label), args.wait)?;
     let junit_path = ctx
         .cwd
         .join(args.junit.clone().unwrap_or_else(|| "junit.xml".into()));
@@ -55,10 +56,10 @@ pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
     let failed: Vec<&TraceRecord> = records.iter().filter(|r| !r.success).collect();
     write_junit(&junit_path, &batch, &records)?;
     let report = Report {
-        run_batch_id: batch["id"].as_str().unwrap_or_default().to_string(),
-        batch_key: batch["batch_key"].as_str().map(String::from),
-        status: batch["status"].as_str().unwrap_or_default().to_string(),
-        shards: batch.get("shards").filter(|s| !s.is_null()).cloned(),
+        run_batch_id: batch.id.clone().unwrap_or_default(),
+        batch_key: batch.batch_key.clone(),
+        status: batch.status.clone().unwrap_or_default(),
+        shards: batch.shards.clone(),
         total: records.len(),
         passed: records.len() - failed.len(),
         failed: failed.len(),
@@ -88,14 +89,11 @@ pub(crate) fn run(ctx: &Ctx, args: ReportArgs) -> Result<Outcome> {
     })
 }
 
-/// `GET` path of the batch (by id, else by the key `test --shard` used),
-/// and how messages name it.
-fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
+/// The batch (by id, else by the key `test --shard` used), and how
+/// messages name it.
+fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(BatchRef, String)> {
     if let Some(id) = &args.run_batch {
-        return Ok((
-            format!("/api/run-batches/{}", crate::api::query_escape(id)),
-            format!("run batch {id}"),
-        ));
+        return Ok((BatchRef::Id(id.clone()), format!("run batch {id}")));
     }
     let scenario = sync::scenario_setting(ctx, args.scenario.as_deref())?.ok_or_else(|| {
         Error::config(
@@ -111,10 +109,8 @@ fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
             )
         },
     )?;
-    Ok((
-        format!("/api/run-batches?key={}", crate::api::query_escape(&key)),
-        format!("run batch with key {key}"),
-    ))
+    let label = format!("run batch with key {key}");
+    Ok((BatchRef::Key(key), label))
 }
 
 /// The batch once every shard reported; with `wait`, polled until then
@@ -122,23 +118,20 @@ fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(String, String)> {
 fn wait_for(
     ctx: &Ctx,
     client: &Client,
-    (path, label): (&str, &str),
+    (which, label): (&BatchRef, &str),
     wait: Option<f64>,
-) -> Result<Value> {
+) -> Result<RunBatch> {
     let deadline = Instant::now() + Duration::from_secs_f64(wait.unwrap_or(0.0));
     let mut last_line = String::new();
     loop {
-        let found = match client.get::<Value>(path) {
+        let found = match batches::run_batch(client, which) {
             Ok(b) => Some(b),
             Err(e) if e.exit_code() == code::NOT_FOUND && wait.is_some() => None,
             Err(e) => return Err(e),
         };
         let (reported, total) = match &found {
-            Some(b) => match b.get("shards").filter(|s| !s.is_null()) {
-                Some(s) => (
-                    s["reported"].as_array().map_or(0, Vec::len),
-                    s["total"].as_u64().unwrap_or(0) as usize,
-                ),
+            Some(b) => match b.shard_progress() {
+                Some(progress) => progress,
                 // Not sharded: complete as uploaded.
                 None => return Ok(found.unwrap_or_default()),
             },
@@ -176,47 +169,53 @@ fn wait_for(
 }
 
 /// The batch's runs as trace records, for the counts and JUnit.
-fn records(batch: &Value) -> Vec<TraceRecord> {
-    let runs = batch["runs"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    runs.iter()
+fn records(batch: &RunBatch) -> Vec<TraceRecord> {
+    batch
+        .runs
+        .iter()
         .map(|r| {
-            let status = r["result"]["status"].as_str().or(r["status"].as_str());
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            let transcript = r["result"]["transcript"].as_array();
-            let output = transcript
-                .and_then(|t| t.iter().rev().find(|m| m["role"] == "assistant"))
-                .map(|m| text(&m["content"]))
+            let status = r.result.status.as_deref().or(r.status.as_deref());
+            let output = r
+                .result
+                .transcript
+                .iter()
+                .rev()
+                .find(|m| m.role.as_deref() == Some("assistant"))
+                .and_then(|m| m.content.clone())
                 .unwrap_or_default();
             let success = status == Some("completed");
             TraceRecord {
-                run_id: text(&r["id"]),
-                input: text(&r["input_snapshot"]["messages"][0]["content"]),
-                input_item_id: r["input_item_id"].as_str().map(String::from),
+                run_id: r.id.clone().unwrap_or_default(),
+                input: r
+                    .input_snapshot
+                    .messages
+                    .first()
+                    .and_then(|m| m.content.clone())
+                    .unwrap_or_default(),
+                input_item_id: r.input_item_id.clone(),
                 error: (!success).then(|| TraceError {
                     message: output.clone(),
                     stderr: None,
                 }),
                 output,
                 success,
-                duration_ms: r["result"]["metrics"]["duration_ms"].as_u64().unwrap_or(0),
+                duration_ms: r.result.metrics.duration_ms.unwrap_or(0),
                 ..TraceRecord::default()
             }
         })
         .collect()
 }
 
-fn write_junit(path: &std::path::Path, batch: &Value, records: &[TraceRecord]) -> Result<()> {
+fn write_junit(path: &std::path::Path, batch: &RunBatch, records: &[TraceRecord]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
     }
-    let name = batch["batch_key"]
-        .as_str()
-        .or(batch["id"].as_str())
+    let name = batch
+        .batch_key
+        .as_deref()
+        .or(batch.id.as_deref())
         .unwrap_or("fluxloop");
-    let created = batch["created_at"].as_str().unwrap_or_default();
+    let created = batch.created_at.as_deref().unwrap_or_default();
     let suite = junit::Suite {
         name,
         tests: records.len(),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::types::{Project, Scenario};
+use crate::api::projects;
+use crate::api::pull::{sync_pull, sync_pull_url, PullBody};
+use crate::api::types::Scenario;
 use crate::api::Client;
 use crate::error::{Error, Result};
 use crate::job::display_rel;
@@ -53,7 +55,7 @@ pub(crate) enum ListingNote {
 
 /// What a pull asks the platform for, and how it was decided.
 struct PullPlan {
-    body: Value,
+    body: PullBody,
     project_id: Option<String>,
     scenario_id: Option<String>,
     /// Said before the download when a lookup was refused.
@@ -98,8 +100,8 @@ fn refused(e: &Error) -> bool {
 }
 
 /// A listing, or `None` when the platform refused it (see [`refused`]).
-fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<Option<T>> {
-    match client.get(path) {
+fn lookup<T>(listing: Result<T>) -> Result<Option<T>> {
+    match listing {
         Ok(v) => Ok(Some(v)),
         Err(e) if refused(&e) => Ok(None),
         Err(e) => Err(e),
@@ -108,7 +110,7 @@ fn lookup<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result
 
 /// The only project the credential sees, when the platform lists them.
 fn only_project(client: &Client) -> Result<Option<String>> {
-    let Some(projects) = lookup::<Vec<Project>>(client, "/api/projects")? else {
+    let Some(projects) = lookup(projects::list_projects(client))? else {
         return Ok(None);
     };
     match projects.as_slice() {
@@ -139,11 +141,7 @@ fn only_project(client: &Client) -> Result<Option<String>> {
 /// Finds a scenario by id or name in `project`; `None` when the platform
 /// does not list scenarios to this credential.
 fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<Scenario>> {
-    let path = format!(
-        "/api/scenarios?project_id={}",
-        crate::api::query_escape(project)
-    );
-    let Some(scenarios) = lookup::<Vec<Scenario>>(client, &path)? else {
+    let Some(scenarios) = lookup(projects::list_scenarios(client, project))? else {
         return Ok(None);
     };
     let by_id = scenarios.iter().find(|s| s.id == wanted);
@@ -175,11 +173,7 @@ fn find_scenario(client: &Client, project: &str, wanted: &str) -> Result<Option<
 /// picks for the key's project.
 fn plan(client: &Client, input: &PullInput<'_>) -> Result<PullPlan> {
     let mut plan = PullPlan {
-        body: serde_json::json!({
-            "include_inputs": true,
-            "include_personas": true,
-            "include_criteria": true,
-        }),
+        body: PullBody::default(),
         project_id: None,
         scenario_id: None,
         note: None,
@@ -190,7 +184,7 @@ fn plan(client: &Client, input: &PullInput<'_>) -> Result<PullPlan> {
         None => only_project(client)?,
     };
     if let Some(p) = &project {
-        plan.body["project_id"] = Value::String(p.clone());
+        plan.body.project_id = Some(p.clone());
     }
     plan.project_id = project.clone();
     if let Some(bundle) = input
@@ -198,7 +192,7 @@ fn plan(client: &Client, input: &PullInput<'_>) -> Result<PullPlan> {
         .as_deref()
         .filter(|b| !b.trim().is_empty())
     {
-        plan.body["bundle_version_id"] = Value::String(bundle.trim().to_string());
+        plan.body.bundle_version_id = Some(bundle.trim().to_string());
         return Ok(plan);
     }
     let wanted = input.scenario.as_deref();
@@ -207,7 +201,7 @@ fn plan(client: &Client, input: &PullInput<'_>) -> Result<PullPlan> {
         _ => None,
     };
     if let Some(s) = found {
-        plan.body["scenario_id"] = Value::String(s.id.clone());
+        plan.body.scenario_id = Some(s.id.clone());
         plan.scenario_id = Some(s.id);
         return Ok(plan);
     }
@@ -235,7 +229,7 @@ fn previous_bundle(plan: &mut PullPlan, root: &Path, wanted: &str) {
                     .map(|v| format!("bundle v{v}"))
                     .unwrap_or_else(|| id.clone()),
             });
-            plan.body["bundle_version_id"] = Value::String(id);
+            plan.body.bundle_version_id = Some(id);
         }
         None => plan.note = Some(ListingNote::NeverPulled { scenario }),
     }
@@ -293,13 +287,13 @@ fn download(
         .open(&spool_path)
         .map_err(|e| Error::io("create", &spool_path, e))?;
     let spooled = (|| {
-        let got = client.post_to_file("/api/sync/pull", &plan.body, &spool, etag)?;
+        let got = sync_pull(client, &plan.body, &spool, etag)?;
         if got.not_modified {
             return Ok(None);
         }
         std::io::Seek::rewind(&mut &spool).map_err(|e| Error::io("read", &spool_path, e))?;
         let resp = pulled::parse_pull(&spool, &fluxloop_dir).map_err(|why| Error::Network {
-            url: format!("{}/api/sync/pull", client.base()),
+            url: sync_pull_url(client),
             detail: format!(
                 "POST answered HTTP 200 with a body that is not the expected JSON pull response ({why}); is the endpoint a FluxLoop platform?"
             ),

@@ -101,7 +101,7 @@ pub(crate) fn report(
         tests: run.tally.total,
         failures: run.tally.failure,
         time_ms: run.tally.total_duration_ms,
-        timestamp: junit_timestamp(info.started_at),
+        timestamp: results::junit_timestamp(info.started_at),
         skipped: skipped_labels(input.inputs, &run.unrun),
     };
     junit::write(&input.junit, &suite, |each| {
@@ -116,19 +116,6 @@ pub(crate) fn report(
         tally: run.tally,
         stopped: run.stopped,
     })
-}
-
-/// `YYYY-MM-DDTHH:MM:SS`: the JUnit schema's timestamp has no zone.
-fn junit_timestamp(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// The labels of runs never started, for JUnit.

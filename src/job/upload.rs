@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::api::Client;
 use crate::ci::CiInfo;
-use crate::config::project::limits::{self, Shard};
+use crate::config::project::limits::Shard;
 use crate::config::Origin;
 use crate::error::{Error, Result};
 use crate::job::display_rel;
@@ -121,31 +120,16 @@ struct ResultMeta {
 }
 
 fn result_meta(dir: &Path) -> ResultMeta {
-    let summary: Option<Value> = std::fs::read(dir.join(results::SUMMARY))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let s = |k: &str| {
-        summary
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    };
+    let summary = results::Summary::read(dir).unwrap_or_default();
+    let text = |s: Option<&str>| s.map(String::from);
     ResultMeta {
-        scenario: s("scenario").or_else(|| s("experiment_name")),
-        bundle_version_id: s("bundle_version_id"),
-        started_at: s("started_at").or_else(|| s("created_at")),
-        completed_at: s("completed_at").or_else(|| s("created_at")),
-        complete: summary
-            .as_ref()
-            .and_then(|v| v.get("complete"))
-            .and_then(Value::as_bool),
-        batch_key: s("batch_key"),
-        shard: summary.as_ref().and_then(|v| {
-            let n = |k: &str| v.pointer(&format!("/shard/{k}")).and_then(Value::as_u64);
-            limits::shard_of(n("index")?, n("total")?).ok()
-        }),
+        scenario: text(summary.scenario()),
+        bundle_version_id: text(summary.bundle_version_id()),
+        started_at: text(summary.started_at().or(summary.created_at())),
+        completed_at: text(summary.completed_at().or(summary.created_at())),
+        complete: summary.complete,
+        batch_key: text(summary.batch_key()),
+        shard: summary.shard(),
     }
 }
 

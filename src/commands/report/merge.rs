@@ -6,8 +6,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::ctx::Ctx;
@@ -43,22 +41,13 @@ struct Part {
 }
 
 fn part(dir: &Path) -> Result<Part> {
+    let summary = results::Summary::read(dir)?;
     let path = dir.join(results::SUMMARY);
-    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::MissingFile {
-            path: path.clone(),
-            what: "result directory summary",
-        },
-        _ => Error::io("read", &path, e),
-    })?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::config(format!("{}: not JSON: {e}", path.display()), None))?;
-    let s = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(String::from);
-    let time = |k: &str| s(k).and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());
-    let scenario = s("scenario")
-        .or_else(|| s("experiment_name"))
+    let scenario = summary
+        .scenario()
+        .map(String::from)
         .ok_or_else(|| Error::config(format!("{}: names no scenario", path.display()), None))?;
-    if v["complete"] == Value::Bool(false) {
+    if summary.complete == Some(false) {
         return Err(Error::config(
             format!("{}: the run that wrote it did not finish", dir.display()),
             Some("rerun that shard, or leave its directory out".into()),
@@ -67,11 +56,11 @@ fn part(dir: &Path) -> Result<Part> {
     Ok(Part {
         dir: dir.to_path_buf(),
         scenario,
-        bundle: s("bundle_version_id"),
-        runner_type: s("runner_type").unwrap_or_else(|| "process".into()),
-        iterations: v["iterations"].as_u64().unwrap_or(1) as u32,
-        started: time("started_at"),
-        completed: time("completed_at"),
+        bundle: summary.bundle_version_id().map(String::from),
+        runner_type: summary.runner_type().unwrap_or("process").to_string(),
+        iterations: summary.iterations.unwrap_or(1),
+        started: summary.started(),
+        completed: summary.completed(),
     })
 }
 
@@ -165,21 +154,12 @@ fn check_one_job(parts: &[Part]) -> Result<()> {
 }
 
 fn write_junit(dir: &Path, info: &RunInfo<'_>, tally: &Tally) -> Result<()> {
-    let t = info.started_at;
     let suite = junit::Suite {
         name: info.scenario,
         tests: tally.total,
         failures: tally.failure,
         time_ms: tally.total_duration_ms,
-        timestamp: format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
+        timestamp: results::junit_timestamp(info.started_at),
         skipped: Vec::new(),
     };
     junit::write(&dir.join(results::JUNIT), &suite, |each| {
