@@ -877,6 +877,9 @@ pub(crate) fn setting_flags(
             put("--project-id", a.project_id.clone());
         }
         Command::Sync(SyncCommand::Upload(a)) => put("--scenario", a.scenario.clone()),
+        Command::Apikeys(
+            ApikeysCommand::Create { project_id, .. } | ApikeysCommand::List { project_id, .. },
+        ) => put("--project-id", project_id.clone()),
         Command::Report(a) => {
             put("--scenario", a.scenario.clone());
             put("--batch-key", a.batch_key.clone());

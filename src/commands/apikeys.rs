@@ -25,10 +25,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: ApikeysCommand) -> Result<Outcome> {
             name,
             key_type,
             scope,
-            project_id,
             expires_in_days,
-        } => create(ctx, name, key_type, scope, project_id, expires_in_days),
-        ApikeysCommand::List { project_id, all } => list(ctx, project_id, all),
+            ..
+        } => create(ctx, name, key_type, scope, expires_in_days),
+        ApikeysCommand::List { all, .. } => list(ctx, all),
         ApikeysCommand::Info { key } => info(ctx, key),
         ApikeysCommand::Revoke { target } => revoke(ctx, &target),
     }
@@ -36,22 +36,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: ApikeysCommand) -> Result<Outcome> {
 
 /// The project a key command acts on: flag, `fluxloop.yaml`, project.json,
 /// else the credential's own project (the platform decides).
-fn project_id(
-    ctx: &Ctx,
-    flag: Option<String>,
-    record: Option<&ApiKeyRecord>,
-) -> Result<Option<String>> {
-    if flag.is_some() {
-        return Ok(flag);
-    }
-    if let Some(p) = ctx.config()?.and_then(|c| c.config.project_id.clone()) {
-        return Ok(Some(p));
-    }
-    if let Some(p) = ctx
-        .project_json()?
-        .and_then(|(_, pj)| pj.project_id.clone())
-    {
-        return Ok(Some(p));
+/// `--project-id` is one source of the project setting (config/registry.rs).
+fn project_id(ctx: &Ctx, record: Option<&ApiKeyRecord>) -> Result<Option<String>> {
+    if let Some(p) = ctx.settings.text("project_id")? {
+        return Ok(Some(p.val));
     }
     Ok(record.and_then(|r| r.project_id.clone()))
 }
@@ -69,12 +57,11 @@ fn create(
     name: Option<String>,
     key_type: KeyType,
     scope: Scope,
-    project: Option<String>,
     expires_in_days: Option<u32>,
 ) -> Result<Outcome> {
     let session = login::session(ctx)?;
     let record = scope::require(ctx, &session.client, &[Need::Admin])?;
-    let project = project_id(ctx, project, record.as_ref())?;
+    let project = project_id(ctx, record.as_ref())?;
     let name = name.unwrap_or_else(|| {
         let now = OffsetDateTime::now_utc();
         format!("cli-key-{}", crate::results::compact_stamp(now))
@@ -133,10 +120,10 @@ pub(crate) fn days_since(ts: Option<&str>, now: OffsetDateTime) -> Option<i64> {
     login::parse_time(ts).map(|t| (now - t).whole_days())
 }
 
-fn list(ctx: &Ctx, project: Option<String>, all: bool) -> Result<Outcome> {
+fn list(ctx: &Ctx, all: bool) -> Result<Outcome> {
     let session = login::session(ctx)?;
     let record = scope::require(ctx, &session.client, &[Need::Admin])?;
-    let records = project_keys(ctx, &session.client, record.as_ref(), project)?;
+    let records = project_keys(ctx, &session.client, record.as_ref())?;
     let now = OffsetDateTime::now_utc();
     let hidden = records.iter().filter(|r| r.revoked_at.is_some()).count();
     let keys = records
@@ -170,9 +157,8 @@ fn project_keys(
     ctx: &Ctx,
     client: &crate::api::Client,
     own: Option<&ApiKeyRecord>,
-    flag: Option<String>,
 ) -> Result<Vec<ApiKeyRecord>> {
-    let project = project_id(ctx, flag, own)?;
+    let project = project_id(ctx, own)?;
     crate::api::keys::list_keys(client, project.as_deref())
 }
 
@@ -374,7 +360,7 @@ fn find_record(
     own: Option<&ApiKeyRecord>,
     target: &str,
 ) -> Result<ApiKeyRecord> {
-    let records = match project_keys(ctx, client, own, None) {
+    let records = match project_keys(ctx, client, own) {
         Ok(r) => r,
         // No listing on this platform: the target can only be an id.
         Err(Error::NotFound { .. }) | Err(Error::Api { status: 404, .. }) => {

@@ -95,7 +95,7 @@ fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(BatchRef, String)> {
     if let Some(id) = &args.run_batch {
         return Ok((BatchRef::Id(id.clone()), format!("run batch {id}")));
     }
-    let scenario = sync::scenario_setting(ctx, args.scenario.as_deref())?.ok_or_else(|| {
+    let scenario = sync::scenario_setting(ctx)?.ok_or_else(|| {
         Error::config(
             "report: which scenario? the batch key includes it",
             Some("pass --scenario S (or set scenario in fluxloop.yaml), or --run-batch ID".into()),

@@ -23,8 +23,8 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
             scope::require(ctx, &session.client, &[Need::Read])?;
             let root = ctx.workspace_root()?;
             let input = PullSettings {
-                scenario: scenario_setting(ctx, args.scenario.as_deref())?,
-                project_id: known_project(ctx, args.project_id.as_deref())?,
+                scenario: scenario_setting(ctx)?,
+                project_id: known_project(ctx)?,
                 bundle_version_id: args.bundle_version_id.clone(),
                 keep_local: args.keep_local,
             };
@@ -39,34 +39,15 @@ pub(crate) fn run(ctx: &Ctx, cmd: SyncCommand) -> Result<Outcome> {
     }
 }
 
-/// The project named by flag, `fluxloop.yaml` or `.fluxloop/project.json`.
-pub(crate) fn known_project(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
-    if let Some(p) = flag.filter(|p| !p.trim().is_empty()) {
-        return Ok(Some(p.trim().to_string()));
-    }
-    if let Some(p) = ctx
-        .config()?
-        .and_then(|c| c.config.project_id.clone())
-        .filter(|p| !p.trim().is_empty())
-    {
-        return Ok(Some(p.trim().to_string()));
-    }
-    Ok(ctx
-        .project_json()?
-        .and_then(|(_, pj)| pj.project_id.clone())
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().to_string()))
+/// The project setting (config/registry.rs): `--project-id`, `project_id`
+/// in `fluxloop.yaml`, `.fluxloop/project.json`.
+pub(crate) fn known_project(ctx: &Ctx) -> Result<Option<String>> {
+    Ok(ctx.settings.text("project_id")?.map(|v| v.val))
 }
 
 /// The scenario setting: `--scenario`, else `scenario:` in `fluxloop.yaml`.
-pub(crate) fn scenario_setting(ctx: &Ctx, flag: Option<&str>) -> Result<Option<String>> {
-    if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
-        return Ok(Some(s.trim().to_string()));
-    }
-    Ok(ctx
-        .config()?
-        .and_then(|c| c.config.scenario.clone())
-        .filter(|s| !s.trim().is_empty()))
+pub(crate) fn scenario_setting(ctx: &Ctx) -> Result<Option<String>> {
+    Ok(ctx.settings.text("scenario")?.map(|v| v.val))
 }
 
 /// The settings of a pull, as `sync pull` and `test` resolve them.
@@ -105,23 +86,7 @@ pub(crate) fn pull(
 
 /// `FLUXLOOP_WEB_URL`, else `api.web_url` in `fluxloop.yaml`, unparsed.
 pub(crate) fn web_url_setting(ctx: &Ctx) -> Result<Option<(String, Origin)>> {
-    if let Some(v) = ctx.env.get("FLUXLOOP_WEB_URL")? {
-        return Ok(Some((v.to_string(), Origin::Env("FLUXLOOP_WEB_URL"))));
-    }
-    Ok(ctx.config()?.and_then(|c| {
-        c.config
-            .api
-            .web_url
-            .clone()
-            .filter(|w| !w.is_empty())
-            .map(|w| {
-                let origin = Origin::ProjectConfig {
-                    path: c.path.clone(),
-                    key: "api.web_url",
-                };
-                (w, origin)
-            })
-    }))
+    Ok(ctx.settings.text("web_url")?.map(|v| (v.val, v.origin)))
 }
 
 /// Runs the upload stage of `dir` with the session's client, then shows
@@ -185,7 +150,7 @@ fn result_dir(
 }
 
 fn upload_command(ctx: &Ctx, args: &UploadArgs) -> Result<Outcome> {
-    let scenario = scenario_setting(ctx, args.scenario.as_deref())?;
+    let scenario = scenario_setting(ctx)?;
     let root = ctx.workspace_root()?;
     let dir = result_dir(ctx, &root, args, scenario.as_deref())?;
     // The directory is checked before any network use.

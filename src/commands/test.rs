@@ -85,7 +85,7 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
     }
     agent.check_runnable(ctx.env.get_os("PATH"))?;
     Ok(TestSettings {
-        scenario: sync::scenario_setting(ctx, args.scenario.as_deref())?,
+        scenario: sync::scenario_setting(ctx)?,
         runner_type,
         agent,
         iterations,
@@ -248,7 +248,7 @@ fn pull(
     let input = job::pull::PullInput {
         root,
         scenario: settings.scenario.clone(),
-        project_id: sync::known_project(ctx, None)?,
+        project_id: sync::known_project(ctx)?,
         bundle_version_id: None,
         edits: job::pull::Edits {
             keep_local,

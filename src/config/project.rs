@@ -17,6 +17,10 @@ const MAX_CONFIG_SIZE: usize = 1024 * 1024;
 /// `fluxloop.yaml`. Unknown keys are errors: a typo must not be silently ignored.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+// `scenario`, `project_id` and `api` are read by key through the settings
+// registry (config/registry.rs); typed here so that a bad value fails when
+// the file is loaded, with its line.
+#[expect(dead_code, reason = "read by key through config/registry.rs")]
 pub(crate) struct ProjectConfig {
     /// The default `--scenario`.
     pub(crate) scenario: Option<String>,

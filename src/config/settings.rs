@@ -178,6 +178,18 @@ impl Settings {
         Ok(Value::new(parsed.to_string(), found.origin))
     }
 
+    /// A setting that is text, trimmed: the first source whose value is not
+    /// blank (a blank `--scenario ""` or `scenario:` counts as unset).
+    pub(crate) fn text(&self, key: &str) -> Result<Option<Value<String>>> {
+        let entry = self.entry(key);
+        let found = entry.found.clone()?;
+        Ok(found
+            .iter()
+            .chain(&entry.shadowed)
+            .map(|v| Value::new(v.val.trim().to_string(), v.origin.clone()))
+            .find(|v| !v.val.is_empty()))
+    }
+
     /// Seconds, as `http_timeout` and `connect_timeout` take them.
     fn request_seconds(&self, key: &str) -> Result<Duration> {
         let v = self.parsed(
