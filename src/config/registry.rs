@@ -132,7 +132,11 @@ pub(crate) static SETTINGS: &[Decl] = &[
     },
     decl(
         "scenario",
-        &[Flag("--scenario"), Yaml("scenario")],
+        &[
+            Flag("--scenario"),
+            Env("FLUXLOOP_SCENARIO"),
+            Yaml("scenario"),
+        ],
         Fallback::Unset("not set (pass --scenario)"),
         "the scenario pulled and run",
     ),
