@@ -85,17 +85,14 @@ const BATCH_VARS: &[(&str, &[&str])] = &[
 /// with the scenario, so two scenarios of one build are two batches. It is
 /// derived from the CI only for a `sharded` run: unsharded jobs of one
 /// build (a matrix over models, say) must stay batches of their own.
+/// `given` is the `batch_key` setting (`--batch-key`, `FLUXLOOP_BATCH_KEY`).
 pub(crate) fn batch_key(
     env: &Env,
     given: Option<&str>,
     scenario: &str,
     sharded: bool,
 ) -> Result<Option<String>> {
-    let given = match given {
-        Some(k) => Some(k.trim().to_string()),
-        None => env.get("FLUXLOOP_BATCH_KEY")?.map(|k| k.trim().to_string()),
-    };
-    let base = match given {
+    let base = match given.map(|k| k.trim().to_string()) {
         Some(k) if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) => {
             return Err(Error::config(
                 format!("batch key {k:?}: must be 1 to 200 printable characters"),
@@ -182,12 +179,14 @@ mod tests {
             key(&[("CI_PIPELINE_ID", "77")], Some("k")).unwrap(),
             Some("k:s1".into())
         );
+        // FLUXLOOP_BATCH_KEY reaches here as the batch_key setting.
+        let env = Env::from_pairs(&[("FLUXLOOP_BATCH_KEY", "b"), ("CI_PIPELINE_ID", "77")]);
+        let setting = crate::config::settings::Settings::of_env(&env)
+            .raw("batch_key")
+            .unwrap()
+            .map(|v| v.val);
         assert_eq!(
-            key(
-                &[("FLUXLOOP_BATCH_KEY", "b"), ("CI_PIPELINE_ID", "77")],
-                None
-            )
-            .unwrap(),
+            batch_key(&env, setting.as_deref(), "s1", true).unwrap(),
             Some("b:s1".into())
         );
         assert_eq!(

@@ -101,14 +101,13 @@ fn batch_path(ctx: &Ctx, args: &ReportArgs) -> Result<(BatchRef, String)> {
             Some("pass --scenario S (or set scenario in fluxloop.yaml), or --run-batch ID".into()),
         )
     })?;
-    let key = fanout::batch_key(&ctx.env, args.batch_key.as_deref(), &scenario, true)?.ok_or_else(
-        || {
-            Error::config(
-                "report: no batch key: not in a CI that names its build, and no --batch-key",
-                Some("pass --batch-key K (what the shards were given), or --run-batch ID".into()),
-            )
-        },
-    )?;
+    let given = ctx.settings.raw("batch_key")?.map(|v| v.val);
+    let key = fanout::batch_key(&ctx.env, given.as_deref(), &scenario, true)?.ok_or_else(|| {
+        Error::config(
+            "report: no batch key: not in a CI that names its build, and no --batch-key",
+            Some("pass --batch-key K (what the shards were given), or --run-batch ID".into()),
+        )
+    })?;
     let label = format!("run batch with key {key}");
     Ok((BatchRef::Key(key), label))
 }

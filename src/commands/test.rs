@@ -51,10 +51,7 @@ struct TestSettings {
 
 fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
     let config = ctx.config()?;
-    let (runner, test) = match config {
-        Some(c) => (c.config.runner.clone(), c.config.test.clone()),
-        None => Default::default(),
-    };
+    let runner = config.map(|c| c.config.runner.clone()).unwrap_or_default();
     let base = match config {
         Some(c) => c.dir().to_path_buf(),
         None => ctx.workspace_root()?,
@@ -69,9 +66,25 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
             what: "runner.working_directory",
         });
     }
-    let timeout = timeout(args.timeout.or(test.timeout))?;
-    let iterations = args.iterations.or(test.iterations).unwrap_or(1);
-    let parallel = args.parallel.or(test.parallel).unwrap_or(1);
+    let s = &ctx.settings;
+    let number = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| "is not a whole number".to_string())
+    };
+    let timeout = timeout(
+        s.parsed(
+            "test.timeout",
+            |v| v.parse::<f64>().map_err(|_| "is not a number".to_string()),
+            "fix {name}",
+        )?
+        .map(|v| v.val),
+    )?;
+    let iterations = s
+        .parsed("test.iterations", number, "fix {name}")?
+        .map_or(1, |v| v.val);
+    let parallel = s
+        .parsed("test.parallel", number, "fix {name}")?
+        .map_or(1, |v| v.val);
     if iterations == 0 || parallel == 0 || parallel > MAX_PARALLEL {
         return Err(Error::config(
             format!("test.iterations must be at least 1 and test.parallel from 1 to {MAX_PARALLEL} (got {iterations} and {parallel})"),
@@ -91,10 +104,27 @@ fn resolve(ctx: &Ctx, args: &TestArgs) -> Result<TestSettings> {
         iterations,
         parallel,
         pull: !args.skip_pull,
-        upload: args.upload.or(test.auto_upload).unwrap_or(true),
+        upload: s
+            .parsed(
+                "test.auto_upload",
+                |v| {
+                    v.parse::<bool>()
+                        .map_err(|_| "is not true or false".to_string())
+                },
+                "fix {name}",
+            )?
+            .is_none_or(|v| v.val),
         junit: args.junit.as_ref().map(|p| ctx.cwd.join(p)),
-        run: plan::RunSettings::resolve(&args.select, &test),
-        shard: shard::resolve(ctx, args.select.shard.or(test.shard))?,
+        run: plan::RunSettings::resolve(s)?,
+        shard: shard::resolve(
+            ctx,
+            s.parsed(
+                "test.shard",
+                crate::config::project::limits::shard,
+                "fix {name}",
+            )?
+            .map(|v| v.val),
+        )?,
     })
 }
 
@@ -330,8 +360,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     if let (plan::Selection::EmptyShard { shard, runs }, Some(s), true, false) =
         (&selection, &session, settings.upload, preview)
     {
-        let key = args.select.batch_key.as_deref();
-        return shard::report_empty(ctx, s, &root, &scenario, key, (*shard, *runs));
+        let key = ctx.settings.raw("batch_key")?.map(|v| v.val);
+        return shard::report_empty(ctx, s, &root, &scenario, key.as_deref(), (*shard, *runs));
     }
     if let Some(outcome) = plan::preview_outcome(
         &args,
@@ -353,16 +383,17 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         settings: &settings,
         github: ci::github_files(&ctx.env),
     };
-    run_job(ctx, &args, &job, reaper)
+    run_job(ctx, &job, reaper)
 }
 
 /// Run → report → upload, each stage's report handed to `output/`.
-fn run_job(ctx: &Ctx, args: &TestArgs, job: &Job<'_>, reaper: Option<Reaper>) -> Result<Outcome> {
+fn run_job(ctx: &Ctx, job: &Job<'_>, reaper: Option<Reaper>) -> Result<Outcome> {
     let settings = job.settings;
     let bundle_version_id = bundle_version_id(&job.root, &job.scenario, settings.upload)?;
+    let given = ctx.settings.raw("batch_key")?.map(|v| v.val);
     let batch_key = ci::fanout::batch_key(
         &ctx.env,
-        args.select.batch_key.as_deref(),
+        given.as_deref(),
         &job.scenario,
         settings.shard.is_some(),
     )?;

@@ -309,6 +309,9 @@ pub(crate) struct RunnerConfig {
 /// `test:`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+// Read by key through the settings registry (config/registry.rs); typed
+// here so that a bad value fails when the file is loaded, with its line.
+#[expect(dead_code, reason = "read by key through config/registry.rs")]
 pub(crate) struct TestConfig {
     pub(crate) iterations: Option<u32>,
     pub(crate) parallel: Option<u32>,

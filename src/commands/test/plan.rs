@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::auth::login::Session;
 use crate::cli::RunFlags;
 use crate::cli::TestArgs;
-use crate::config::project::limits::Shard;
-use crate::config::project::TestConfig;
+use crate::config::project::limits::{self, Shard};
+use crate::config::settings::Settings;
 use crate::error::{code, Result};
 use crate::job::display_rel;
 use crate::output::Outcome;
@@ -33,13 +33,43 @@ pub(super) struct RunSettings {
 }
 
 impl RunSettings {
-    pub(super) fn resolve(flags: &RunFlags, test: &TestConfig) -> RunSettings {
-        RunSettings {
-            retries: flags.retries.or(test.retries).unwrap_or(0),
-            pass_rate: flags.fail_under.or(test.pass_rate),
-            max_failures: flags.max_failures.or(test.max_failures),
-            rate: flags.rate.clone().or_else(|| test.rate.clone()),
-        }
+    /// `test.retries`, `test.pass_rate`, `test.max_failures`, `test.rate`
+    /// from the registry (flag, else fluxloop.yaml).
+    pub(super) fn resolve(settings: &Settings) -> Result<RunSettings> {
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| "is not a whole number".to_string())
+        };
+        Ok(RunSettings {
+            retries: settings
+                .parsed(
+                    "test.retries",
+                    |v| number(v).and_then(limits::run_retries),
+                    "fix {name}",
+                )?
+                .map_or(0, |v| v.val),
+            pass_rate: settings
+                .parsed(
+                    "test.pass_rate",
+                    |v| {
+                        v.parse::<f64>()
+                            .map_err(|_| "is not a number".to_string())
+                            .and_then(limits::pass_rate)
+                    },
+                    "fix {name}",
+                )?
+                .map(|v| v.val),
+            max_failures: settings
+                .parsed(
+                    "test.max_failures",
+                    |v| number(v).and_then(limits::max_failures),
+                    "fix {name}",
+                )?
+                .map(|v| v.val),
+            rate: settings
+                .parsed("test.rate", limits::rate, "fix {name}")?
+                .map(|v| v.val),
+        })
     }
 
     pub(super) fn start_interval(&self) -> Option<Duration> {
