@@ -224,6 +224,13 @@ impl Error {
                 }
                 hints
             }
+            _ => self.remote_hints(),
+        }
+    }
+
+    /// Hints of the credential, network and platform errors.
+    fn remote_hints(&self) -> Vec<String> {
+        match self {
             Error::InvalidApiKey { hint, .. } => vec![hint.clone()],
             Error::InvalidCredential { is_key: true, .. } => vec![
                 "check the key on the platform (settings/api-keys) or create a new one with `fluxloop apikeys create`".into(),
@@ -279,6 +286,12 @@ impl Error {
             }
             Error::Interrupted => vec![],
             Error::Unsupported { hint, .. } => hint.iter().cloned().collect(),
+            Error::Usage { .. }
+            | Error::Config { .. }
+            | Error::Parse { .. }
+            | Error::MissingFile { .. }
+            | Error::Io { .. }
+            | Error::NoCredential { .. } => unreachable!("given by hints"),
         }
     }
 
@@ -315,11 +328,10 @@ impl fmt::Display for Error {
                 ..
             } => {
                 write!(f, "{}", path.display())?;
-                if let Some(line) = line {
-                    write!(f, ":{line}")?;
-                    if let Some(column) = column {
-                        write!(f, ":{column}")?;
-                    }
+                match (line, column) {
+                    (Some(l), Some(c)) => write!(f, ":{l}:{c}")?,
+                    (Some(l), None) => write!(f, ":{l}")?,
+                    _ => {}
                 }
                 write!(f, ": {message}")
             }
@@ -350,16 +362,28 @@ impl fmt::Display for Error {
                 write!(f, "Invalid API key (from {origin}): key revoked")
             }
             Error::PermissionDenied { have, need, detail } => {
-                write!(f, "Permission denied: ")?;
-                if let Some(have) = have {
-                    write!(f, "this key has scope `{have}`, ")?;
-                }
-                write!(f, "the operation needs `{need}`")?;
-                if !detail.is_empty() {
-                    write!(f, " ({detail})")?;
-                }
-                Ok(())
+                let have = have
+                    .as_ref()
+                    .map(|h| format!("this key has scope `{h}`, "))
+                    .unwrap_or_default();
+                let detail = Some(detail)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "Permission denied: {have}the operation needs `{need}`{detail}"
+                )
             }
+            _ => self.fmt_remote(f),
+        }
+    }
+}
+
+impl Error {
+    /// Display of the credential, network and platform errors.
+    fn fmt_remote(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Error::AuthenticationFailed { reason, .. } => {
                 write!(f, "Authentication failed: {reason}")
             }
@@ -395,14 +419,12 @@ impl fmt::Display for Error {
                 code,
                 message,
             } => {
-                write!(f, "{method} {url} failed with HTTP {status}")?;
-                if let Some(code) = code {
-                    write!(f, " ({code})")?;
-                }
-                if !message.is_empty() {
-                    write!(f, ": {message}")?;
-                }
-                Ok(())
+                let code = code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                let message = Some(message)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                write!(f, "{method} {url} failed with HTTP {status}{code}{message}")
             }
             Error::NotFound { what, .. } => write!(f, "{what} not found"),
             Error::SyncConflict { files } => write!(
@@ -415,6 +437,17 @@ impl fmt::Display for Error {
             }
             Error::Interrupted => f.write_str("cancelled"),
             Error::Unsupported { what, .. } => f.write_str(what),
+            Error::Usage { .. }
+            | Error::Config { .. }
+            | Error::Parse { .. }
+            | Error::MissingFile { .. }
+            | Error::Io { .. }
+            | Error::NoCredential { .. }
+            | Error::InvalidApiKey { .. }
+            | Error::InvalidCredential { .. }
+            | Error::TokenExpired { .. }
+            | Error::KeyRevoked { .. }
+            | Error::PermissionDenied { .. } => unreachable!("shown by fmt"),
         }
     }
 }

@@ -370,23 +370,7 @@ pub(crate) fn upload(
             if url.is_none() {
                 url = resp.url.clone();
             }
-            match &state.run_batch_id {
-                Some(id) if *id != resp.run_batch_id => {
-                    return Err(Error::Api {
-                        method: "POST",
-                        url: format!("{}{}", client.base(), paths::SYNC_UPLOAD),
-                        status: 200,
-                        code: None,
-                        message: format!(
-                            "the platform put chunk {} into run batch {} instead of {id}",
-                            *index + 1,
-                            resp.run_batch_id
-                        ),
-                    })
-                }
-                Some(_) => {}
-                None => state.run_batch_id = Some(resp.run_batch_id),
-            }
+            same_batch(client, state, resp.run_batch_id, *index)?;
             *index += 1;
             state.chunks_done = state.chunks_done.max(*index);
             save_state(dir, state)?;
@@ -427,6 +411,27 @@ pub(crate) fn upload(
         already,
         url,
     })
+}
+
+/// Every chunk of one upload lands in the batch the first one opened.
+fn same_batch(client: &Client, state: &mut State, got: String, index: usize) -> Result<()> {
+    match &state.run_batch_id {
+        Some(id) if *id != got => Err(Error::Api {
+            method: "POST",
+            url: format!("{}{}", client.base(), paths::SYNC_UPLOAD),
+            status: 200,
+            code: None,
+            message: format!(
+                "the platform put chunk {} into run batch {got} instead of {id}",
+                index + 1
+            ),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            state.run_batch_id = Some(got);
+            Ok(())
+        }
+    }
 }
 
 /// Reports a shard with no runs as done, so its batch can complete: one

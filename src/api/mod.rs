@@ -293,52 +293,15 @@ impl Client {
         let mut may_refresh = self.refresh.is_some();
         loop {
             let outcome = self.attempt(method, &url, body, headers, spool);
-            let (retryable, wait_hint, failure) = match outcome {
-                Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
-                // The answer to an If-None-Match: the caller's copy is current.
-                Ok(resp)
-                    if resp.status == 304 && headers.iter().any(|(n, _)| *n == "If-None-Match") =>
-                {
-                    return Ok(resp)
-                }
-                Ok(resp) if (300..400).contains(&resp.status) => {
-                    return Err(Error::Redirect {
-                        method,
-                        url,
-                        status: resp.status,
-                        location: resp
-                            .location
-                            .as_deref()
-                            .map(|l| self.scrub(l))
-                            .unwrap_or_else(|| "nowhere (no Location header)".into()),
-                    })
-                }
-                Ok(resp) => {
-                    let status = resp.status;
-                    let retry_after = resp.retry_after;
-                    let retryable = match retry {
-                        Retry::Idempotent => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-                        Retry::Once => matches!(status, 429 | 503),
-                    };
-                    let err = self.map_status(method, &url, path, status, &resp.body);
-                    (retryable, retry_after, err)
-                }
-                Err(AttemptError {
-                    detail,
-                    sent,
-                    permanent,
-                }) => {
-                    let retryable = !permanent && (retry == Retry::Idempotent || !sent);
-                    (
+            let (retryable, wait_hint, failure) =
+                match self.judge(outcome, method, &url, path, headers, retry) {
+                    Judged::Done(result) => return result,
+                    Judged::Failed {
                         retryable,
-                        None,
-                        Error::Network {
-                            url: url.clone(),
-                            detail,
-                        },
-                    )
-                }
-            };
+                        wait_hint,
+                        failure,
+                    } => (retryable, wait_hint, failure),
+                };
             if let (Error::TokenExpired { .. }, true) = (&failure, may_refresh) {
                 may_refresh = false;
                 if let Some(refresh) = &self.refresh {
@@ -367,6 +330,62 @@ impl Client {
             )));
             std::thread::sleep(backoff);
             attempt += 1;
+        }
+    }
+
+    /// What one attempt's outcome means: an answer to return, or a failure
+    /// that may be retried.
+    fn judge(
+        &self,
+        outcome: std::result::Result<Response, AttemptError>,
+        method: &'static str,
+        url: &str,
+        path: &str,
+        headers: &[(&'static str, &str)],
+        retry: Retry,
+    ) -> Judged {
+        match outcome {
+            Ok(resp) if (200..300).contains(&resp.status) => Judged::Done(Ok(resp)),
+            // The answer to an If-None-Match: the caller's copy is current.
+            Ok(resp)
+                if resp.status == 304 && headers.iter().any(|(n, _)| *n == "If-None-Match") =>
+            {
+                Judged::Done(Ok(resp))
+            }
+            Ok(resp) if (300..400).contains(&resp.status) => Judged::Done(Err(Error::Redirect {
+                method,
+                url: url.to_string(),
+                status: resp.status,
+                location: resp
+                    .location
+                    .as_deref()
+                    .map(|l| self.scrub(l))
+                    .unwrap_or_else(|| "nowhere (no Location header)".into()),
+            })),
+            Ok(resp) => {
+                let status = resp.status;
+                let retryable = match retry {
+                    Retry::Idempotent => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+                    Retry::Once => matches!(status, 429 | 503),
+                };
+                Judged::Failed {
+                    retryable,
+                    wait_hint: resp.retry_after,
+                    failure: self.map_status(method, url, path, status, &resp.body),
+                }
+            }
+            Err(AttemptError {
+                detail,
+                sent,
+                permanent,
+            }) => Judged::Failed {
+                retryable: !permanent && (retry == Retry::Idempotent || !sent),
+                wait_hint: None,
+                failure: Error::Network {
+                    url: url.to_string(),
+                    detail,
+                },
+            },
         }
     }
 
@@ -440,38 +459,7 @@ impl Client {
         };
         let location = header("location");
         let etag = header("etag");
-        let read_failed = |detail: String| AttemptError {
-            sent: true,
-            permanent: false,
-            detail: format!("reading the response failed: {detail}"),
-        };
-        let (body, spooled) = match spool {
-            Some(mut file) if (200..300).contains(&status) => {
-                use std::io::{Seek, Write};
-                let mut reader = resp.body_mut().with_config().limit(MAX_BODY).reader();
-                let n = file
-                    .set_len(0)
-                    .and_then(|_| file.rewind())
-                    .and_then(|_| {
-                        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut file);
-                        let n = std::io::copy(&mut reader, &mut w)?;
-                        w.flush()?;
-                        Ok(n)
-                    })
-                    .map_err(|e| read_failed(e.to_string()))?;
-                (Vec::new(), n)
-            }
-            _ => {
-                let body = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_BODY)
-                    .read_to_vec()
-                    .map_err(|e| read_failed(net::describe_error(&e)))?;
-                let n = body.len() as u64;
-                (body, n)
-            }
-        };
+        let (body, spooled) = read_body(&mut resp, status, spool)?;
         self.trace(format!(
             "< {status} ({} ms, {spooled} bytes)",
             start.elapsed().as_millis(),
@@ -597,6 +585,57 @@ fn backoff(attempt: u32, base: Duration) -> Duration {
     let cap = exp.min(Duration::from_secs(30));
     let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
     cap.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// What an attempt came to (see `Client::judge`).
+enum Judged {
+    Done(Result<Response>),
+    Failed {
+        retryable: bool,
+        wait_hint: Option<Duration>,
+        failure: Error,
+    },
+}
+
+/// Reads a response's body: a 2xx into `spool` when there is one (its
+/// length is returned), else into memory; at most `MAX_BODY` either way.
+fn read_body(
+    resp: &mut ureq::http::Response<ureq::Body>,
+    status: u16,
+    spool: Option<&std::fs::File>,
+) -> std::result::Result<(Vec<u8>, u64), AttemptError> {
+    let read_failed = |detail: String| AttemptError {
+        sent: true,
+        permanent: false,
+        detail: format!("reading the response failed: {detail}"),
+    };
+    match spool {
+        Some(mut file) if (200..300).contains(&status) => {
+            use std::io::{Seek, Write};
+            let mut reader = resp.body_mut().with_config().limit(MAX_BODY).reader();
+            let n = file
+                .set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| {
+                    let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut file);
+                    let n = std::io::copy(&mut reader, &mut w)?;
+                    w.flush()?;
+                    Ok(n)
+                })
+                .map_err(|e| read_failed(e.to_string()))?;
+            Ok((Vec::new(), n))
+        }
+        _ => {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_vec()
+                .map_err(|e| read_failed(net::describe_error(&e)))?;
+            let n = body.len() as u64;
+            Ok((body, n))
+        }
+    }
 }
 
 struct AttemptError {
