@@ -138,6 +138,10 @@ abstract class PipelineScript extends Script {
         body()
     }
 
+    void script(Closure body) {
+        body()
+    }
+
     void post(Closure body) {
         body()
     }
