@@ -547,3 +547,32 @@ fn jenkins_example_passes_codenarc() {
     let ran = util::run_bounded(c, Duration::from_secs(300));
     assert!(ran.ok(), "{}", ran.all());
 }
+
+/// The action's sharding inputs: optional, and reaching the scripts only
+/// through `env:` (the rule `action_yml_keeps_its_rules` checks for all).
+#[test]
+fn action_has_optional_shard_batch_key_and_mode_inputs() {
+    let action = util::read_yaml(&util::repo().join("action.yml"));
+    let inputs = &action["inputs"];
+    for (name, default) in [("shard", ""), ("batch-key", ""), ("mode", "test")] {
+        assert_eq!(inputs[name]["required"], false, "{name}");
+        assert_eq!(inputs[name]["default"], default, "{name}");
+    }
+    let run = action["runs"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "run")
+        .expect("step run");
+    for (var, input) in [
+        ("INPUT_SHARD", "shard"),
+        ("INPUT_BATCH_KEY", "batch-key"),
+        ("INPUT_MODE", "mode"),
+    ] {
+        assert_eq!(
+            run["env"][var],
+            format!("${{{{ inputs.{input} }}}}"),
+            "{var}"
+        );
+    }
+}
