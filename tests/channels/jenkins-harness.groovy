@@ -2,7 +2,9 @@
 // as the steps our pipelines use go, and executes every step for real: `sh`
 // runs its script with `sh -xe` in the workspace, `withCredentials` binds the
 // secret and masks it in the log, `withEnv` and `environment {}` change the
-// environment the steps get, `junit` parses the XML reports, and
+// environment the steps get, `parallel` runs its stages at the same time (a
+// thread each, with its own environment and log prefix), `catchError` records
+// a failure and goes on, `junit` parses the XML reports, and
 // `archiveArtifacts` copies files. A step this harness does not define fails
 // the run, so a pipeline cannot pass by using something nobody executed.
 //
@@ -34,12 +36,29 @@ abstract class PipelineScript extends Script {
     static final String MASK = '****'
 
     String result = 'SUCCESS'
-    List<Map<String, String>> envStack = []
-    List<String> masks = []
+    // A stage threw: later stages are skipped. Not set by `catchError`, which
+    // changes the result only, as in Jenkins.
+    boolean stageFailed = false
+    // Per thread, so each `parallel` branch binds and masks on its own.
+    final ThreadLocal<List<Map<String, String>>> envStacks = ThreadLocal.withInitial { [] }
+    final ThreadLocal<List<String>> maskLists = ThreadLocal.withInitial { [] }
+    final ThreadLocal<String> branch = ThreadLocal.withInitial { '' }
     Map<String, Closure> postBodies = [:]
     List<List> stageList = null
     Object any = 'any'
     Object scm = 'scm'
+
+    List<Map<String, String>> getEnvStack() {
+        return envStacks.get()
+    }
+
+    List<String> getMasks() {
+        return maskLists.get()
+    }
+
+    void setMasks(List<String> m) {
+        maskLists.set(m)
+    }
 
     Map<String, String> getEnv() {
         Map<String, String> merged = [:]
@@ -59,7 +78,7 @@ abstract class PipelineScript extends Script {
     void log(String line) {
         String shown = line
         masks.each { String m -> shown = shown.replace(m, MASK) }
-        println(shown)
+        println(branch.get() + shown)
     }
 
     Path workspace() {
@@ -74,7 +93,7 @@ abstract class PipelineScript extends Script {
         stageList.each { List s ->
             String name = s[0]
             Closure stageBody = s[1]
-            if (result == 'FAILURE') {
+            if (stageFailed) {
                 log("Stage \"${name}\" skipped due to earlier failure(s)")
                 return
             }
@@ -119,6 +138,10 @@ abstract class PipelineScript extends Script {
         body()
     }
 
+    void script(Closure body) {
+        body()
+    }
+
     void post(Closure body) {
         body()
     }
@@ -155,6 +178,51 @@ abstract class PipelineScript extends Script {
         } catch (StepFailed e) {
             log("ERROR: ${e.message}")
             result = 'FAILURE'
+            stageFailed = true
+        }
+    }
+
+    /** Declarative `parallel { stage(...) {...} ... }`: every stage at once. */
+    void parallel(Closure body) {
+        List<List> outer = stageList
+        stageList = []
+        body()
+        List<List> branches = stageList
+        stageList = outer
+        List<Map<String, String>> stack = envStack.collect { new LinkedHashMap<>(it) }
+        List<String> parentMasks = new ArrayList<>(masks)
+        List<String> failed = Collections.synchronizedList([])
+        List<Thread> threads = branches.collect { List b ->
+            Thread.start {
+                envStacks.set(stack.collect { new LinkedHashMap<>(it) })
+                maskLists.set(new ArrayList<>(parentMasks))
+                branch.set("[${b[0]}] ")
+                log("[Pipeline] stage (${b[0]})")
+                try {
+                    b[1]()
+                } catch (StepFailed e) {
+                    log("ERROR: ${e.message}")
+                    failed << b[0]
+                }
+            }
+        }
+        threads*.join()
+        if (failed) {
+            throw new StepFailed("parallel: failed branch(es): ${failed.sort().join(', ')}")
+        }
+    }
+
+    /** A failed step sets the build (and stage) result and the pipeline goes on. */
+    void catchError(Map args = [:], Closure body) {
+        try {
+            body()
+        } catch (StepFailed e) {
+            log("ERROR: ${e.message}")
+            List<String> order = ['SUCCESS', 'UNSTABLE', 'FAILURE']
+            String want = args.buildResult ?: 'FAILURE'
+            if (order.indexOf(want) > order.indexOf(result)) {
+                result = want
+            }
         }
     }
 

@@ -22,6 +22,7 @@ mod jenkins;
 mod podman;
 mod release;
 mod schemas;
+mod sharding;
 mod supply;
 mod util;
 
