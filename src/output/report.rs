@@ -49,8 +49,19 @@ impl Human for Report {
     }
 }
 
-/// The batch's Markdown job summary, under GitHub Actions.
+/// The batch's Markdown job summary and the step outputs (the action's
+/// `run-batch-id`, `total`, `passed`, `failed` in `mode: report`), under
+/// GitHub Actions.
 pub(crate) fn step_summary(out: &Output, github: Option<&GithubFiles>, r: &Report) {
+    if let Some(path) = github.and_then(|g| g.output.as_deref()) {
+        let text = github::outputs(&[
+            ("run-batch-id", r.run_batch_id.clone()),
+            ("total", r.total.to_string()),
+            ("passed", r.passed.to_string()),
+            ("failed", r.failed.to_string()),
+        ]);
+        github::append_or_warn(out, "GITHUB_OUTPUT", path, &text);
+    }
     let Some(path) = github.and_then(|g| g.step_summary.as_deref()) else {
         return;
     };

@@ -403,6 +403,7 @@ fn issue_17_report_writes_the_github_step_summary() {
     .run();
     run.code(10);
     let summary = sb.work().join("step-summary.md");
+    let outputs = sb.work().join("outputs.txt");
     let run = cmd(
         &fx,
         &sb,
@@ -410,9 +411,18 @@ fn issue_17_report_writes_the_github_step_summary() {
     )
     .env("GITHUB_ACTIONS", "true")
     .env("GITHUB_STEP_SUMMARY", &summary)
+    .env("GITHUB_OUTPUT", &outputs)
     .run();
     run.code(10);
     let b = batch(&fx, "g:big");
+    // The action's outputs in `mode: report`.
+    assert_eq!(
+        std::fs::read_to_string(&outputs).unwrap(),
+        format!(
+            "run-batch-id={}\ntotal=12\npassed=0\nfailed=12\n",
+            b["id"].as_str().unwrap()
+        )
+    );
     let md = std::fs::read_to_string(&summary).unwrap();
     let head = format!(
         "### ❌ FluxLoop run batch {}\n\n| Runs | Passed | Failed |\n|---:|---:|---:|\n| 12 | 0 | 12 |\n\n**Failed runs**\n\n",
