@@ -112,10 +112,10 @@ fn non_json_and_truncated_bodies_fail_clearly_and_store_nothing_twice() {
             let pulled = fx.sb.work().join(".fluxloop/scenarios/support-bot/pulled");
             assert!(!pulled.exists(), "{fault:?}: a failed pull wrote files");
         }
-        fx.cmd(&["sync", "pull", "--yes"])
-            .run()
-            .ok()
-            .stdout_has("Pulled 10 inputs");
+        assert_eq!(
+            fx.cmd(&["sync", "pull", "--yes"]).run().ok().stdout,
+            "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+        );
     }
 }
 
@@ -227,7 +227,10 @@ fn pull_survives_connection_faults() {
         front(&fx, &proxy);
         let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "pull", "--yes"]).run());
         clean(&r);
-        r.ok().stdout_has("Pulled 10 inputs");
+        assert_eq!(
+            r.ok().stdout,
+            "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+        );
         assert_eq!(proxy.faulted(), 2, "{plan:?}");
         let inputs = fx
             .sb

@@ -374,7 +374,7 @@ fn refresh_killed_during_the_credentials_write_leaves_old_or_new() {
         // rotated the refresh token, before the write) says to log in again.
         let r = sb.cmd(&["auth", "refresh"]).run();
         if r.code != Some(0) {
-            r.code(3).stderr_has("auth login");
+            assert_eq!(r.code(3).stderr, "error: Token expired: the login of profile default has expired and its refresh token is no longer valid\n  hint: run `fluxloop auth login` to log in again\n");
             outcomes[2] += 1;
             login(sb, &fx.p, &[]).ok();
         }
