@@ -67,6 +67,7 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
 
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has("(login)")
         .stdout_has("User:        demo@fluxloop.local")
         .stdout_has("✓ valid")
@@ -99,6 +100,7 @@ fn denied_login_fails_with_authentication_failed() {
     let sb = Sandbox::new();
     let r = login(&sb, &p, &["--endpoint", &p.url()], false);
     r.code(3)
+        // substring: the lines before it print the device URL and a random user code
         .stderr_has("error: Authentication failed: the login was denied in the browser");
     assert!(!sb.credentials_path().exists());
 }
@@ -163,11 +165,13 @@ fn two_profiles_on_two_platforms() {
     sb.cmd(&["config", "set", "profile", "staging"]).run().ok();
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has(&staging.url())
         .stdout_has("Profile:     staging");
     sb.cmd(&["auth", "status", "--profile", "production"])
         .run()
         .ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has(&production.url());
 
     // Logging out of one profile keeps the other.
@@ -205,6 +209,7 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
 
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has("Refreshed:")
         .no_secret(&old_access)
         .no_secret(&old_refresh);
@@ -214,6 +219,7 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
     sb.cmd(&["auth", "refresh"])
         .run()
         .ok()
+        // substring: the rest is the new token's expiry time, which moves with the clock
         .stdout_has("Refreshed the login of profile default");
 
     // The old refresh token was rotated away: put the old file back.
@@ -221,6 +227,7 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
     let r = sb.cmd(&["auth", "refresh"]).run();
     assert_eq!(r.code(3).stderr, "error: Token expired: the login of profile default has expired and its refresh token is no longer valid\n  hint: run `fluxloop auth login` to log in again\n");
     let r = sb.cmd(&["auth", "status"]).run();
+    // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
     r.code(3).stdout_has("✗ expired");
 }
 
@@ -255,6 +262,7 @@ fn key_rotation_create_switch_revoke() {
     );
     created
         .ok()
+        // substring: the rest is the platform-generated key id
         .stderr_has("Created service-account key ci-bot")
         .no_secret(&admin);
     let new_key = created.stdout.trim().to_string();
@@ -267,6 +275,7 @@ fn key_rotation_create_switch_revoke() {
 
     with(&new_key, &["auth", "status"])
         .ok()
+        // substring: the rest holds the key's random last four characters and platform-generated key and project ids
         .stdout_has("✓ valid")
         .stdout_has("Scope:       read-write")
         .no_secret(&new_key);
@@ -274,6 +283,7 @@ fn key_rotation_create_switch_revoke() {
     let old = demo.key.clone();
     let list = with(&admin, &["apikeys", "list"]);
     list.ok()
+        // substring: the rows start with platform-generated key ids
         .stdout_has("ci-bot")
         .stdout_has("LAST USED")
         .no_secret(&old)
@@ -281,15 +291,19 @@ fn key_rotation_create_switch_revoke() {
 
     with(&admin, &["apikeys", "revoke", &old])
         .code(2)
+        // substring: the question names the key by its random last four characters
         .stderr_has("--yes");
     let revoked = with(&admin, &["apikeys", "revoke", &old, "--yes"]);
+    // substring: the rest is the platform-generated key id
     revoked.ok().stdout_has("Revoked key").no_secret(&old);
 
     let info = with(&admin, &["apikeys", "info", &old]);
     info.code(3)
+        // substring: the rest names the key by its random last four characters
         .stdout_has("Status:       revoked")
         .no_secret(&old);
     let status = with(&old, &["auth", "status"]);
+    // substring: the rest holds the key's random last four characters and the server's random port
     status.code(3).stdout_has("✗ revoked");
     let r = with(&old, &["apikeys", "list"]);
     assert_eq!(
@@ -315,6 +329,7 @@ fn info_shows_usage_and_scope() {
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
     r.ok()
+        // substring: the rest holds platform-generated ids and creation times
         .stdout_has("Scope:        read-write")
         .stdout_has("Type:         service-account")
         .stdout_has("Usage count:  4 requests")

@@ -209,6 +209,7 @@ fn every_bad_key_form_names_the_problem_and_never_echoes_the_key() {
                     "{key:?} via {origin}, {args:?}:\n{}",
                     r.stderr
                 );
+                // substring: the hint differs per defect; the error line is compared above
                 r.stderr_has("hint: ");
             }
         }
@@ -594,6 +595,7 @@ fn config_set_endpoint_validates_and_stores_in_the_profile() {
             "{bad}: {}",
             r.stderr
         );
+        // substring: the rejected value differs per case; the error line is compared above
         r.stderr_has("hint: an endpoint looks like https://api.fluxloop.ai");
         assert_eq!(
             std::fs::read_to_string(sb.credentials_path()).unwrap(),
@@ -662,6 +664,7 @@ fn plain_http_off_loopback_is_refused() {
                 "{args:?} via {how}: {}",
                 r.stderr
             );
+            // substring: the URL differs per case; the error line is compared above
             r.stderr_has("hint: use an https:// endpoint");
         }
     }
@@ -904,6 +907,7 @@ fn an_unknown_flag_exits_2_with_the_usage_line_of_its_command() {
         let r = sb.cmd(args).run();
         r.code(2);
         assert!(r.stderr.starts_with("error: "), "{args:?}: {}", r.stderr);
+        // substring: each command has its own usage hint, compared above
         r.stderr_has("--bogus");
         let hint = r
             .stderr
@@ -914,6 +918,7 @@ fn an_unknown_flag_exits_2_with_the_usage_line_of_its_command() {
             hint.trim_start().starts_with(&format!("hint: {usage}")),
             "{args:?}: {hint}"
         );
+        // substring: each command has its own usage hint, compared above
         r.stderr_has("--help` for more");
         assert_eq!(r.stdout, "", "{args:?}");
     }
@@ -1061,6 +1066,7 @@ fn verbose_traces_mask_the_key() {
         .env("FLUXLOOP_API_ENDPOINT", &url)
         .run();
     r.no_secret(ENV_KEY).no_secret("ENVenvENVenv");
+    // substring: the verbose trace around it names the random port and timings
     r.stderr_has("authorization: Bearer flx_sa_****0002");
     drop(server);
 }

@@ -183,6 +183,7 @@ fn check_after(fx: &Fx, trace: &Path, pids: &Path) {
         fx.cmd(&["sync", "upload", "--result-dir", &dir])
             .run()
             .ok()
+            // substring: the rest is the platform-generated batch id and the server URL
             .stdout_has(&first_words);
     }
     fx.assert_stored_once(n);

@@ -186,6 +186,7 @@ fn full_ci_flow_with_the_example_agent() {
     .env("CI", "true")
     .run();
     run.ok()
+        // substring: the run table around it holds wall times and random input ids, and the batch id is platform-generated
         .stdout_has("PASSED support-bot: 10 of 10 runs passed")
         .stdout_has("Uploaded 10 runs: run batch ")
         .stdout_has(&format!("{}/run-batches/", p.url()))
@@ -291,6 +292,7 @@ fn failing_agent_exits_10_with_reports_and_annotations() {
     .env("GITHUB_OUTPUT", &outputs)
     .run();
     run.code(10)
+        // substring: the run table around it holds wall times and random input ids, and the annotations name random input ids
         .stdout_has("FAILED support-bot: 10 of 20 runs passed")
         .stdout_has("::error title=fluxloop run failed::")
         .stdout_has("the agent exited with code 3; stderr: Traceback: boom")
@@ -382,6 +384,7 @@ fn hanging_agent_is_killed_with_its_children() {
         pids.display()
     ))
     .run();
+    // substring: the run table around it holds wall times and random input ids
     run.code(10).stdout_has("timed out after 1s");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -428,6 +431,7 @@ fn garbage_or_silent_agents_fail_with_a_reason() {
         .run();
     garbage
         .code(10)
+        // substring: the run table around it holds wall times and random input ids
         .stdout_has(r#"the agent printed no JSON result line on stdout (last output: "[1,2]")"#);
     let nothing = sb
         .cmd(&[
@@ -440,6 +444,7 @@ fn garbage_or_silent_agents_fail_with_a_reason() {
             "echo oops >&2",
         ])
         .run();
+    // substring: the run table around it holds wall times and random input ids
     nothing.code(10).stdout_has(
         "the agent printed nothing on stdout (expected a JSON result line); stderr: oops",
     );
@@ -469,6 +474,7 @@ fn garbage_or_silent_agents_fail_with_a_reason() {
             r#"echo '{"success": false, "error": {"message": "model refused"}}'"#,
         ])
         .run();
+    // substring: the run table around it holds wall times and random input ids
     refused.code(10).stdout_has("model refused");
 }
 
@@ -493,6 +499,7 @@ fn large_runs_upload_in_chunks_into_one_batch() {
         &demo.key,
     )
     .run();
+    // substring: the run table around it holds wall times and random input ids, and the batch id is platform-generated
     run.ok().stdout_has("Uploaded 2500 runs: run batch ");
     let batch = batch_id_from(&run.stdout);
     assert_eq!(p.batch_ids().unwrap(), vec![batch.clone()]);
@@ -529,6 +536,7 @@ fn upload_retries_503_without_duplicates() {
     );
     let run = with_key(sb.cmd(&["test", "--yes"]), &p, &demo.key).run();
     run.ok()
+        // substring: the run table around it holds wall times and random input ids; the retry warnings name the server's random port
         .stdout_has("Uploaded 10 runs")
         .stderr_has("retrying");
     let batch = batch_id_from(&run.stdout);
@@ -549,6 +557,7 @@ fn upload_retries_503_without_duplicates() {
     with_key(sb.cmd(&["sync", "upload"]), &p, &demo.key)
         .run()
         .ok()
+        // substring: the rest is the server URL with its random port
         .stdout_has(&batch);
     assert_eq!(p.batch_ids().unwrap().len(), 1);
     assert_eq!(p.run_count(&batch).unwrap(), 10);
@@ -571,10 +580,12 @@ fn upload_failure_keeps_results_and_says_how_to_retry() {
         .env("FLUXLOOP_HTTP_RETRIES", "2")
         .run();
     run.code(4)
+        // substring: the error names the result directory's timestamp and the server's random port; stdout holds the run table with wall times
         .stderr_has("fluxloop sync upload --result-dir")
         .stdout_has("PASSED support-bot");
     assert_eq!(trace(&result_dir(&sb)).len(), 10);
     let again = with_key(sb.cmd(&["sync", "push"]), &p, &demo.key).run();
+    // substring: the rest is the platform-generated batch id and the server URL
     again.ok().stdout_has("Uploaded 10 runs");
     assert_eq!(p.run_count(&batch_id_from(&again.stdout)).unwrap(), 10);
 }
@@ -729,6 +740,7 @@ fn offline_test_needs_no_credential() {
         .arg(&junit)
         .run()
         .ok()
+        // substring: the run table around it holds wall times and random input ids
         .stdout_has("10 of 10 runs passed");
     assert_eq!(junit_parsed(&junit)["tests"], 10);
 }
@@ -750,6 +762,7 @@ fn function_runner_calls_python() {
     assert_eq!(records.len(), 10);
     let failed: Vec<&Value> = records.iter().filter(|r| r["success"] == false).collect();
     assert!(!failed.is_empty(), "{}", run.stdout);
+    // substring: the run table around it holds wall times and random input ids
     run.code(10).stdout_has("RuntimeError: no refunds today");
     assert!(records
         .iter()
