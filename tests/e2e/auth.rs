@@ -42,8 +42,15 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
     let p = platform();
     let sb = Sandbox::new();
     let r = login(&sb, &p, &["--endpoint", &p.url()], true);
-    r.ok()
-        .stdout_has("Successfully authenticated as demo@fluxloop.local");
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        format!(
+            "✅ Successfully authenticated as demo@fluxloop.local\nProfile default ({}) stored in {}\n",
+            p.url(),
+            sb.credentials_path().display()
+        )
+    );
     let access = token(&sb, "default", "access_token");
     let refresh = token(&sb, "default", "refresh_token");
     assert!(access.starts_with("flx_at_"), "{access}");
@@ -60,6 +67,7 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
 
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has("(login)")
         .stdout_has("User:        demo@fluxloop.local")
         .stdout_has("✓ valid")
@@ -73,10 +81,14 @@ fn device_login_stores_the_tokens_and_status_shows_them() {
     assert_eq!(v["user_email"], "demo@fluxloop.local");
 
     // Already logged in: nothing happens without --force.
-    sb.cmd(&["auth", "login", "--no-browser"])
-        .run()
-        .ok()
-        .stdout_has("Already logged in as demo@fluxloop.local");
+    let r = sb.cmd(&["auth", "login", "--no-browser"]).run();
+    assert_eq!(
+        r.ok().stdout,
+        format!(
+            "Already logged in as demo@fluxloop.local (profile default, {}).\nRun `fluxloop auth login --force` to log in again.\n",
+            p.url()
+        )
+    );
     let again = login(&sb, &p, &["--force"], true);
     again.ok();
     assert_ne!(token(&sb, "default", "access_token"), access);
@@ -88,6 +100,7 @@ fn denied_login_fails_with_authentication_failed() {
     let sb = Sandbox::new();
     let r = login(&sb, &p, &["--endpoint", &p.url()], false);
     r.code(3)
+        // substring: the lines before it print the device URL and a random user code
         .stderr_has("error: Authentication failed: the login was denied in the browser");
     assert!(!sb.credentials_path().exists());
 }
@@ -131,47 +144,52 @@ fn two_profiles_on_two_platforms() {
     .ok();
 
     let endpoint = |args: &[&str]| sb.cmd(args).run();
-    endpoint(&["config", "get", "endpoint", "--profile", "staging"])
-        .ok()
-        .stdout_has(&staging.url());
-    endpoint(&["config", "get", "endpoint", "--profile", "production"])
-        .ok()
-        .stdout_has(&production.url());
-    sb.cmd(&["config", "get", "endpoint"])
+    assert_eq!(
+        endpoint(&["config", "get", "endpoint", "--profile", "staging"])
+            .ok()
+            .stdout,
+        format!("{}\n", staging.url())
+    );
+    assert_eq!(
+        endpoint(&["config", "get", "endpoint", "--profile", "production"])
+            .ok()
+            .stdout,
+        format!("{}\n", production.url())
+    );
+    let r = sb
+        .cmd(&["config", "get", "endpoint"])
         .env("FLUXLOOP_PROFILE", "staging")
-        .run()
-        .ok()
-        .stdout_has(&staging.url());
+        .run();
+    assert_eq!(r.ok().stdout, format!("{}\n", staging.url()));
 
     sb.cmd(&["config", "set", "profile", "staging"]).run().ok();
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has(&staging.url())
         .stdout_has("Profile:     staging");
     sb.cmd(&["auth", "status", "--profile", "production"])
         .run()
         .ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has(&production.url());
 
     // Logging out of one profile keeps the other.
-    sb.cmd(&["auth", "logout"])
-        .run()
-        .ok()
-        .stdout_has("Logged out of profile staging");
+    assert_eq!(
+        sb.cmd(&["auth", "logout"]).run().ok().stdout,
+        "Logged out of profile staging: the platform ended the session\n"
+    );
     assert_eq!(token(&sb, "staging", "access_token"), "");
     assert!(!token(&sb, "production", "access_token").is_empty());
-    sb.cmd(&["auth", "logout"])
-        .run()
-        .ok()
-        .stdout_has("Not logged in");
-    sb.cmd(&["auth", "logout", "--all"])
-        .run()
-        .ok()
-        .stdout_has("Logged out of profile production");
-    sb.cmd(&["auth", "status"])
-        .run()
-        .code(3)
-        .stderr_has("no credential found");
+    assert_eq!(
+        sb.cmd(&["auth", "logout"]).run().ok().stdout,
+        "Not logged in (profile staging); nothing to remove\n"
+    );
+    assert_eq!(
+        sb.cmd(&["auth", "logout", "--all"]).run().ok().stdout,
+        "Logged out of profile production: the platform ended the session\n"
+    );
+    assert_eq!(sb.cmd(&["auth", "status"]).run().code(3).stderr, "error: no credential found\n  hint: pass --api-key KEY, or set FLUXLOOP_API_KEY (CI), or FLUXLOOP_TOKEN\n  hint: or set api.key_file in fluxloop.yaml\n  hint: or run `fluxloop auth login` to store a login in the credentials file\n");
 }
 
 #[test]
@@ -191,6 +209,7 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
 
     let s = sb.cmd(&["auth", "status"]).run();
     s.ok()
+        // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
         .stdout_has("Refreshed:")
         .no_secret(&old_access)
         .no_secret(&old_refresh);
@@ -200,15 +219,15 @@ fn expiring_token_is_refreshed_and_a_dead_refresh_token_says_token_expired() {
     sb.cmd(&["auth", "refresh"])
         .run()
         .ok()
+        // substring: the rest is the new token's expiry time, which moves with the clock
         .stdout_has("Refreshed the login of profile default");
 
     // The old refresh token was rotated away: put the old file back.
     std::fs::write(sb.credentials_path(), before).unwrap();
     let r = sb.cmd(&["auth", "refresh"]).run();
-    r.code(3)
-        .stderr_has("error: Token expired")
-        .stderr_has("fluxloop auth login");
+    assert_eq!(r.code(3).stderr, "error: Token expired: the login of profile default has expired and its refresh token is no longer valid\n  hint: run `fluxloop auth login` to log in again\n");
     let r = sb.cmd(&["auth", "status"]).run();
+    // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
     r.code(3).stdout_has("✗ expired");
 }
 
@@ -243,6 +262,7 @@ fn key_rotation_create_switch_revoke() {
     );
     created
         .ok()
+        // substring: the rest is the platform-generated key id
         .stderr_has("Created service-account key ci-bot")
         .no_secret(&admin);
     let new_key = created.stdout.trim().to_string();
@@ -255,6 +275,7 @@ fn key_rotation_create_switch_revoke() {
 
     with(&new_key, &["auth", "status"])
         .ok()
+        // substring: the rest holds the key's random last four characters and platform-generated key and project ids
         .stdout_has("✓ valid")
         .stdout_has("Scope:       read-write")
         .no_secret(&new_key);
@@ -262,6 +283,7 @@ fn key_rotation_create_switch_revoke() {
     let old = demo.key.clone();
     let list = with(&admin, &["apikeys", "list"]);
     list.ok()
+        // substring: the rows start with platform-generated key ids
         .stdout_has("ci-bot")
         .stdout_has("LAST USED")
         .no_secret(&old)
@@ -269,19 +291,24 @@ fn key_rotation_create_switch_revoke() {
 
     with(&admin, &["apikeys", "revoke", &old])
         .code(2)
+        // substring: the question names the key by its random last four characters
         .stderr_has("--yes");
     let revoked = with(&admin, &["apikeys", "revoke", &old, "--yes"]);
+    // substring: the rest is the platform-generated key id
     revoked.ok().stdout_has("Revoked key").no_secret(&old);
 
     let info = with(&admin, &["apikeys", "info", &old]);
     info.code(3)
+        // substring: the rest names the key by its random last four characters
         .stdout_has("Status:       revoked")
         .no_secret(&old);
     let status = with(&old, &["auth", "status"]);
+    // substring: the rest holds the key's random last four characters and the server's random port
     status.code(3).stdout_has("✗ revoked");
     let r = with(&old, &["apikeys", "list"]);
-    r.code(3).stderr_has(
-        "error: Invalid API key (from environment variable FLUXLOOP_API_KEY): key revoked",
+    assert_eq!(
+        r.code(3).stderr,
+        "error: Invalid API key (from environment variable FLUXLOOP_API_KEY): key revoked\n  hint: create a new key with `fluxloop apikeys create --name NAME --scope read-write` and update FLUXLOOP_API_KEY\n"
     );
 }
 
@@ -302,6 +329,7 @@ fn info_shows_usage_and_scope() {
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
     r.ok()
+        // substring: the rest holds platform-generated ids and creation times
         .stdout_has("Scope:        read-write")
         .stdout_has("Type:         service-account")
         .stdout_has("Usage count:  4 requests")
@@ -328,10 +356,10 @@ fn admin_operations_need_an_admin_key_and_fail_before_acting() {
         .env("FLUXLOOP_API_KEY", &demo.key)
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
-    r.code(3)
-        .stderr_has("error: Permission denied: this key has scope `read-write`, the operation needs `admin`")
-        .stderr_has("use your login with --profile NAME")
-        .no_secret(&demo.key);
+    assert_eq!(
+        r.code(3).no_secret(&demo.key).stderr,
+        "error: Permission denied: this key has scope `read-write`, the operation needs `admin`\n  hint: managing keys needs a login or an admin key: use your login with --profile NAME (after `fluxloop auth login --profile NAME`), or pass an admin key with --api-key\n"
+    );
     assert!(
         p.requests().iter().all(|q| q.path != "/api/api-keys"),
         "no create request may be sent: {:?}",
@@ -354,9 +382,10 @@ fn admin_key_in_ci_gets_a_warning() {
         .env("FLUXLOOP_API_KEY", &admin)
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
-    r.ok()
-        .stderr_has("a read-write key is enough")
-        .no_secret(&admin);
+    assert_eq!(
+        r.ok().no_secret(&admin).stderr,
+        "warning: an admin key is used in CI; a read-write key is enough: `fluxloop apikeys create --scope read-write`, then revoke the admin key\n"
+    );
 }
 
 #[test]
@@ -368,9 +397,7 @@ fn invalid_key_format_is_rejected_before_any_request() {
         .env("FLUXLOOP_API_KEY", "flx_old_key")
         .env("FLUXLOOP_API_ENDPOINT", p.url())
         .run();
-    r.code(3)
-        .stderr_has("error: Invalid API key")
-        .stderr_has("flx_api_");
+    assert_eq!(r.code(3).stderr, "error: Invalid API key (from environment variable FLUXLOOP_API_KEY): it does not start with flx_api_ or flx_sa_\n  hint: an API key looks like flx_api_… or flx_sa_… followed by at least 20 characters of A-Z a-z 0-9 _ -; compare its first characters (`printf %.8s \"$FLUXLOOP_API_KEY\"`) with the key on the platform (settings/api-keys)\n");
     assert!(p.requests().is_empty());
 }
 

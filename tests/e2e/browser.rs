@@ -259,7 +259,9 @@ fn chromium_authorizes_a_waiting_login() {
     b.click("button[value=approve]");
     let r = login.finish();
     r.ok()
+        // substring: the profile line (random port, sandbox path) is compared exactly by auth::device_login_stores_the_tokens_and_status_shows_them
         .stdout_has("Successfully authenticated as demo@fluxloop.local");
+    // substring: the rest holds the token's random last four characters, the sandbox path and an expiry time that moves with the clock
     sb.cmd(&["auth", "status"]).run().ok().stdout_has("✓ valid");
 }
 
@@ -460,7 +462,6 @@ fn issue15_the_seeds_web_steps_in_chromium() {
     b.click("form[action='/settings/api-keys/revoke'] button");
     b.wait_for("Revoked <b>browser key</b>.");
     let r = cli(&["sync", "pull", "--scenario", "support-bot", "--yes"]);
-    // The CLI's whole message names the key's origin; the revocation is the
-    // part this test is about.
+    // substring: the message names the key's origin; the revocation is what this test is about
     r.code(3).stderr_has("key revoked");
 }

@@ -56,6 +56,7 @@ fn upload_survives_status_faults_exactly_once() {
     );
     let (r, took) = timed(|| fx.cmd(&["sync", "upload"]).run());
     clean(&r);
+    // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
     r.ok().stdout_has("Uploaded 10 runs").stderr_has("retrying");
     assert!(
         took >= Duration::from_millis(900),
@@ -78,6 +79,7 @@ fn upload_gives_up_on_persistent_5xx_with_exit_4_then_a_rerun_stores_once() {
     fx.p.inject_faults("/api/sync/upload", vec![status(503, None); 4]);
     let (r, _) = timed(|| fx.cmd(&["sync", "upload"]).run());
     clean(&r);
+    // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
     r.code(4).stderr_has("HTTP 503").stderr_has("error:");
     assert!(fx.p.batch_ids().unwrap().is_empty());
     fx.cmd(&["sync", "upload"]).run().ok();
@@ -96,6 +98,7 @@ fn non_json_and_truncated_bodies_fail_clearly_and_store_nothing_twice() {
             // Retried: the injected answer replaced processing.
             fx.assert_stored_once(10);
         } else {
+            // substring: the JSON parse error differs per corrupted body, and the rest names the server's random port
             r.code(4).stderr_has("not the expected JSON");
             fx.cmd(&["sync", "upload"]).run().ok();
             fx.assert_stored_once(10);
@@ -108,14 +111,15 @@ fn non_json_and_truncated_bodies_fail_clearly_and_store_nothing_twice() {
         let (r, _) = timed(|| fx.cmd(&["sync", "pull", "--yes"]).run());
         clean(&r);
         if r.code != Some(0) {
+            // substring: the JSON parse error differs per corrupted body, and the rest names the server's random port
             r.code(4).stderr_has("not the expected JSON");
             let pulled = fx.sb.work().join(".fluxloop/scenarios/support-bot/pulled");
             assert!(!pulled.exists(), "{fault:?}: a failed pull wrote files");
         }
-        fx.cmd(&["sync", "pull", "--yes"])
-            .run()
-            .ok()
-            .stdout_has("Pulled 10 inputs");
+        assert_eq!(
+            fx.cmd(&["sync", "pull", "--yes"]).run().ok().stdout,
+            "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+        );
     }
 }
 
@@ -128,6 +132,7 @@ fn pull_survives_status_faults() {
     );
     let (r, _) = timed(|| fx.cmd(&["sync", "pull", "--yes"]).run());
     clean(&r);
+    // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
     r.ok().stdout_has("Pulled 10 inputs").stderr_has("retrying");
 }
 
@@ -147,6 +152,7 @@ fn platform_stall_longer_than_the_timeout_is_retried_without_duplicates() {
             .run()
     });
     clean(&r);
+    // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
     r.ok().stderr_has("timed out");
     // Let the stalled attempt finish on the platform, then count.
     // sleep: the check is that nothing more is stored once the stall ends;
@@ -187,6 +193,7 @@ fn upload_survives_connection_faults_exactly_once() {
         fx.results("big");
         let times = if plan == Plan::Stall { 1 } else { 3 };
         let r = upload_through_proxy(&fx, plan, times);
+        // substring: the rest is the platform-generated batch id and the server URL
         r.ok().stdout_has("Uploaded 1500 runs");
         fx.assert_stored_once(1500);
     }
@@ -199,6 +206,7 @@ fn upload_that_never_gets_through_exits_4_in_time_and_a_rerun_stores_once() {
         fx.results("support-bot");
         let r = upload_through_proxy(&fx, plan, 4);
         r.code(4)
+            // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
             .stderr_has("error: cannot reach")
             .stderr_has("after 4 attempts");
         // Whatever reached the platform (a reset after the answer) is there
@@ -208,6 +216,7 @@ fn upload_that_never_gets_through_exits_4_in_time_and_a_rerun_stores_once() {
         fx.cmd(&["sync", "upload"])
             .run()
             .ok()
+            // substring: the rest is the platform-generated batch id and the server URL
             .stdout_has("Uploaded 10 runs");
         fx.assert_stored_once(10);
     }
@@ -227,7 +236,10 @@ fn pull_survives_connection_faults() {
         front(&fx, &proxy);
         let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "pull", "--yes"]).run());
         clean(&r);
-        r.ok().stdout_has("Pulled 10 inputs");
+        assert_eq!(
+            r.ok().stdout,
+            "Pulled 10 inputs, 3 personas, 4 criteria for support-bot (bundle v1)\n"
+        );
         assert_eq!(proxy.faulted(), 2, "{plan:?}");
         let inputs = fx
             .sb
@@ -253,6 +265,7 @@ fn pull_that_never_gets_through_exits_4_in_time() {
         let (r, _) = timed(|| fx.cmd_at(&proxy.url(), &["sync", "pull", "--yes"]).run());
         clean(&r);
         r.code(4)
+            // substring: the retry warnings name the server's random port, and how many there are depends on the fault and its timing
             .stderr_has("error: cannot reach")
             .stderr_has("after 4 attempts");
         assert!(!fx
@@ -275,6 +288,7 @@ fn dead_port_fails_fast_with_exit_4() {
     for args in [&["sync", "upload"][..], &["sync", "pull", "--yes"][..]] {
         let (r, _) = timed(|| fx.cmd_at(&url, args).run());
         clean(&r);
+        // substring: the message names a closed socket's random port, after retry warnings
         r.code(4).stderr_has("connection refused");
     }
 }

@@ -183,6 +183,7 @@ fn check_after(fx: &Fx, trace: &Path, pids: &Path) {
         fx.cmd(&["sync", "upload", "--result-dir", &dir])
             .run()
             .ok()
+            // substring: the rest is the platform-generated batch id and the server URL
             .stdout_has(&first_words);
     }
     fx.assert_stored_once(n);
@@ -374,7 +375,7 @@ fn refresh_killed_during_the_credentials_write_leaves_old_or_new() {
         // rotated the refresh token, before the write) says to log in again.
         let r = sb.cmd(&["auth", "refresh"]).run();
         if r.code != Some(0) {
-            r.code(3).stderr_has("auth login");
+            assert_eq!(r.code(3).stderr, "error: Token expired: the login of profile default has expired and its refresh token is no longer valid\n  hint: run `fluxloop auth login` to log in again\n");
             outcomes[2] += 1;
             login(sb, &fx.p, &[]).ok();
         }

@@ -2,6 +2,7 @@
 //! `fluxloop-platform` on 127.0.0.1, in temp directories.
 
 mod schema_check;
+mod substring_reasons;
 mod util;
 
 mod auth;

@@ -197,6 +197,7 @@ fn regression_13_sigterm_during_sync_upload_exits_143_at_once_with_the_resume_co
     fx.cmd(&["sync", "upload", "--result-dir", &rel])
         .run()
         .ok()
+        // substring: the rest is the platform-generated batch id and the server URL
         .stdout_has("Uploaded 10 runs");
     fx.assert_stored_once(10);
 }

@@ -247,6 +247,7 @@ fn issue_18_the_human_summary_states_flaky_skipped_and_the_threshold() {
         "{}",
         run.stdout
     );
+    // substring: the run table around it holds wall times and random input ids
     run.stdout_has("\nFlaky: 2 runs passed only on a retry (flakyFailure in junit.xml)\n")
         .stdout_has("\nPass rate threshold 90.0%: met\n");
 
@@ -272,7 +273,9 @@ fn issue_18_the_human_summary_states_flaky_skipped_and_the_threshold() {
     .run();
     run.code(10);
     // Annotations come first under GitHub Actions, and the table holds times.
+    // substring: the annotations come first and the run table holds wall times
     run.stdout_has("\nFAILED support-bot: 0 of 1 runs passed\n");
+    // substring: the annotations come first and the run table holds wall times
     run.stdout_has("\nSkipped: 2 runs not started, as --max-failures was reached\n")
         .stdout_has("\nPass rate threshold 50.0%: not met\n");
     // The step summary also holds the wall time, hence substrings.

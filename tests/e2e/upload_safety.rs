@@ -127,10 +127,12 @@ fn regression_13_more_runs_under_an_old_key_are_stored_not_replayed() {
     let full = std::fs::read_to_string(&trace).unwrap();
     let four: String = full.lines().take(4).map(|l| format!("{l}\n")).collect();
     std::fs::write(&trace, four).unwrap();
+    // substring: the rest is the platform-generated batch id and the server URL
     upload(&fx, &dir, &[]).ok().stdout_has("Uploaded 4 runs");
     // The same directory, now with all its runs (as a run still being
     // written when it was first uploaded would have).
     std::fs::write(&trace, &full).unwrap();
+    // substring: the rest is the platform-generated batch id and the server URL
     upload(&fx, &dir, &[]).ok().stdout_has("Uploaded 10 runs");
     fx.assert_stored_once(10);
     let keys: Vec<String> =
@@ -155,6 +157,7 @@ fn regression_13_chunks_stay_under_8_mib_and_all_400_large_runs_arrive() {
     );
     let dir = run_agent(&fx, "big", &format!("cat {}", answer.display()));
     let r = upload(&fx, &dir, &[]);
+    // substring: the rest is the platform-generated batch id and the server URL
     r.ok().stdout_has("Uploaded 400 runs");
     fx.assert_stored_once(400);
     // 40 MB of runs: five requests of at most 8 MiB (82 runs fit in one).
@@ -184,6 +187,7 @@ fn regression_13_a_run_larger_than_a_request_is_cut_and_marked_truncated() {
         .collect();
     std::fs::write(&trace_path, lines.concat()).unwrap();
     let r = upload(&fx, &dir, &[]);
+    // substring: the rest is the platform-generated batch id and the server URL
     r.ok().stdout_has("Uploaded 10 runs");
     assert_eq!(
         r.stderr,
@@ -262,6 +266,7 @@ fn regression_13_corrupt_trace_lines_stop_the_upload_with_their_numbers() {
     );
     assert!(fx.p.batch_ids().unwrap().is_empty());
     let r = upload(&fx, &dir, &["--skip-invalid"]);
+    // substring: the rest is the platform-generated batch id and the server URL
     r.ok().stdout_has("Uploaded 10 runs");
     assert_eq!(
         r.stderr,
@@ -283,6 +288,7 @@ fn regression_13_a_torn_last_line_is_skipped_with_a_warning() {
     text.push_str("{\"run_id\":\"cut-here");
     std::fs::write(&trace, text).unwrap();
     let r = upload(&fx, &dir, &[]);
+    // substring: the rest is the platform-generated batch id and the server URL
     r.ok().stdout_has("Uploaded 10 runs");
     assert_eq!(
         r.stderr,
@@ -307,6 +313,7 @@ fn regression_13_a_killed_runs_directory_uploads_with_a_warning() {
     summary["complete"] = false.into();
     std::fs::write(&path, summary.to_string()).unwrap();
     let r = upload(&fx, &dir, &[]);
+    // substring: the rest is the platform-generated batch id and the server URL
     r.ok().stdout_has("Uploaded 10 runs");
     assert_eq!(
         r.stderr,

@@ -223,6 +223,9 @@ impl Run {
         self.code(0)
     }
 
+    /// A substring check, the exception to comparing the whole stream: each
+    /// caller says why on a `// substring: <reason>` line just above the call
+    /// (a chain of checks shares one), which `substring_reasons` enforces.
     #[track_caller]
     pub fn stdout_has(&self, s: &str) -> &Self {
         assert!(
@@ -234,6 +237,7 @@ impl Run {
         self
     }
 
+    /// Like [`Run::stdout_has`], for stderr; the caller says why the same way.
     #[track_caller]
     pub fn stderr_has(&self, s: &str) -> &Self {
         assert!(
