@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+
+use crate::api::pull::PullDocument;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -103,14 +105,7 @@ pub(crate) struct Written {
 
 /// The hashes recorded by the last pull, by file name.
 fn recorded_hashes(meta: &Value) -> BTreeMap<String, String> {
-    meta.pointer(&format!("/{OWN_KEY}/hashes"))
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    PullDocument::of(meta).pulled.hashes
 }
 
 /// Reads `sync_meta.json` if present.
@@ -274,35 +269,29 @@ fn pretty(v: &Value) -> Vec<u8> {
 
 /// The platform's `ETag` for the last pull, to ask for it conditionally.
 pub(crate) fn recorded_etag(meta: &Value) -> Option<String> {
-    meta.pointer(&format!("/{OWN_KEY}/etag"))
-        .and_then(Value::as_str)
-        .filter(|e| !e.is_empty())
-        .map(String::from)
+    PullDocument::of(meta).pulled.etag.filter(|e| !e.is_empty())
 }
 
 /// The bundle version id recorded by the last pull.
 pub(crate) fn bundle_version_id(meta: &Value) -> Option<String> {
-    meta.pointer("/bundle_version/id")
-        .and_then(Value::as_str)
-        .map(String::from)
+    PullDocument::of(meta).bundle_version.id
 }
 
 /// The bundle version number recorded by the last pull.
 pub(crate) fn bundle_version(meta: &Value) -> Option<String> {
-    meta.pointer("/bundle_version/version")
-        .and_then(|v| match v {
-            Value::Number(n) => Some(n.to_string()),
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        })
+    PullDocument::of(meta)
+        .bundle_version
+        .version
+        .map(|v| v.to_string())
 }
 
 /// The scenario name from a pull response or `sync_meta.json`.
 pub(crate) fn scenario_name(v: &Value) -> Option<String> {
-    v.pointer("/scenario_context/scenario/name")
-        .and_then(Value::as_str)
+    PullDocument::of(v)
+        .scenario_context
+        .scenario
+        .name
         .filter(|s| !s.trim().is_empty())
-        .map(String::from)
 }
 
 /// One pulled input, as the runner needs it.
