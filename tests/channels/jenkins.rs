@@ -313,14 +313,9 @@ fn jenkins_scripted_pipeline_and_the_docs_snippets_run() {
     }
 }
 
-/// CodeNarc through npm-groovy-lint. Off, with reasons: GStringExpression-
-/// WithinString (the `${...}` in single-quoted `sh` scripts are the shell's,
-/// on purpose: Groovy must not interpolate the key), NestedBlockDepth (the
-/// declarative pipeline's own nesting), CompileStatic (Jenkins runs pipelines
-/// through CPS, which does not allow it).
-#[test]
-#[ignore = "needs npm-groovy-lint"]
-fn jenkinsfiles_pass_codenarc() {
+/// CodeNarc over `files` with the repository's rule set (below), failing on
+/// a warning; also used for the sharding example's Jenkinsfile.
+pub(crate) fn codenarc(files: &[PathBuf]) -> Ran {
     let lint = util::require("npm-groovy-lint", "npm install -g npm-groovy-lint@16.2.0");
     let mut c = Command::new(lint);
     c.args([
@@ -332,13 +327,23 @@ fn jenkinsfiles_pass_codenarc() {
         "--config",
     ])
     .arg(util::repo().join("tests/channels/groovylintrc.json"))
-    .arg(util::repo().join(JENKINSFILE))
-    .arg(util::repo().join(SCRIPTED))
+    .args(files)
     .current_dir(util::repo());
     if let Some(h) = java_home() {
         c.env("JAVA_HOME", h);
     }
-    let ran = util::run_bounded(c, Duration::from_secs(300));
+    util::run_bounded(c, Duration::from_secs(300))
+}
+
+/// CodeNarc through npm-groovy-lint. Off, with reasons: GStringExpression-
+/// WithinString (the `${...}` in single-quoted `sh` scripts are the shell's,
+/// on purpose: Groovy must not interpolate the key), NestedBlockDepth (the
+/// declarative pipeline's own nesting), CompileStatic (Jenkins runs pipelines
+/// through CPS, which does not allow it).
+#[test]
+#[ignore = "needs npm-groovy-lint"]
+fn jenkinsfiles_pass_codenarc() {
+    let ran = codenarc(&[util::repo().join(JENKINSFILE), util::repo().join(SCRIPTED)]);
     assert!(ran.ok(), "{}", ran.all());
 
     // The harness itself: no errors. Its warnings are what a test harness

@@ -531,20 +531,7 @@ fn github_example_passes_actionlint_and_zizmor() {
 #[test]
 #[ignore = "needs npm-groovy-lint"]
 fn jenkins_example_passes_codenarc() {
-    let lint = util::require("npm-groovy-lint", "npm install -g npm-groovy-lint@16.2.0");
-    let mut c = Command::new(lint);
-    c.args([
-        "--noserver",
-        "--output",
-        "txt",
-        "--failon",
-        "warning",
-        "--config",
-    ])
-    .arg(util::repo().join("tests/channels/groovylintrc.json"))
-    .arg(example("jenkins/Jenkinsfile"))
-    .current_dir(util::repo());
-    let ran = util::run_bounded(c, Duration::from_secs(300));
+    let ran = crate::jenkins::codenarc(&[example("jenkins/Jenkinsfile")]);
     assert!(ran.ok(), "{}", ran.all());
 }
 
