@@ -278,11 +278,10 @@ fn config_file(ctx: &Ctx) -> Result<Setting> {
             "config_file",
             Value::new(
                 c.path.display().to_string(),
-                if ctx.globals.config.is_some() {
-                    Origin::Flag("--config")
-                } else {
-                    Origin::Default
-                },
+                // `--config`, else found by the search upward.
+                ctx.settings
+                    .raw("config_file")?
+                    .map_or(Origin::Default, |v| v.origin),
             ),
         ),
         None => Setting::missing("config_file", "no fluxloop.yaml found".into()),
