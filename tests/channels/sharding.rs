@@ -362,7 +362,8 @@ fn kubernetes_job_matches_the_kubernetes_schema() {
         "pip install kubernetes-validate==1.37.0",
     );
     let mut c = Command::new(tool);
-    c.arg("--strict").arg(example("kubernetes/job.yaml"));
+    c.arg("--strict")
+        .arg(util::repo().join("examples/kubernetes/sharded-job.yaml"));
     let ran = util::run_bounded(c, Duration::from_secs(120));
     assert!(
         ran.ok()
@@ -417,7 +418,7 @@ fn pod_env(job: &Value, cluster: &BTreeMap<&str, String>) -> Vec<(String, String
 
 #[test]
 fn kubernetes_job_pods_fill_one_batch_with_every_run_once() {
-    let job = util::read_yaml(&example("kubernetes/job.yaml"));
+    let job = util::read_yaml(&util::repo().join("examples/kubernetes/sharded-job.yaml"));
     let spec = &job["spec"];
     assert_eq!(spec["completionMode"], "Indexed");
     assert_eq!(spec["completions"], 4);
