@@ -140,13 +140,27 @@ pub fn gitlab_ci_local(
     vars: &[(&str, &str)],
     podman: bool,
 ) -> Ran {
+    let mut all = vec![("FLUXLOOP_API_KEY", demo.key.as_str())];
+    all.extend_from_slice(vars);
+    gitlab_ci_local_without_key(glc, dir, job, demo, &all, podman)
+}
+
+/// [`gitlab_ci_local`] with no `FLUXLOOP_API_KEY` among the variables: a
+/// keyless job.
+pub fn gitlab_ci_local_without_key(
+    glc: &Path,
+    dir: &Path,
+    job: &str,
+    demo: &util::Demo,
+    vars: &[(&str, &str)],
+    podman: bool,
+) -> Ran {
     let home = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(home.path().join(".gitlab-ci-local")).expect("mkdir");
     // The public key of this test process's release build (what a mirror
     // that re-signs sets as a CI/CD variable).
     let mut file = format!(
-        "global:\n  FLUXLOOP_API_KEY: {}\n  FLUXLOOP_API_ENDPOINT: {}\n  FLUXLOOP_MINISIGN_PUBLIC_KEY: {}\n",
-        demo.key,
+        "global:\n  FLUXLOOP_API_ENDPOINT: {}\n  FLUXLOOP_MINISIGN_PUBLIC_KEY: {}\n",
         demo.url,
         util::signing_key().public
     );

@@ -19,6 +19,7 @@ mod gitlab;
 mod gitlab_podman;
 mod init_under_act;
 mod jenkins;
+mod keyless;
 mod podman;
 mod release;
 mod schemas;

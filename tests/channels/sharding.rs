@@ -92,22 +92,18 @@ fn run_github(failing: bool) -> (util::Demo, Ran) {
         wf.contains(&format!("uses: {}", act::action_ref())),
         "the example pins this release's action"
     );
-    // The debug build instead of a release download: `binary:` is the
-    // action's own input for that, added to each use of the action.
-    let bin = env!("CARGO_BIN_EXE_fluxloop");
-    let wf = wf.replace(
-        "          api-key: ${{ secrets.FLUXLOOP_API_KEY }}\n",
-        &format!(
-            "          api-key: ${{{{ secrets.FLUXLOOP_API_KEY }}}}\n          binary: {bin}\n"
-        ),
-    );
-    assert_eq!(wf.matches("binary:").count(), 2, "{wf}");
+    // As written: each job downloads the release build from a mirror and
+    // checks its signature, as a consumer's runner would.
+    let site = tempfile::tempdir().expect("tempdir");
+    util::release_site(site.path(), false);
+    let server = util::FileServer::serve(site.path());
     let demo = util::demo_platform();
     let mut act = Act::new();
     util::write_agent_project(&act.repo(), &demo.scenario, failing);
     act::commit(&act);
     act.secret("FLUXLOOP_API_KEY", &demo.key)
-        .env("FLUXLOOP_API_ENDPOINT", &demo.url);
+        .env("FLUXLOOP_API_ENDPOINT", &demo.url)
+        .env("FLUXLOOP_RELEASE_URL", &server.url);
     let ran = act.run(&wf);
     (demo, ran)
 }
@@ -184,9 +180,8 @@ fn run_gitlab(failing: bool) -> (util::Demo, tempfile::TempDir, Ran) {
         ),
     )
     .expect("variables");
-    let bin = Path::new(env!("CARGO_BIN_EXE_fluxloop"))
-        .parent()
-        .expect("dir");
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = util::release_on_path(bin_dir.path());
     let mut cmd = Command::new(glc);
     cmd.arg("--shell-isolation")
         .arg("--home")
@@ -260,9 +255,8 @@ fn run_jenkins(failing: bool) -> (util::Demo, tempfile::TempDir, Ran) {
     }
     let creds = root.path().join("credentials");
     std::fs::write(&creds, format!("fluxloop-api-key={}\n", demo.key)).expect("credentials");
-    let bin = Path::new(env!("CARGO_BIN_EXE_fluxloop"))
-        .parent()
-        .expect("dir");
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    let bin = util::release_on_path(bin_dir.path());
     let mut c = Command::new(groovy);
     c.arg(util::repo().join("tests/channels/jenkins-harness.groovy"))
         .arg(example("jenkins/Jenkinsfile"))

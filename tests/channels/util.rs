@@ -287,6 +287,7 @@ pub fn release_site(root: &Path, tamper: bool) -> PathBuf {
 /// service-account key.
 pub struct Demo {
     pub platform: Platform,
+    pub project_id: String,
     pub url: String,
     pub key: String,
     pub scenario: String,
@@ -298,6 +299,7 @@ pub fn demo_platform() -> Demo {
     Demo {
         url: platform.url(),
         key: demo.key,
+        project_id: demo.project_id,
         scenario: demo.scenario_name,
         platform,
     }
@@ -372,4 +374,12 @@ pub fn zizmor(paths: &[PathBuf]) {
         "zizmor {paths:?}\n{}",
         ran.all()
     );
+}
+
+/// `dir` holding the release build as `fluxloop`, for a runner's PATH: the
+/// binary users download, not the test build.
+pub fn release_on_path(dir: &Path) -> &Path {
+    std::os::unix::fs::symlink(release_dist().join(ASSET), dir.join("fluxloop"))
+        .expect("symlink the release build");
+    dir
 }
