@@ -214,7 +214,8 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
         Some(arg) => return Err(arg.unexpected()),
     };
     if sub == "trust" {
-        return trust_cmd::parse(&mut parser, PathBuf::from(DEFAULT_DATA)).map(Command::Trust);
+        let trust = trust_cmd::parse(&mut parser, PathBuf::from(DEFAULT_DATA))?;
+        return Ok(trust.map_or(Command::Help, Command::Trust));
     }
     let mut f = Flags::new();
     let config = &mut f.config;

@@ -40,13 +40,15 @@ struct TrustFlags {
     id: Option<String>,
 }
 
-/// Parses what follows `trust`: the action, then its flags.
+/// Parses what follows `trust`: the action, then its flags; `None` when
+/// help was asked for.
 pub(crate) fn parse(
     parser: &mut lexopt::Parser,
     default_data: PathBuf,
-) -> Result<Trust, lexopt::Error> {
+) -> Result<Option<Trust>, lexopt::Error> {
     use lexopt::prelude::*;
     let action = match parser.next()? {
+        Some(Short('h') | Long("help")) => return Ok(None),
         Some(Value(v)) => v.string()?,
         Some(arg) => return Err(arg.unexpected()),
         None => return Err("missing action: trust add, trust list or trust remove".into()),
@@ -58,6 +60,7 @@ pub(crate) fn parse(
     while let Some(arg) = parser.next()? {
         let add = action == "add";
         match arg {
+            Short('h') | Long("help") => return Ok(None),
             Long("data") => f.data = Some(parser.value()?.into()),
             Long("project") if action != "remove" => f.project = Some(parser.value()?.string()?),
             Long("issuer") if add => f.issuer = Some(parser.value()?.string()?),
@@ -76,7 +79,7 @@ pub(crate) fn parse(
         }
     }
     let data = f.data.unwrap_or(default_data);
-    Ok(match action.as_str() {
+    Ok(Some(match action.as_str() {
         "add" => Trust::Add {
             data,
             project: f.project.ok_or("missing --project ID for `trust add`")?,
@@ -97,7 +100,7 @@ pub(crate) fn parse(
             data,
             id: f.id.ok_or("missing argument ID for `trust remove`")?,
         },
-    })
+    }))
 }
 
 /// `NAME=PATTERN`, split at the first `=`.

@@ -389,6 +389,12 @@ fn trust_subcommands_refuse_bad_input_with_exit_2() {
             format!("error: trust policy no-such-id not found{hint}")
         )
     );
+    let (code, out, _) = platform_bin(&["trust", "add", "--help"]);
+    // substring: the help is the whole usage text, checked in admin.rs.
+    assert!(
+        code == 0 && out.contains("fluxloop-platform trust add --project ID_OR_NAME"),
+        "{out}"
+    );
     let unknown = ["trust", "frobnicate"];
     let expected =
         format!("error: unknown action `trust frobnicate`; use add, list or remove{hint}");
