@@ -355,8 +355,8 @@ fn commit(
 ) -> Result<Grant, Refusal> {
     let now = now_ms();
     // Kept until the token could no longer pass the expiry check at all.
-    let exp_ms = token.claims["exp"]
-        .as_i64()
+    let exp_ms = token
+        .seconds("exp")
         .unwrap_or(now / 1000)
         .saturating_add(verify::LEEWAY_SECS)
         .saturating_mul(1000);

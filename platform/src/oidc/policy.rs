@@ -157,9 +157,8 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The issuer as stored and compared: trimmed, one trailing `/` dropped.
+/// The issuer as stored and compared: one trailing `/` dropped.
 pub(crate) fn normalize_issuer(issuer: &str) -> &str {
-    let issuer = issuer.trim();
     issuer.strip_suffix('/').unwrap_or(issuer)
 }
 
@@ -213,7 +212,7 @@ pub(crate) fn prepare(
     new: NewTrustPolicy,
     platform_on_loopback: bool,
 ) -> Result<TrustPolicy, String> {
-    let issuer = normalize_issuer(&new.issuer).to_owned();
+    let issuer = normalize_issuer(new.issuer.trim()).to_owned();
     match check_issuer(&issuer, platform_on_loopback) {
         Ok(()) => {}
         Err(IssuerProblem::Invalid(why)) => return Err(why),
@@ -484,7 +483,7 @@ mod tests {
             Err(IssuerProblem::Invalid(_))
         ));
         assert_eq!(
-            normalize_issuer("https://gitlab.com/ "),
+            normalize_issuer("https://gitlab.com/"),
             "https://gitlab.com"
         );
     }

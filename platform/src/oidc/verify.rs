@@ -128,22 +128,25 @@ impl Token<'_> {
         }
     }
 
+    /// The time claim `name` in whole Unix seconds (RFC 7519 allows
+    /// fractions); `None` when absent or not a number.
+    pub(crate) fn seconds(&self, name: &str) -> Option<i64> {
+        let v = self.claims.get(name)?;
+        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+    }
+
     /// `exp` (required), `nbf` and `iat` against `now` (Unix seconds), each
     /// with [`LEEWAY_SECS`] of skew.
     pub(crate) fn check_times(&self, now: i64) -> Result<(), Rejection> {
         let time = |name: &str| -> Result<Option<i64>, Rejection> {
             match self.claims.get(name) {
                 None => Ok(None),
-                Some(v) => v
-                    .as_i64()
-                    .or_else(|| v.as_f64().map(|f| f as i64))
-                    .map(Some)
-                    .ok_or_else(|| {
-                        Rejection::new(
-                            Reason::Malformed,
-                            format!("the token's `{name}` is not a number"),
-                        )
-                    }),
+                Some(_) => self.seconds(name).map(Some).ok_or_else(|| {
+                    Rejection::new(
+                        Reason::Malformed,
+                        format!("the token's `{name}` is not a number"),
+                    )
+                }),
             }
         };
         let shown = |secs: i64| rfc3339(secs.saturating_mul(1000));
@@ -252,6 +255,8 @@ mod tests {
         );
         assert_eq!(check(json!({"iat": now})), Err(Reason::Malformed));
         assert_eq!(check(json!({"exp": "soon"})), Err(Reason::Malformed));
+        let fractional = jwt(&json!({"alg": "RS256"}), &json!({"exp": 12.7}));
+        assert_eq!(parse(&fractional).expect("parses").seconds("exp"), Some(12));
     }
 
     #[test]

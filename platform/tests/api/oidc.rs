@@ -277,6 +277,34 @@ fn forged_and_foreign_tokens_are_refused() {
     }
 }
 
+/// `jwt` with its header replaced by `header`, payload and signature kept.
+fn with_header(jwt: &str, header: Value) -> String {
+    use base64::Engine as _;
+    let (_, rest) = jwt.split_once('.').expect("a JWT");
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
+    format!("{encoded}.{rest}")
+}
+
+#[test]
+fn an_alg_that_does_not_fit_the_key_is_refused() {
+    let k = Keyless::new();
+    k.trust_main();
+    let shown = json!({"iss": k.issuer.url(), "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
+    let rsa = with_header(&k.main_token(), json!({"alg": "ES256", "kid": "rsa-1"}));
+    let message = refused(k.exchange(&rsa), "bad_signature", shown.clone(), &rsa);
+    assert_eq!(
+        message,
+        "the token says ES256 but the issuer's key rsa-1 is RSA"
+    );
+    let ec = k.issuer.mint_with(Key::Ec, main_claims());
+    let ec = with_header(&ec, json!({"alg": "RS256", "kid": "ec-1"}));
+    let message = refused(k.exchange(&ec), "bad_signature", shown, &ec);
+    assert_eq!(
+        message,
+        "the token says RS256 but the issuer's key ec-1 is EC P-256"
+    );
+}
+
 #[test]
 fn an_unknown_kid_is_refused_until_the_issuer_publishes_it() {
     let k = Keyless::new();
