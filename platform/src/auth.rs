@@ -1,7 +1,8 @@
 //! Credentials: who a Bearer value belongs to, what scope it carries, and
 //! issuing API keys (login tokens are in `tokens`).
 //!
-//! A Bearer value starting with `flx_api_` or `flx_sa_` is an API key;
+//! A Bearer value starting with `flx_api_` or `flx_sa_` is an API key, one
+//! starting with `flx_oidc_` a token issued by an OIDC exchange (`oidc`);
 //! anything else is looked up as a login access token. Lookups go through the
 //! SHA-256 hash (indexed), and the stored hash is then compared again in
 //! constant time, so no secret-dependent early exit leaks through timing.
@@ -210,6 +211,9 @@ pub(crate) struct KeyRecord {
     pub(crate) last_used_ms: Option<i64>,
     pub(crate) usage_count: i64,
     pub(crate) revoked_ms: Option<i64>,
+    /// For a token issued by an OIDC exchange (`key_type` `oidc`): whose
+    /// identity it was granted to, under which policy.
+    pub(crate) oidc: Option<crate::oidc::Identity>,
 }
 
 /// Columns read by [`KeyRecord::from_row`], in order.
@@ -233,12 +237,14 @@ impl KeyRecord {
             last_used_ms: r.get(7)?,
             usage_count: r.get(8)?,
             revoked_ms: r.get(9)?,
+            oidc: None,
         })
     }
 
-    /// The JSON record of PLATFORM-API §3.
+    /// The JSON record of PLATFORM-API §3; for an OIDC token also
+    /// `key_type`, `subject` and `policy_id` (contract of issue 19).
     pub(crate) fn to_json(&self) -> Value {
-        json!({
+        let mut record = json!({
             "id": self.id,
             "name": self.name,
             "type": self.key_type,
@@ -249,7 +255,13 @@ impl KeyRecord {
             "last_used_at": rfc3339_opt(self.last_used_ms),
             "usage_count": self.usage_count,
             "revoked_at": rfc3339_opt(self.revoked_ms),
-        })
+        });
+        if let (Some(identity), Value::Object(map)) = (&self.oidc, &mut record) {
+            map.insert("key_type".to_owned(), json!(self.key_type));
+            map.insert("subject".to_owned(), json!(identity.subject));
+            map.insert("policy_id".to_owned(), json!(identity.policy_id));
+        }
+        record
     }
 }
 
@@ -297,6 +309,7 @@ pub(crate) fn insert_key(
         last_used_ms: None,
         usage_count: 0,
         revoked_ms: None,
+        oidc: None,
     };
     conn.execute(
         "INSERT INTO api_keys (id, key_hash, project_id, name, type, scope, created_ms, expires_ms, key_suffix)
@@ -360,6 +373,9 @@ pub(crate) fn authenticate(conn: &Connection, header: Option<&str>) -> Result<Pr
         key.last_used_ms = Some(now);
         key.usage_count += 1;
         return Ok(Principal::Key(key));
+    }
+    if token.starts_with(crate::oidc::TOKEN_PREFIX) {
+        return crate::oidc::authenticate(conn, token, now).map(Principal::Key);
     }
     crate::tokens::find_access(conn, token, now)
 }

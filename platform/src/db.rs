@@ -214,6 +214,54 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (batch_id, shard_index)
     );
     ",
+    // 5 -> 6: keyless CI (issue 19). Trust policies per project; the
+    // access tokens exchanges issue (hashed, like every secret); each
+    // successful exchange with the claims that matched; and the jti (or
+    // token hash) of each exchanged ID token until it expires, so none is
+    // exchanged twice. A removed policy keeps its row for its history.
+    "
+    CREATE TABLE trust_policies (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        name TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        conditions TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER,
+        use_count INTEGER NOT NULL DEFAULT 0,
+        removed_ms INTEGER
+    );
+    CREATE INDEX trust_policies_by_issuer ON trust_policies (issuer);
+    CREATE TABLE oidc_tokens (
+        token_hash BLOB PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        policy_id TEXT NOT NULL REFERENCES trust_policies(id),
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        scope TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        last_used_ms INTEGER,
+        usage_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX oidc_tokens_by_expiry ON oidc_tokens (expires_ms);
+    CREATE TABLE oidc_exchanges (
+        id INTEGER PRIMARY KEY,
+        policy_id TEXT NOT NULL REFERENCES trust_policies(id),
+        at_ms INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        matched TEXT NOT NULL
+    );
+    CREATE TABLE oidc_replay (
+        issuer TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (issuer, key)
+    );
+    CREATE INDEX oidc_replay_by_expiry ON oidc_replay (expires_ms);
+    ",
 ];
 
 /// Opens the database at `path` (or in memory), applies pending migrations and

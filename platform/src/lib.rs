@@ -10,7 +10,8 @@
 //!   device code) — they work while a server runs on the same file.
 //!
 //! Module map: `db` owns the schema and migrations, `auth` credentials and
-//! scopes, `tokens` login token families, `guard` the `Host`, CSRF and page
+//! scopes, `tokens` login token families, `oidc` keyless CI (OIDC token
+//! exchange and trust policies), `guard` the `Host`, CSRF and page
 //! policies, `http` the wire (axum and hyper on tokio, limits, faults, logging), `routes/` one
 //! file per resource, `seed` the demo data, `util` time, randomness and escaping.
 
@@ -19,6 +20,7 @@ mod auth;
 mod db;
 mod guard;
 mod http;
+mod oidc;
 mod routes;
 mod seed;
 mod store;
@@ -32,6 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use accounts::random_password;
+pub use oidc::policy::{NewTrustPolicy, TrustPolicy};
+pub use oidc::MAX_TOKEN_TTL;
 pub use routes::{Route, ROUTES};
 pub use store::{CreatedKey, Demo, SeededScenario, Store};
 
@@ -67,6 +71,12 @@ pub struct Config {
     /// `openapi.yaml`; it keeps bodies, secrets included, so never in
     /// production.
     pub record_requests: Option<PathBuf>,
+    /// Lifetime of the access tokens OIDC exchanges issue; at most
+    /// [`MAX_TOKEN_TTL`] (longer is cut to it).
+    pub oidc_token_ttl: Duration,
+    /// Least time between two fetches of an issuer's JWKS when tokens name
+    /// kids it lacks (rotation); tests set 0.
+    pub jwks_min_refresh: Duration,
 }
 
 /// The limits every connection and request is held to, so no client (slow,
@@ -111,6 +121,8 @@ impl Default for Config {
             max_runs_per_request: 1000,
             limits: Limits::default(),
             record_requests: None,
+            oidc_token_ttl: MAX_TOKEN_TTL,
+            jwks_min_refresh: Duration::from_secs(30),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `fluxloop-platform`: run the local platform (`serve`) and the admin
 //! subcommands a test or a new user needs without clicking (`seed-demo`,
-//! `create-key`, `approve-device`, `deny-device`).
+//! `create-key`, `approve-device`, `deny-device`, `trust`).
 //!
 //! stdout carries only results (the listening line, keys); everything else,
 //! including the request log, goes to stderr.
@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fluxloop_platform::{Config, Platform, Store};
+use fluxloop_platform::{Config, Platform, PlatformError, Store};
+
+mod trust_cmd;
 
 const HELP: &str = "\
 fluxloop-platform — the local FluxLoop platform (the CLI's API on loopback, backed by SQLite)
@@ -18,13 +20,17 @@ fluxloop-platform — the local FluxLoop platform (the CLI's API on loopback, ba
 USAGE:
     fluxloop-platform serve [--addr 127.0.0.1:8787] [--public-url URL]... [--data PATH] [--demo] [--token-ttl SECS]
                             [--poll-interval SECS] [--device-ttl SECS] [--quiet]
-                            [--max-runs-per-request N]
+                            [--max-runs-per-request N] [--oidc-token-ttl SECS]
     fluxloop-platform seed-demo [--data PATH] [--inputs N]
     fluxloop-platform create-key [--project ID_OR_NAME] [--scope SCOPE] [--type user|service-account]
                                  [--name NAME] [--data PATH]
     fluxloop-platform create-user EMAIL [--password-stdin] [--data PATH]
     fluxloop-platform approve-device USER_CODE [--data PATH]
     fluxloop-platform deny-device USER_CODE [--data PATH]
+    fluxloop-platform trust add --project ID_OR_NAME --issuer URL --claim NAME=PATTERN...
+                                [--audience A] [--scope SCOPE] [--name NAME] [--data PATH]
+    fluxloop-platform trust list [--project ID_OR_NAME] [--json] [--data PATH]
+    fluxloop-platform trust remove ID [--data PATH]
 
 OPTIONS:
     --data PATH           database file (default ./.fluxloop-platform/platform.db)
@@ -41,11 +47,23 @@ OPTIONS:
                           most runs in one upload request (default 1000, as the
                           real platform; raise it only to benchmark clients that
                           send every run in one request)
+    --oidc-token-ttl SECS lifetime of the access tokens OIDC exchanges issue
+                          (default and most 3600)
     --inputs N            inputs in the demo bundle (default 10)
     --password-stdin      read the new user's password from the first line of stdin
                           (otherwise a random one is made and printed)
-    --scope SCOPE         read, write, read-write (default) or admin
+    --scope SCOPE         read, write, read-write (default) or admin; for trust
+                          policies read, write or read-write (default)
     --type TYPE           user or service-account (default)
+    --issuer URL          the OIDC issuer a trust policy trusts, e.g.
+                          https://token.actions.githubusercontent.com
+    --claim NAME=PATTERN  a claim the token must carry, exactly or as a glob
+                          (`*` any run, `?` one character); repeat for several.
+                          One of sub, repository, repository_id, repository_owner,
+                          project_path, namespace_path, job_workflow_ref must be
+                          pinned, or every repository on the issuer would match
+    --audience A          the audience tokens must carry (default fluxloop)
+    --json                trust list as one JSON document
     -h, --help            this help
     -V, --version         version
 
@@ -85,6 +103,7 @@ enum Command {
         email: String,
         password_stdin: bool,
     },
+    Trust(trust_cmd::Trust),
 }
 
 fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, lexopt::Error> {
@@ -194,6 +213,10 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
         Some(Value(v)) => v.string()?,
         Some(arg) => return Err(arg.unexpected()),
     };
+    if sub == "trust" {
+        let trust = trust_cmd::parse(&mut parser, PathBuf::from(DEFAULT_DATA))?;
+        return Ok(trust.map_or(Command::Help, Command::Trust));
+    }
     let mut f = Flags::new();
     let config = &mut f.config;
     while let Some(arg) = parser.next()? {
@@ -215,6 +238,11 @@ fn parse(args: Vec<String>) -> Result<Command, lexopt::Error> {
             Long("max-runs-per-request") if sub == "serve" => {
                 let (flag, what) = ("--max-runs-per-request", "a whole number from 1");
                 config.max_runs_per_request = number(&mut parser, flag, 1..=usize::MAX, what)?;
+            }
+            Long("oidc-token-ttl") if sub == "serve" => {
+                let (flag, what) = ("--oidc-token-ttl", "a number of seconds from 1 to 3600");
+                let secs = number(&mut parser, flag, 1..=3600, what)?;
+                config.oidc_token_ttl = Duration::from_secs(secs as u64);
             }
             Long("poll-interval") if sub == "serve" => {
                 config.poll_interval_secs = secs(&mut parser, "--poll-interval")?
@@ -307,6 +335,7 @@ fn run(cmd: Command) -> Result<(), Box<dyn std::error::Error>> {
             store(data)?.decide_device(&code, approve)?;
             eprintln!("{} {code}", if approve { "approved" } else { "denied" });
         }
+        Command::Trust(trust) => trust_cmd::run(trust, &mut out, store)?,
     }
     Ok(())
 }
@@ -363,6 +392,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A trust policy that cannot be used, or names what does not exist, is
+    // bad input (exit 2) like a bad flag; the other subcommands keep 1.
+    let trust = matches!(cmd, Command::Trust(_));
     match run(cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -372,7 +404,18 @@ fn main() -> ExitCode {
                 eprintln!("caused by: {s}");
                 source = s.source();
             }
-            ExitCode::FAILURE
+            let bad_input = e.downcast_ref::<PlatformError>().is_some_and(|p| {
+                matches!(
+                    p,
+                    PlatformError::Invalid { .. } | PlatformError::NotFound { .. }
+                )
+            });
+            if trust && bad_input {
+                eprintln!("  hint: run `fluxloop-platform --help`");
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::auth::{insert_key, Scope};
+use crate::oidc::policy::{self, NewTrustPolicy, TrustPolicy};
 use crate::{db, seed, util, Config, Fault, PlatformError, RequestRecord};
 
 /// Email of the one local user the pages sign in as.
@@ -36,6 +37,10 @@ pub(crate) struct State {
     requests: Mutex<VecDeque<RequestRecord>>,
     journal_capacity: usize,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// OIDC exchanges: key cache and settings.
+    pub(crate) oidc: crate::oidc::Oidc,
+    /// Whether the server log (stderr) is on: each OIDC exchange is a line.
+    pub(crate) log: bool,
 }
 
 impl State {
@@ -138,6 +143,12 @@ impl Store {
                 requests: Mutex::new(VecDeque::new()),
                 journal_capacity: config.limits.journal,
                 faults: Mutex::new(HashMap::new()),
+                oidc: crate::oidc::Oidc::new(
+                    config.oidc_token_ttl,
+                    config.jwks_min_refresh,
+                    listens_on_loopback(&config.addr),
+                ),
+                log: config.log,
             }),
         })
     }
@@ -311,6 +322,46 @@ impl Store {
         Ok(ids)
     }
 
+    /// Adds a trust policy to a project (checked as the API checks it).
+    pub fn add_trust_policy(
+        &self,
+        project_id: &str,
+        new: NewTrustPolicy,
+    ) -> Result<TrustPolicy, PlatformError> {
+        let conn = self.state.db();
+        self.project_exists(&conn, project_id)?;
+        let on_loopback = self.state.oidc.platform_on_loopback();
+        let created = policy::prepare(project_id, new, on_loopback)
+            .map_err(|message| PlatformError::Invalid { message })?;
+        policy::insert(&conn, &created).map_err(dberr("adding a trust policy"))?;
+        Ok(created)
+    }
+
+    /// The trust policies of a project, or of every project, oldest first.
+    pub fn trust_policies(
+        &self,
+        project_id: Option<&str>,
+    ) -> Result<Vec<TrustPolicy>, PlatformError> {
+        let conn = self.state.db();
+        if let Some(p) = project_id {
+            self.project_exists(&conn, p)?;
+        }
+        policy::list(&conn, project_id).map_err(dberr("listing trust policies"))
+    }
+
+    /// Removes a trust policy; the tokens it issued stop working.
+    pub fn remove_trust_policy(&self, id: &str) -> Result<(), PlatformError> {
+        let removed =
+            policy::remove(&self.state.db(), id).map_err(dberr("removing a trust policy"))?;
+        if removed {
+            Ok(())
+        } else {
+            Err(PlatformError::NotFound {
+                what: format!("trust policy {id}"),
+            })
+        }
+    }
+
     fn project_exists(&self, conn: &Connection, project_id: &str) -> Result<(), PlatformError> {
         let found = conn
             .query_row("SELECT 1 FROM projects WHERE id = ?1", [project_id], |_| {
@@ -328,6 +379,18 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
     }
+}
+
+/// Whether every address `addr` names is a loopback one (the server refuses
+/// to start otherwise; admin subcommands assume it).
+fn listens_on_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map(|all| {
+            let all: Vec<_> = all.collect();
+            !all.is_empty() && all.iter().all(|a| a.ip().is_loopback())
+        })
+        .unwrap_or(false)
 }
 
 /// Wraps a SQLite error with what was being done.

@@ -17,6 +17,9 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// Extra response headers, e.g. `Allow` on 405.
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Extra members of the `error` object (an OIDC refusal's `reason`
+    /// and `claims`).
+    pub(crate) details: serde_json::Map<String, Value>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             code,
             message,
             headers: Vec::new(),
+            details: serde_json::Map::new(),
         }
     }
     pub(crate) fn unauthenticated(message: &str) -> ApiError {
@@ -163,11 +167,20 @@ impl Response {
             headers: Vec::new(),
         }
     }
+    /// A status without a body (204).
+    pub(crate) fn empty(status: u16) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
     pub(crate) fn error(e: ApiError) -> Response {
-        let mut r = Response::json(
-            e.status,
-            &json!({"error": {"code": e.code, "message": e.message}}),
-        );
+        let mut error = e.details;
+        error.insert("code".to_owned(), json!(e.code));
+        error.insert("message".to_owned(), json!(e.message));
+        let mut r = Response::json(e.status, &json!({ "error": error }));
         r.headers = e.headers;
         r
     }

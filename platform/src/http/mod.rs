@@ -176,7 +176,10 @@ async fn stopped(app: &App) {
 fn body_limit(path: &str) -> usize {
     if path == "/api/sync/upload" {
         MAX_UPLOAD_BODY
-    } else if path == "/api/health" || path.starts_with("/api/cli-connect/") {
+    } else if path == "/api/health"
+        || path.starts_with("/api/cli-connect/")
+        || path == "/api/auth/oidc/exchange"
+    {
         MAX_OPEN_BODY
     } else if path.starts_with("/api/") {
         MAX_API_BODY

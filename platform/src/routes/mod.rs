@@ -7,6 +7,7 @@ mod batches;
 pub(crate) mod device;
 pub(crate) mod html;
 mod keys;
+mod oidc;
 mod pages;
 mod projects;
 mod settings;
@@ -67,6 +68,18 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/api/api-keys", keys::list),
     route("GET", "/api/api-keys/self", keys::whoami),
     route("POST", "/api/api-keys/revoke", keys::revoke),
+    route("POST", "/api/auth/oidc/exchange", oidc::exchange),
+    route(
+        "GET",
+        "/api/projects/{project_id}/trust-policies",
+        oidc::list,
+    ),
+    route(
+        "POST",
+        "/api/projects/{project_id}/trust-policies",
+        oidc::create,
+    ),
+    route("DELETE", "/api/trust-policies/{id}", oidc::remove),
     route("GET", "/api/workspaces", projects::workspaces),
     route("GET", "/api/projects", projects::projects),
     route("GET", "/api/projects/{id}", projects::project),

@@ -1,6 +1,7 @@
 //! `/settings/api-keys`: the signed-in user's keys (name, masked suffix,
 //! type, scope, created, last used, usage count, status), a Create API Key
-//! form whose key is shown once, and a Revoke button behind a confirmation.
+//! form whose key is shown once, a Revoke button behind a confirmation, and
+//! the trust policies of keyless CI (issue 19) with their use.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -113,10 +114,42 @@ fn keys_page(
         html.push_str("<tr><td colspan=\"10\">No keys yet.</td></tr>");
     }
     html.push_str("</table>");
+    html.push_str(&policies_table(&conn, &projects)?);
     Ok(with_cookie(
         page(status, "API keys", Some(user), &html),
         cookie,
     ))
+}
+
+/// The trust policies of the user's projects: who may exchange an OIDC
+/// token for which scope, and how much each was used (exchanges and
+/// requests made with the tokens it issued).
+fn policies_table(conn: &Connection, projects: &[(String, String)]) -> Result<String, ApiError> {
+    let mut html = String::from(
+        "<h2>Trust policies</h2><p class=\"muted\">CI jobs whose OIDC identity matches a policy get a \
+         short-lived token without any stored key. Manage them with <code>fluxloop-platform trust</code>.</p>\
+         <table><tr><th>Name</th><th>Issuer</th><th>Conditions</th><th>Scope</th><th>Last used</th><th>Uses</th></tr>",
+    );
+    let mut any = false;
+    for (project_id, _) in projects {
+        for p in crate::oidc::policy::list(conn, Some(project_id))? {
+            any = true;
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.name),
+                esc(&p.issuer),
+                esc(&p.conditions_text()),
+                esc(&p.scope),
+                p.last_used_at().map_or_else(|| "—".to_owned(), |t| esc(&t)),
+                p.use_count,
+            ));
+        }
+    }
+    if !any {
+        html.push_str("<tr><td colspan=\"6\">No trust policies yet.</td></tr>");
+    }
+    html.push_str("</table>");
+    Ok(html)
 }
 
 pub(crate) fn api_keys(state: &State, req: &Request, _: &[String]) -> Result<Response, ApiError> {

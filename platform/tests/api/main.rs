@@ -7,6 +7,8 @@
 mod admin;
 mod auth;
 mod hardening;
+mod oidc;
+mod oidc_admin;
 mod shards;
 mod strict;
 mod sync;
