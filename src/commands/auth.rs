@@ -55,14 +55,18 @@ fn token(ctx: &Ctx) -> Result<Outcome> {
             resolved.val.secret = secret;
         }
     }
+    let mut masked = false;
     if let CredentialKind::Oidc(_) = &resolved.val.kind {
+        // The exchange masks both tokens on stderr as they arrive.
         let endpoint = ctx.endpoint()?;
         let mut whole = ctx.credential()?;
-        crate::auth::oidc::begin(ctx, &mut whole, &endpoint, true)?;
+        masked = crate::auth::oidc::begin(ctx, &mut whole, &endpoint, true)?.is_some();
         resolved = whole.credential;
     }
     let secret = resolved.val.secret.expose();
-    ctx.out.add_mask_stderr(secret);
+    if !masked {
+        ctx.out.add_mask_stderr(secret);
+    }
     Ok(Outcome::ok(TokenReport {
         token: secret.to_string(),
         origin: resolved.origin.to_string(),

@@ -53,9 +53,14 @@ fn operation(doc: &Value, path: &str, method: &str, op: &Value) -> Operation {
     let body = op["requestBody"]["content"]
         .get("application/json")
         .map(|_| {
+            // A JSON pointer in a URI fragment: `{` and `}` of a templated
+            // path (`/api/projects/{project_id}/…`) must be percent-encoded.
             let pointer = format!(
                 "#/paths/{}/{method}/requestBody/content/application~1json/schema",
-                path.replace('~', "~0").replace('/', "~1")
+                path.replace('~', "~0")
+                    .replace('/', "~1")
+                    .replace('{', "%7B")
+                    .replace('}', "%7D")
             );
             compile(doc, json!({"$ref": pointer}))
         });
