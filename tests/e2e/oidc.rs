@@ -289,6 +289,17 @@ fn regression_19_github_status_masks_both_tokens_first_and_auth_token_prints_it(
         "{rest}"
     );
 
+    // Traced requests show neither token, nor the request token.
+    let ep = k.issuer.github_token_endpoint(github_claims(REPO, MAIN));
+    let r = k
+        .cmd(&["-v", "auth", "status"])
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &ep.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &ep.request_token)
+        .run();
+    r.ok();
+    r.no_secret(&ep.request_token);
+    no_tokens(&r);
+
     let r = k
         .github(&["auth", "token"])
         .env("GITHUB_ACTIONS", "true")
@@ -536,4 +547,36 @@ fn regression_19_auto_mode_falls_back_to_a_key_file_with_a_warning() {
         )
         .run();
     r.code(3);
+}
+
+#[test]
+fn regression_19_doctor_names_the_oidc_identity_and_its_scope() {
+    let k = Keyless::new();
+    k.write_job(&echo_agent());
+    let r = k.github(&["doctor", "--json"]).run();
+    let v = r.json();
+    no_tokens(&r);
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {v}"))
+            .clone()
+    };
+    let credential = check("credential");
+    let detail = credential["detail"].as_str().unwrap();
+    let masked = detail.split(' ').nth(3).unwrap();
+    // substring: the token's last four characters are random.
+    assert!(masked.starts_with("flx_****"), "{detail}");
+    assert_eq!(
+        credential,
+        json!({
+            "name": "credential",
+            "status": "ok",
+            "detail": format!("OIDC access token {masked} from GitHub Actions OIDC (repo:{REPO}:ref:{MAIN}), scope read-write, expires in 59 min"),
+        })
+    );
+    assert_eq!(check("scope")["status"], "ok", "{v}");
 }
