@@ -374,7 +374,11 @@ pub(crate) fn begin(
             }
             Ok(Some(exchanger))
         }
-        Ok(None) => unreachable!("the first exchange has sent nothing before"),
+        // Only a token already sent is skipped, and none was sent yet.
+        Ok(None) => Err(Error::OidcUnavailable {
+            detail: format!("the {} gave no new token", resolved.credential.origin),
+            hint: "let the job request a fresh OIDC token".into(),
+        }),
         Err(e) if e.is_oidc_failure() && !cred.forced && resolved.fallback.is_some() => {
             let from = resolved.credential.origin.to_string();
             resolved.fall_back();
