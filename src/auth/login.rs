@@ -37,6 +37,10 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     let mut resolved = ctx.credential()?;
     let endpoint = ctx.endpoint()?;
     note_profile_override(ctx, &resolved, &endpoint);
+    if let CredentialKind::Oidc(_) = &resolved.credential.val.kind {
+        // Before the identity token leaves, not after.
+        warn_repository_endpoint(ctx, &resolved.credential.origin, &endpoint);
+    }
     let exchanger = crate::auth::oidc::begin(ctx, &mut resolved, &endpoint, false)?;
     ctx.mask_for_ci(
         &resolved.credential.origin,
@@ -70,7 +74,7 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
             }
             refreshed = true;
         }
-    } else {
+    } else if !matches!(resolved.credential.origin, Origin::Oidc(_)) {
         warn_repository_endpoint(ctx, &resolved.credential.origin, &endpoint);
     }
     let auth = Auth {

@@ -580,3 +580,25 @@ fn regression_19_doctor_names_the_oidc_identity_and_its_scope() {
     );
     assert_eq!(check("scope")["status"], "ok", "{v}");
 }
+
+#[test]
+fn regression_19_an_endpoint_named_by_the_repository_is_warned_of_before_the_exchange() {
+    let k = Keyless::new();
+    k.sb.write(
+        "fluxloop.yaml",
+        &format!("api:\n  endpoint: {}\n", k.p().url()),
+    );
+    let r = k
+        .github(&["auth", "status"])
+        .env_remove("FLUXLOOP_API_ENDPOINT")
+        .run();
+    r.ok();
+    assert_eq!(
+        k.normalise(&r.stderr),
+        format!(
+            "warning: sending the credential from GitHub Actions OIDC to [SERVER], an endpoint named by api.endpoint in {}\n",
+            k.sb.work().join("fluxloop.yaml").display()
+        )
+    );
+    assert_eq!(k.exchanges(), 1);
+}
