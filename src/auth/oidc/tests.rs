@@ -369,3 +369,14 @@ fn expiry_reads_in_minutes_then_hours() {
     );
     assert_eq!(expires_in(now - Duration::from_secs(1)), "expired");
 }
+
+#[test]
+fn the_agent_never_inherits_a_variable_that_offers_an_identity_token() {
+    use crate::config::env::CREDENTIAL_VARS;
+    for var in SOURCE_VARS
+        .iter()
+        .chain(&["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
+    {
+        assert!(CREDENTIAL_VARS.contains(var), "{var}");
+    }
+}
