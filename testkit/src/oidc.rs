@@ -258,6 +258,15 @@ impl Shared {
     }
 }
 
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys stay out: a test's failure output is no place for them.
+        f.debug_struct("Issuer")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Issuer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {

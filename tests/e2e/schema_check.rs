@@ -53,8 +53,8 @@ fn operation(doc: &Value, path: &str, method: &str, op: &Value) -> Operation {
     let body = op["requestBody"]["content"]
         .get("application/json")
         .map(|_| {
-            // A JSON pointer in a URI fragment: `{` and `}` of a templated
-            // path (`/api/projects/{project_id}/…`) must be percent-encoded.
+            // A JSON pointer in a URI fragment: `{` and `}` of a path
+            // template are not allowed there unescaped.
             let pointer = format!(
                 "#/paths/{}/{method}/requestBody/content/application~1json/schema",
                 path.replace('~', "~0")
@@ -238,6 +238,22 @@ mod tests {
                 "POST /api/sync/upload: body/runs/1: Additional properties are not allowed \
               ('persona' was unexpected)"
             ]
+        );
+    }
+
+    #[test]
+    fn issue19_bodies_of_templated_paths_are_checked_too() {
+        let trust = |body: Value| {
+            check_request(
+                &json!({"method": "POST", "route": "/api/projects/{project_id}/trust-policies",
+                "path": "/api/projects/p/trust-policies", "query": [], "body": body}),
+            )
+        };
+        let good = json!({"issuer": "https://i", "conditions": {"sub": "x"}, "scope": "read"});
+        assert_eq!(trust(good), Vec::<String>::new());
+        assert_eq!(
+            trust(json!({"issuer": "https://i", "conditions": {"sub": "x"}, "scope": "admin"})),
+            ["POST /api/projects/p/trust-policies: body/scope: \"admin\" is not one of \"read\", \"write\" or \"read-write\""]
         );
     }
 
