@@ -405,21 +405,7 @@ impl Error {
             Error::AuthenticationFailed { reason, .. } => {
                 write!(f, "Authentication failed: {reason}")
             }
-            Error::OidcRejected {
-                reason,
-                message,
-                claims,
-            } => {
-                write!(
-                    f,
-                    "the platform rejected the CI's OIDC token ({reason}): {message}"
-                )?;
-                for (name, value) in claims {
-                    write!(f, "\n  {:<12} {value}", format!("{name}:"))?;
-                }
-                Ok(())
-            }
-            Error::OidcUnavailable { detail, .. } => f.write_str(detail),
+            Error::OidcRejected { .. } | Error::OidcUnavailable { .. } => self.fmt_oidc(f),
             Error::InsecureEndpoint { url } => {
                 write!(f, "refusing to send credentials over plain http to {url}")
             }
@@ -512,6 +498,28 @@ fn oidc_hint(reason: &str, claims: &[(String, String)]) -> String {
 }
 
 impl Error {
+    /// Display of the OIDC errors: a rejection's claims one per line.
+    fn fmt_oidc(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::OidcRejected {
+                reason,
+                message,
+                claims,
+            } => {
+                write!(
+                    f,
+                    "the platform rejected the CI's OIDC token ({reason}): {message}"
+                )?;
+                for (name, value) in claims {
+                    write!(f, "\n  {:<12} {value}", format!("{name}:"))?;
+                }
+                Ok(())
+            }
+            Error::OidcUnavailable { detail, .. } => f.write_str(detail),
+            _ => unreachable!("shown by fmt_remote"),
+        }
+    }
+
     /// An OIDC token that could not be had or was refused: in auto mode a
     /// lower credential may be used instead.
     pub(crate) fn is_oidc_failure(&self) -> bool {
