@@ -166,7 +166,7 @@ impl Ctx {
         })
     }
 
-    fn observer(&self) -> Observer {
+    pub(crate) fn observer(&self) -> Observer {
         let out = Arc::clone(&self.out);
         Arc::new(move |event| match event {
             Event::Trace(line) => out.trace(&line),

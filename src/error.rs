@@ -86,6 +86,17 @@ pub(crate) enum Error {
     },
     /// Device login did not complete.
     AuthenticationFailed { reason: String, hint: String },
+    /// The platform refused the CI's OIDC identity token (401 `oidc_rejected`).
+    OidcRejected {
+        /// The platform's reason code (`no_matching_policy`, `expired`, …).
+        reason: String,
+        message: String,
+        /// The token's claims as the platform read them (never the token).
+        claims: Vec<(String, String)>,
+    },
+    /// No OIDC identity token could be had: required but absent, the GitHub
+    /// token request failed, the token file is unreadable.
+    OidcUnavailable { detail: String, hint: String },
     /// Device login could not reach the platform.
     LoginUnreachable { url: String, detail: String },
     /// A credential would go over plain HTTP to a host that is not loopback.
@@ -145,7 +156,9 @@ impl Error {
             | Error::KeyRevoked { .. }
             | Error::PermissionDenied { .. }
             | Error::LoginElsewhere { .. }
-            | Error::AuthenticationFailed { .. } => code::AUTH,
+            | Error::AuthenticationFailed { .. }
+            | Error::OidcRejected { .. }
+            | Error::OidcUnavailable { .. } => code::AUTH,
             Error::Network { .. } | Error::Redirect { .. } | Error::LoginUnreachable { .. } => {
                 code::NETWORK
             }
@@ -176,6 +189,8 @@ impl Error {
             Error::KeyRevoked { .. } => "key_revoked",
             Error::PermissionDenied { .. } => "permission_denied",
             Error::AuthenticationFailed { .. } => "authentication_failed",
+            Error::OidcRejected { .. } => "oidc_rejected",
+            Error::OidcUnavailable { .. } => "oidc_unavailable",
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
             Error::Network { .. } => "network",
             Error::Redirect { .. } => "redirect",
@@ -252,7 +267,10 @@ impl Error {
                 "create a key with the needed scope: `fluxloop apikeys create --scope read-write`"
                     .into(),
             ],
-            Error::AuthenticationFailed { hint, .. } => vec![hint.clone()],
+            Error::AuthenticationFailed { hint, .. } | Error::OidcUnavailable { hint, .. } => {
+                vec![hint.clone()]
+            }
+            Error::OidcRejected { reason, claims, .. } => vec![oidc_hint(reason, claims)],
             Error::InsecureEndpoint { .. } => vec![
                 "use an https:// endpoint; plain http:// is only allowed to localhost/127.0.0.1/::1"
                     .into(),
@@ -387,6 +405,7 @@ impl Error {
             Error::AuthenticationFailed { reason, .. } => {
                 write!(f, "Authentication failed: {reason}")
             }
+            Error::OidcRejected { .. } | Error::OidcUnavailable { .. } => self.fmt_oidc(f),
             Error::InsecureEndpoint { url } => {
                 write!(f, "refusing to send credentials over plain http to {url}")
             }
@@ -449,6 +468,74 @@ impl Error {
             | Error::KeyRevoked { .. }
             | Error::PermissionDenied { .. } => unreachable!("shown by fmt"),
         }
+    }
+}
+
+/// The next step for an OIDC rejection: what to fix depends on the reason,
+/// and a policy that does not match is told apart from a token that is bad.
+fn oidc_hint(reason: &str, claims: &[(String, String)]) -> String {
+    let claim = |name: &str| {
+        claims
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("?", |(_, v)| v.as_str())
+            .to_string()
+    };
+    match reason {
+        "issuer_not_trusted" => format!(
+            "no trust policy names the issuer {}: add one with `fluxloop-platform trust add` (or on the platform's keys page) pinning this repository, e.g. sub {}",
+            claim("issuer"),
+            claim("subject")
+        ),
+        "no_matching_policy" => "the issuer is trusted but no policy's conditions match the claims above: check the policy's sub pattern (and ref, environment) with `fluxloop-platform trust list`".into(),
+        "audience_mismatch" => "request the token for the audience the policy expects: set oidc.audience (FLUXLOOP_OIDC_AUDIENCE), or fix the `aud:` of GitLab's id_tokens".into(),
+        "ambiguous_policy" => "policies of several projects match: set project_id in fluxloop.yaml to pick one".into(),
+        "replayed" => "each OIDC token is exchanged once: let the job request a fresh one (a fixed FLUXLOOP_OIDC_TOKEN cannot be reused)".into(),
+        "expired" | "not_yet_valid" | "issued_in_future" => "the token is outside its validity: request it in the same job step, and check the machine's clock".into(),
+        "issuer_not_https" | "discovery_failed" => "the platform cannot verify this issuer: it must serve /.well-known/openid-configuration over https".into(),
+        _ => "pass the CI's identity token unchanged: it must be signed (RS256 or ES256) by a key the issuer publishes".into(),
+    }
+}
+
+impl Error {
+    /// Display of the OIDC errors: a rejection's claims one per line.
+    fn fmt_oidc(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::OidcRejected {
+                reason,
+                message,
+                claims,
+            } => {
+                write!(
+                    f,
+                    "the platform rejected the CI's OIDC token ({reason}): {message}"
+                )?;
+                for (name, value) in claims {
+                    write!(f, "\n  {:<12} {value}", format!("{name}:"))?;
+                }
+                Ok(())
+            }
+            Error::OidcUnavailable { detail, .. } => f.write_str(detail),
+            _ => unreachable!("shown by fmt_remote"),
+        }
+    }
+
+    /// An OIDC token that could not be had or was refused: in auto mode a
+    /// lower credential may be used instead.
+    pub(crate) fn is_oidc_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::OidcRejected { .. } | Error::OidcUnavailable { .. }
+        )
+    }
+
+    /// The first line of the message, for a one-line warning.
+    pub(crate) fn summary_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 

@@ -13,6 +13,7 @@ mod endpoint;
 pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod net;
+pub(crate) mod oidc;
 pub(crate) mod paths;
 mod probe;
 pub(crate) mod projects;
@@ -501,6 +502,17 @@ impl Client {
                 },
             },
             (401, Some("key_revoked")) => Error::KeyRevoked { origin },
+            (401, Some("oidc_rejected")) => {
+                let (reason, claims) = types::oidc_rejection(body);
+                Error::OidcRejected {
+                    reason: self.scrub(&reason),
+                    message,
+                    claims: claims
+                        .into_iter()
+                        .map(|(name, value)| (name, self.scrub(&value)))
+                        .collect(),
+                }
+            }
             (401, _) => Error::InvalidCredential {
                 is_key,
                 origin,

@@ -25,3 +25,5 @@ pub(crate) const SYNC_PULL: &str = "/api/sync/pull";
 pub(crate) const SYNC_UPLOAD: &str = "/api/sync/upload";
 /// `GET /api/run-batches/ID`, or `?key=` for a sharded job's batch.
 pub(crate) const RUN_BATCHES: &str = "/api/run-batches";
+/// `POST`: a CI's OIDC identity token traded for an access token.
+pub(crate) const OIDC_EXCHANGE: &str = "/api/auth/oidc/exchange";

@@ -32,6 +32,65 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
     }
 }
 
+/// The claims of a rejected OIDC token worth showing, in this order, with
+/// the names people know them by.
+const SHOWN_CLAIMS: &[(&str, &str)] = &[
+    ("iss", "issuer"),
+    ("sub", "subject"),
+    ("aud", "audience"),
+    ("repository", "repository"),
+    ("ref", "ref"),
+    ("event_name", "event"),
+    ("environment", "environment"),
+    ("project_path", "project_path"),
+    ("ref_type", "ref_type"),
+    ("pipeline_source", "pipeline_source"),
+    ("job_workflow_ref", "job_workflow_ref"),
+];
+
+/// The `reason` and `claims` of a 401 `oidc_rejected` body: the claims
+/// named, as text (an array `aud` joined with commas), others dropped.
+pub(crate) fn oidc_rejection(body: &[u8]) -> (String, Vec<(String, String)>) {
+    #[derive(Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        claims: serde_json::Map<String, serde_json::Value>,
+    }
+    let Ok(o) = serde_json::from_slice::<Outer>(body) else {
+        return ("unknown".into(), vec![]);
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    let claims = SHOWN_CLAIMS
+        .iter()
+        .filter_map(|(key, label)| {
+            o.error
+                .claims
+                .get(*key)
+                .map(|v| (label.to_string(), text(v)))
+        })
+        .collect();
+    let reason = if o.error.reason.is_empty() {
+        "unknown".into()
+    } else {
+        o.error.reason
+    };
+    (reason, claims)
+}
+
 /// The scope an endpoint needs (PLATFORM-API §1), for `Permission denied`.
 pub(crate) fn needed_scope(path: &str) -> &'static str {
     if path.starts_with(super::paths::SYNC_UPLOAD) {

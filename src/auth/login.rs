@@ -37,6 +37,11 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
     let mut resolved = ctx.credential()?;
     let endpoint = ctx.endpoint()?;
     note_profile_override(ctx, &resolved, &endpoint);
+    if let CredentialKind::Oidc(_) = &resolved.credential.val.kind {
+        // Before the identity token leaves, not after.
+        warn_repository_endpoint(ctx, &resolved.credential.origin, &endpoint);
+    }
+    let exchanger = crate::auth::oidc::begin(ctx, &mut resolved, &endpoint, false)?;
     ctx.mask_for_ci(
         &resolved.credential.origin,
         resolved.credential.val.secret.expose(),
@@ -69,7 +74,7 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
             }
             refreshed = true;
         }
-    } else {
+    } else if !matches!(resolved.credential.origin, Origin::Oidc(_)) {
         warn_repository_endpoint(ctx, &resolved.credential.origin, &endpoint);
     }
     let auth = Auth {
@@ -78,7 +83,11 @@ pub(crate) fn session(ctx: &Ctx) -> Result<Session> {
         is_api_key: resolved.credential.val.is_api_key(),
     };
     let mut client = ctx.client_with(&endpoint.val, auth)?;
-    if let CredentialKind::Login { profile, .. } = &resolved.credential.val.kind {
+    if let Some(exchanger) = exchanger {
+        client = client.with_refresh(Box::new(move |only_if_expiring| {
+            exchanger.renew(only_if_expiring)
+        }));
+    } else if let CredentialKind::Login { profile, .. } = &resolved.credential.val.kind {
         // The new tokens are masked for GitHub Actions as they are stored.
         let refresher = ctx.refresher(&endpoint.val, profile)?;
         client = client.with_refresh(Box::new(move |only_if_expiring| {
@@ -174,7 +183,11 @@ pub(crate) fn check_issuer(
 /// A key or token the user set, about to go to an endpoint a repository
 /// file chose: legitimate in most CI setups, but worth one line.
 fn warn_repository_endpoint(ctx: &Ctx, credential: &Origin, endpoint: &Value<String>) {
-    if matches!(credential, Origin::Env(_) | Origin::Flag(_)) && from_repository(&endpoint.origin) {
+    if matches!(
+        credential,
+        Origin::Env(_) | Origin::Flag(_) | Origin::Oidc(_)
+    ) && from_repository(&endpoint.origin)
+    {
         ctx.out.warn(&format!(
             "sending the credential from {credential} to {}, an endpoint named by {}",
             endpoint.val, endpoint.origin

@@ -2,4 +2,5 @@
 
 pub(crate) mod key;
 pub(crate) mod login;
+pub(crate) mod oidc;
 pub(crate) mod scope;

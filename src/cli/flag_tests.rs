@@ -196,6 +196,27 @@ fn global_api_key() {
 }
 
 #[test]
+fn global_oidc() {
+    assert_eq!(globals(NONE).oidc, None);
+    assert_eq!(globals(&["--oidc"]).oidc, Some(true));
+    assert_eq!(
+        globals(&["--no-oidc", "--oidc"]).oidc,
+        Some(true),
+        "last wins"
+    );
+}
+
+#[test]
+fn global_no_oidc() {
+    assert_eq!(globals(&["--no-oidc"]).oidc, Some(false));
+    assert_eq!(
+        globals(&["--oidc", "--no-oidc"]).oidc,
+        Some(false),
+        "last wins"
+    );
+}
+
+#[test]
 fn global_endpoint() {
     assert_eq!(globals(NONE).endpoint, None);
     for flag in ["--endpoint", "--api-url"] {

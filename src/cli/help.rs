@@ -7,6 +7,8 @@ pub(super) const GLOBAL: &str = "\
 Global options (before or after the command):
       --profile NAME       credentials profile [env: FLUXLOOP_PROFILE]
       --api-key KEY        API key (flx_api_…/flx_sa_…) [env: FLUXLOOP_API_KEY]
+      --oidc               require keyless CI: the CI's OIDC identity [env: FLUXLOOP_OIDC]
+      --no-oidc            never use the CI's OIDC identity
       --endpoint URL       platform URL, alias --api-url [env: FLUXLOOP_API_ENDPOINT]
       --config PATH        fluxloop.yaml to use (default: searched upward)
       --ca-cert PATH       extra CA certificate (PEM) [env: SSL_CERT_FILE]
@@ -45,6 +47,8 @@ Typical CI job:
 Global options (before or after the command):
       --profile NAME       credentials profile [env: FLUXLOOP_PROFILE]
       --api-key KEY        API key (flx_api_…/flx_sa_…) [env: FLUXLOOP_API_KEY]
+      --oidc               require keyless CI: the CI's OIDC identity [env: FLUXLOOP_OIDC]
+      --no-oidc            never use the CI's OIDC identity
       --endpoint URL       platform URL, alias --api-url [env: FLUXLOOP_API_ENDPOINT]
       --config PATH        fluxloop.yaml to use (default: searched upward)
       --ca-cert PATH       extra CA certificate (PEM) [env: SSL_CERT_FILE]

@@ -30,6 +30,8 @@ pub(crate) use run_flags::RunFlags;
 pub(crate) struct GlobalArgs {
     pub(crate) profile: Option<String>,
     pub(crate) api_key: Option<String>,
+    /// `--oidc` (true) or `--no-oidc` (false): keyless CI required or off.
+    pub(crate) oidc: Option<bool>,
     pub(crate) endpoint: Option<String>,
     pub(crate) config: Option<PathBuf>,
     pub(crate) ca_cert: Option<PathBuf>,
@@ -355,6 +357,8 @@ fn global(arg: &lexopt::Arg<'_>, p: &mut Parser, g: &mut GlobalArgs, ctx: Ctx) -
     match arg {
         Long("profile") => g.profile = Some(string(p, ctx, "--profile")?),
         Long("api-key") => g.api_key = Some(string(p, ctx, "--api-key")?),
+        Long("oidc") => g.oidc = Some(true),
+        Long("no-oidc") => g.oidc = Some(false),
         Long("endpoint") | Long("api-url") => g.endpoint = Some(string(p, ctx, "--endpoint")?),
         Long("config") => g.config = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
         Long("ca-cert") => g.ca_cert = Some(p.value().map_err(|e| ctx.lexopt(e))?.into()),
@@ -862,6 +866,7 @@ pub(crate) fn setting_flags(
     };
     put("--profile", globals.profile.clone());
     put("--api-key", globals.api_key.clone());
+    put("--oidc", globals.oidc.map(|on| on.to_string()));
     put("--endpoint", globals.endpoint.clone());
     put(
         "--config",

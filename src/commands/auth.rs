@@ -12,7 +12,7 @@ use crate::auth::login::{self, LoginObserver};
 use crate::cli::AuthCommand;
 use crate::config::credentials::StoredProfile;
 use crate::config::registry::{self, Source};
-use crate::config::resolve::CredentialKind;
+use crate::config::resolve::{Credential, CredentialKind};
 use crate::config::{Origin, Value};
 use crate::ctx::Ctx;
 use crate::error::{code, Error, Result};
@@ -55,8 +55,18 @@ fn token(ctx: &Ctx) -> Result<Outcome> {
             resolved.val.secret = secret;
         }
     }
+    let mut masked = false;
+    if let CredentialKind::Oidc(_) = &resolved.val.kind {
+        // The exchange masks both tokens on stderr as they arrive.
+        let endpoint = ctx.endpoint()?;
+        let mut whole = ctx.credential()?;
+        masked = crate::auth::oidc::begin(ctx, &mut whole, &endpoint, true)?.is_some();
+        resolved = whole.credential;
+    }
     let secret = resolved.val.secret.expose();
-    ctx.out.add_mask_stderr(secret);
+    if !masked {
+        ctx.out.add_mask_stderr(secret);
+    }
     Ok(Outcome::ok(TokenReport {
         token: secret.to_string(),
         origin: resolved.origin.to_string(),
@@ -492,6 +502,56 @@ pub(crate) struct StatusReport {
     pub(crate) verdict: Verdict,
     pub(crate) detail: Option<String>,
     pub(crate) key: Option<ApiKeyRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) oidc: Option<OidcStatus>,
+}
+
+/// What the exchange of a CI's OIDC token gave, for `auth status`.
+#[derive(Serialize)]
+pub(crate) struct OidcStatus {
+    /// `GitHub Actions OIDC`, `GitLab CI OIDC`, `OIDC token (VAR)`.
+    pub(crate) source: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) scope: String,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) project_id: String,
+    /// The human line: source (subject), scope, expiry.
+    #[serde(skip)]
+    pub(crate) summary: String,
+}
+
+/// The credential's kind in words, its user and its expiry.
+fn describe_kind(kind: &CredentialKind) -> (&'static str, Option<String>, Option<String>) {
+    match kind {
+        CredentialKind::ApiKey => ("API key", None, None),
+        CredentialKind::Token => ("access token", None, None),
+        CredentialKind::Oidc(_) => ("OIDC access token", None, None),
+        CredentialKind::Login {
+            user_email,
+            expires_at,
+            ..
+        } => (
+            "login",
+            user_email.clone(),
+            expires_at.and_then(|e| e.format(&Rfc3339).ok()),
+        ),
+    }
+}
+
+fn oidc_status(resolved: &Value<Credential>) -> Option<OidcStatus> {
+    let (CredentialKind::Oidc(o), Origin::Oidc(provider)) = (&resolved.val.kind, &resolved.origin)
+    else {
+        return None;
+    };
+    let grant = o.grant.as_ref()?;
+    Some(OidcStatus {
+        source: provider.to_string(),
+        subject: grant.subject.clone(),
+        scope: grant.scope.clone(),
+        expires_at: grant.expires_at.format(&Rfc3339).ok(),
+        project_id: grant.project_id.clone(),
+        summary: crate::auth::oidc::describe(*provider, grant),
+    })
 }
 
 fn status(ctx: &Ctx) -> Result<Outcome> {
@@ -510,19 +570,8 @@ fn status(ctx: &Ctx) -> Result<Outcome> {
         Err(_) => vec![],
     };
     let endpoint = ctx.endpoint()?;
-    let (kind, user_email, expires_at) = match &resolved.val.kind {
-        CredentialKind::ApiKey => ("API key", None, None),
-        CredentialKind::Token => ("access token", None, None),
-        CredentialKind::Login {
-            user_email,
-            expires_at,
-            ..
-        } => (
-            "login",
-            user_email.clone(),
-            expires_at.and_then(|e| e.format(&Rfc3339).ok()),
-        ),
-    };
+    let (kind, user_email, expires_at) = describe_kind(&resolved.val.kind);
+    let oidc = oidc_status(&resolved);
     let (verdict, key, detail, refreshed) = match &session {
         Ok(s) => {
             let (v, record, detail) = verdict(&s.client);
@@ -532,6 +581,8 @@ fn status(ctx: &Ctx) -> Result<Outcome> {
     };
     let mut user_email = user_email;
     let key = match key {
+        // The OIDC line already says all the platform knows of the token.
+        Some(r) if r.key_type.as_deref() == Some("oidc") => None,
         Some(r) if r.key_type.as_deref() == Some("access_token") => {
             user_email = user_email.or(r.user_email.clone());
             None
@@ -559,6 +610,7 @@ fn status(ctx: &Ctx) -> Result<Outcome> {
         verdict,
         detail,
         key,
+        oidc,
     };
     Ok(Outcome {
         report: Box::new(report),

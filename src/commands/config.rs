@@ -258,6 +258,10 @@ fn credential(ctx: &Ctx) -> Setting {
                 CredentialKind::ApiKey => "API key",
                 CredentialKind::Token => "access token",
                 CredentialKind::Login { .. } => "login",
+                CredentialKind::Oidc(o) => {
+                    let shown = format!("exchanged when used (audience {})", o.audience);
+                    return Setting::new("credential", Value::new(shown, c.origin.clone()));
+                }
             };
             Setting::new(
                 "credential",

@@ -205,15 +205,21 @@ fn credential(
         .and_then(|r| Ok((r, crate::auth::login::session(ctx)?)));
     match resolved {
         Ok((r, session)) => {
-            let cred = &r.credential;
-            let kind = match cred.val.kind {
-                crate::config::resolve::CredentialKind::ApiKey => "API key",
-                crate::config::resolve::CredentialKind::Token => "access token",
-                crate::config::resolve::CredentialKind::Login { .. } => "login",
+            use crate::config::resolve::CredentialKind;
+            // An OIDC credential is what the exchange made of it.
+            let cred = match &session.resolved.credential.val.kind {
+                CredentialKind::Oidc(_) => &session.resolved.credential,
+                _ => &r.credential,
+            };
+            let (kind, origin) = match &cred.val.kind {
+                CredentialKind::ApiKey => ("API key", cred.origin.to_string()),
+                CredentialKind::Token => ("access token", cred.origin.to_string()),
+                CredentialKind::Login { .. } => ("login", cred.origin.to_string()),
+                CredentialKind::Oidc(o) => ("OIDC access token", oidc_origin(&cred.origin, o)),
             };
             c.ok(
                 "credential",
-                format!("{kind} {} from {}", cred.val.secret.masked(), cred.origin),
+                format!("{kind} {} from {origin}", cred.val.secret.masked()),
             );
             let file = match &cred.origin {
                 Origin::KeyFile(p) | Origin::Profile { path: p, .. } => Some(p.clone()),
@@ -225,6 +231,14 @@ fn credential(
             c.error("credential", &e);
             (None, None)
         }
+    }
+}
+
+/// `GitHub Actions OIDC (sub), scope write, expires in 58 min`.
+fn oidc_origin(origin: &Origin, o: &crate::auth::oidc::OidcCredential) -> String {
+    match (origin, &o.grant) {
+        (Origin::Oidc(provider), Some(grant)) => crate::auth::oidc::describe(*provider, grant),
+        _ => origin.to_string(),
     }
 }
 

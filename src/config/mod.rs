@@ -33,6 +33,8 @@ pub(crate) enum Origin {
     CredentialsFile(PathBuf),
     /// `.fluxloop/project.json`, shared with FluxLoop CLI 0.4.
     ProjectJson(PathBuf),
+    /// The CI's OIDC identity, exchanged at the platform.
+    Oidc(crate::auth::oidc::Provider),
 }
 
 impl Origin {
@@ -47,6 +49,7 @@ impl Origin {
             Origin::Profile { .. } => "profile",
             Origin::CredentialsFile(_) => "credentials_file",
             Origin::ProjectJson(_) => "project_json",
+            Origin::Oidc(_) => "oidc",
         }
     }
 }
@@ -64,6 +67,7 @@ impl fmt::Display for Origin {
             }
             Origin::CredentialsFile(path) => write!(f, "default_profile in {}", path.display()),
             Origin::ProjectJson(path) => write!(f, "{}", path.display()),
+            Origin::Oidc(provider) => write!(f, "{provider}"),
         }
     }
 }

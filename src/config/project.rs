@@ -32,6 +32,26 @@ pub(crate) struct ProjectConfig {
     pub(crate) runner: RunnerConfig,
     #[serde(default)]
     pub(crate) test: TestConfig,
+    /// Keyless CI: `oidc: true|false` or `oidc: {enabled, audience}`.
+    pub(crate) oidc: Option<OidcConfig>,
+}
+
+/// `oidc:`, either form.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "read by key through config/registry.rs")]
+pub(crate) enum OidcConfig {
+    Enabled(bool),
+    Table(OidcTable),
+}
+
+/// `oidc: {enabled: bool, audience: str}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "read by key through config/registry.rs")]
+pub(crate) struct OidcTable {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) audience: Option<String>,
 }
 
 /// `api:`.

@@ -123,6 +123,11 @@ pub(crate) static SETTINGS: &[Decl] = &[
                 Env("FLUXLOOP_API_KEY"),
                 Env("FLUXLOOP_SYNC_API_KEY"),
                 Env("FLUXLOOP_TOKEN"),
+                // The CI's OIDC identity (auth/oidc.rs SOURCE_VARS), exchanged.
+                Env("ACTIONS_ID_TOKEN_REQUEST_URL"),
+                Env("FLUXLOOP_ID_TOKEN"),
+                Env("FLUXLOOP_OIDC_TOKEN"),
+                Env("FLUXLOOP_OIDC_TOKEN_FILE"),
                 Yaml("api.key_file"),
                 Profile(Login),
             ],
@@ -130,6 +135,23 @@ pub(crate) static SETTINGS: &[Decl] = &[
             "the API key or login sent to the platform",
         )
     },
+    decl(
+        "oidc",
+        &[
+            Flag("--oidc"),
+            Env("FLUXLOOP_OIDC"),
+            Yaml("oidc.enabled"),
+            Yaml("oidc"),
+        ],
+        Fallback::Unset("auto (used when the CI offers an OIDC token)"),
+        "keyless CI: true requires the CI's OIDC identity, false never uses it",
+    ),
+    decl(
+        "oidc.audience",
+        &[Env("FLUXLOOP_OIDC_AUDIENCE"), Yaml("oidc.audience")],
+        Fallback::Value(crate::auth::oidc::DEFAULT_AUDIENCE),
+        "the audience of the OIDC token requested and exchanged",
+    ),
     decl(
         "scenario",
         &[

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::api::Endpoint;
 use crate::auth::key::{self, KeyInput};
+use crate::auth::oidc::{self, Mode, OidcCredential, TokenSource};
 use crate::config::registry::{self, Source};
 use crate::config::settings::{Entry, Raw, Reader};
 use crate::config::{Env, Origin, Value};
@@ -32,6 +33,9 @@ pub(crate) enum CredentialKind {
         expires_at: Option<OffsetDateTime>,
         user_email: Option<String>,
     },
+    /// The CI's OIDC identity; the secret is empty until it is exchanged
+    /// (auth/oidc.rs `begin`).
+    Oidc(Box<OidcCredential>),
 }
 
 /// The credential in effect.
@@ -69,6 +73,19 @@ pub(crate) struct Resolved {
     pub(crate) credential: Value<Credential>,
     /// Lower-priority sources that were also set (for `auth status`).
     pub(crate) shadowed: Vec<Origin>,
+    /// With an OIDC credential in auto mode: the credential below it
+    /// (`api.key_file`, the stored login), used when the exchange fails.
+    pub(crate) fallback: Option<Box<Value<Credential>>>,
+}
+
+impl Resolved {
+    /// Replaces the credential by its fallback, if there is one.
+    pub(crate) fn fall_back(&mut self) {
+        if let Some(lower) = self.fallback.take() {
+            self.shadowed.retain(|o| *o != lower.origin);
+            self.credential = *lower;
+        }
+    }
 }
 
 /// The credential chain, in the order of the `credential` declaration
@@ -98,8 +115,20 @@ pub(crate) fn resolve_credential(r: &Reader<'_>, entries: &[Entry]) -> Result<Re
                 }
                 chain.push(got);
             }
+            Source::Profile(_) if flag_profile.is_none() && chain.wants_fallback() => {
+                // Below an OIDC credential: a fallback if there is one, and
+                // no error if there is none.
+                let mut lower = Chain::default();
+                if profile_login(r, source, profile, &mut lower).is_ok() {
+                    chain.found.extend(lower.found);
+                }
+            }
             Source::Profile(_) if !chain.settled() && flag_profile.is_none() => {
                 profile_login(r, source, profile, &mut chain)?;
+            }
+            Source::Env(name) if oidc::SOURCE_VARS.contains(&name) => {
+                let got = oidc_credential(r, entries, name);
+                chain.push(got);
             }
             Source::Profile(_) => {}
             _ => chain.push(key_or_token(r, source)),
@@ -134,6 +163,15 @@ impl Chain {
         !self.found.is_empty() || self.first_error.is_some()
     }
 
+    /// Only OIDC credentials in auto mode so far, and no lower one yet.
+    fn wants_fallback(&self) -> bool {
+        !self.found.is_empty()
+            && self
+                .found
+                .iter()
+                .all(|v| matches!(&v.val.kind, CredentialKind::Oidc(c) if !c.forced))
+    }
+
     fn finish(self) -> Result<Resolved> {
         let mut iter = self.found.into_iter();
         let Some(credential) = iter.next() else {
@@ -141,9 +179,19 @@ impl Chain {
                 .first_error
                 .unwrap_or(Error::NoCredential { profiles: vec![] }));
         };
+        let lower: Vec<Value<Credential>> = iter.collect();
+        let fallback = match &credential.val.kind {
+            CredentialKind::Oidc(c) if !c.forced => lower
+                .iter()
+                .find(|v| !matches!(v.val.kind, CredentialKind::Oidc(_)))
+                .cloned()
+                .map(Box::new),
+            _ => None,
+        };
         Ok(Resolved {
             credential,
-            shadowed: iter.map(|v| v.origin).collect(),
+            shadowed: lower.into_iter().map(|v| v.origin).collect(),
+            fallback,
         })
     }
 }
@@ -190,6 +238,65 @@ fn key_or_token(r: &Reader<'_>, source: &Source) -> Result<Option<Value<Credenti
             .read(source, None)
             .and_then(|raw| raw.map(typed_key).transpose()),
     }
+}
+
+/// The OIDC slot for one of its variables: nothing when `oidc` is false or
+/// the variable is unset; with `oidc: true`, the last variable unset and
+/// none before it set is an error that says what the job lacks.
+fn oidc_credential(
+    r: &Reader<'_>,
+    entries: &[Entry],
+    var: &'static str,
+) -> Result<Option<Value<Credential>>> {
+    let setting = |key: &str| {
+        entries
+            .iter()
+            .find(|e| e.decl.key == key)
+            .map(Entry::value)
+            .transpose()
+            .map(Option::flatten)
+    };
+    let mode = match setting("oidc")? {
+        Some(raw) => oidc::parse_mode(&raw.val).map_err(|why| {
+            Error::config(
+                format!("oidc {:?} (from {}) {why}", raw.val, raw.origin),
+                Some("set oidc to true (require keyless CI), false (never), or leave it unset (auto)".into()),
+            )
+        })?,
+        None => Mode::Auto,
+    };
+    if mode == Mode::Off {
+        return Ok(None);
+    }
+    let env = r.inputs.env;
+    let Some(source) = TokenSource::from_env(env, var)? else {
+        let last = oidc::SOURCE_VARS.last() == Some(&var);
+        let any = oidc::SOURCE_VARS
+            .iter()
+            .any(|v| matches!(TokenSource::from_env(env, v), Ok(Some(_))));
+        if mode == Mode::Forced && last && !any {
+            let origin = setting("oidc")?.map_or(Origin::Default, |v| v.origin);
+            return Err(oidc::no_source(env, &origin));
+        }
+        return Ok(None);
+    };
+    let audience = setting("oidc.audience")?
+        .map(|v| v.val.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| oidc::DEFAULT_AUDIENCE.to_string());
+    let provider = source.provider();
+    Ok(Some(Value::new(
+        Credential {
+            secret: Secret::new(""),
+            kind: CredentialKind::Oidc(Box::new(OidcCredential {
+                source,
+                audience,
+                forced: mode == Mode::Forced,
+                grant: None,
+            })),
+        },
+        Origin::Oidc(provider),
+    )))
 }
 
 /// Variables holding an access token rather than an API key.

@@ -91,7 +91,10 @@ impl Human for StatusReport {
         let mut out = String::new();
         let mut line = |k: &str, v: String| out.push_str(&format!("{:<12} {v}\n", format!("{k}:")));
         line("Credential", format!("{} ({})", self.credential, self.kind));
-        line("From", self.origin.clone());
+        match &self.oidc {
+            Some(o) => line("From", o.summary.clone()),
+            None => line("From", self.origin.clone()),
+        }
         for sh in &self.shadowed {
             line("Shadows", s.dim(sh));
         }

@@ -34,6 +34,9 @@ mod process_safety;
 mod pull_safety;
 mod upload_safety;
 
+// Issue 19: keyless CI.
+mod oidc;
+
 // Issue 18: retries, thresholds, run selection, rate.
 mod fanout;
 mod merge;
