@@ -39,3 +39,4 @@ mod fanout;
 mod merge;
 mod runner_features;
 mod shard;
+mod stream;
