@@ -185,3 +185,44 @@ pub(crate) fn finish(
     })?;
     chunker.finish(to, info, progress)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> TraceRecord {
+        TraceRecord {
+            run_id: format!("r{i}"),
+            ..Default::default()
+        }
+    }
+
+    /// The producer never waits on the uploader: once the queue is full
+    /// the runs after it stay in the trace only, for the end of the run.
+    #[test]
+    fn a_full_queue_ends_streaming_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let (queue, runs) = mpsc::sync_channel::<TraceRecord>(1);
+        let (go, wait) = mpsc::channel::<()>();
+        let uploader = std::thread::spawn(move || {
+            wait.recv().unwrap();
+            let got: Vec<String> = runs.iter().map(|r| r.run_id).collect();
+            assert_eq!(got, ["r0"]);
+            Chunker::open(&path, "bundle")
+        });
+        let mut stream = Stream {
+            queue: Some(queue),
+            uploader,
+        };
+        for i in 0..3 {
+            stream.offer(&record(i));
+        }
+        assert!(
+            stream.queue.is_none(),
+            "streaming went on past a full queue"
+        );
+        go.send(()).unwrap();
+        assert!(matches!(stream.close(), Streamed::Going(c) if c.added() == 0));
+    }
+}
