@@ -268,3 +268,33 @@ fn issue_17_a_streaming_shard_killed_mid_run_and_rerun_leaves_no_duplicate() {
     assert_eq!(b["status"], "completed");
     assert_eq!(fx.p.batch_ids().unwrap().len(), 1);
 }
+
+#[test]
+fn issue_17_sync_upload_of_a_streaming_job_killed_mid_run_appends_to_its_batch_once() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    let mut victim = slow_test(&fx, &sb, &fx.p.url(), &[]);
+    wait_streamed(&fx, &mut victim);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let streamed = fx.p.batch_ids().unwrap();
+    assert_eq!(streamed.len(), 1);
+    let dir = newest_result_dir(&sb);
+    let on_disk = jsonl(&dir.join("trace_summary.jsonl")).len();
+    let rel = dir.strip_prefix(sb.work()).unwrap().display().to_string();
+    let r = cmd(
+        &fx,
+        &sb,
+        &fx.p.url(),
+        &["sync", "upload", "--result-dir", &rel],
+    )
+    .run();
+    let r = r.ok();
+    // substring: the rest is the platform-generated batch id and the server URL
+    r.stdout_has(&format!(
+        "Uploaded {on_disk} runs: run batch {}",
+        streamed[0]
+    ));
+    // The streamed runs are not stored again, in that batch or a new one.
+    assert_eq!(fx.assert_stored_once(on_disk), streamed[0]);
+}
