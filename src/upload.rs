@@ -337,80 +337,158 @@ fn chunk_key(batch_key: &str, index: usize, body: &[u8]) -> String {
     format!("{batch_key}.{index}.{hex}")
 }
 
-/// Uploads the runs of result directory `dir`; `progress(sent, chunk_runs)`
-/// is called after each chunk.
+/// Uploads the runs of result directory `dir`; `progress(sent, chunks)`
+/// is called after each chunk with the runs and chunks stored so far.
 pub(crate) fn upload(
     client: &Client,
     dir: &Path,
     info: &BatchInfo<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Uploaded> {
-    let mut state = load_state(dir, info.bundle_version_id);
+    let to = Dest { client, dir };
+    let mut chunker = Chunker::open(dir, info.bundle_version_id)?;
     let trace_digest = file_sha256(&dir.join(crate::results::TRACE));
-    let already = trace_digest.is_some() && state.uploaded_trace_sha256 == trace_digest;
-    if state.batch_key.is_none() {
-        state.batch_key = Some(uuid::Uuid::new_v4().to_string());
-        // On disk before any request: a rerun after a crash reuses it, so
-        // the platform can recognise the chunks it already stored.
-        save_state(dir, &state)?;
-    }
-    let mut chunk = ChunkBody::default();
-    let mut index = 0usize;
-    let mut sent = 0usize;
-    let mut truncated = 0usize;
-    let mut url = None;
-    let mut send =
-        |chunk: &mut ChunkBody, index: &mut usize, state: &mut State, last: bool| -> Result<()> {
-            let body = chunk
-                .to_payload(info, state.run_batch_id.as_deref(), last)
-                .map_err(|e| Error::io("encode", dir, e.into()))?;
-            let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), *index, &body);
-            let resp = sync_upload(client, &body, &key)
-                .map_err(|e| too_large(e, *index, chunk.len, body.len()))?;
-            if url.is_none() {
-                url = resp.url.clone();
-            }
-            same_batch(client, state, resp.run_batch_id, *index)?;
-            *index += 1;
-            state.chunks_done = state.chunks_done.max(*index);
-            save_state(dir, state)?;
-            sent += chunk.len;
-            progress(sent, chunk.len);
-            chunk.clear();
-            Ok(())
-        };
-    read_trace(dir, |r| {
-        let entry = encode(&r).map_err(|e| Error::io("encode", dir, e.into()))?;
-        if chunk.is_full_for(&entry) {
-            send(&mut chunk, &mut index, &mut state, false)?;
+    let already = trace_digest.is_some() && chunker.state.uploaded_trace_sha256 == trace_digest;
+    read_trace(dir, |r| chunker.add(to, &r, info, progress))?;
+    let mut uploaded = chunker.finish(to, info, progress)?;
+    uploaded.already = already;
+    Ok(uploaded)
+}
+
+/// Where chunks go: the platform, and the result directory whose state
+/// file records them.
+#[derive(Clone, Copy)]
+pub(crate) struct Dest<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) dir: &'a Path,
+}
+
+/// The chunks of one upload, sent as records are added: the upload of a
+/// finished result directory reads them from its trace, a streaming one
+/// (`test`) gets them while the runs go on. Either way a chunk goes out only
+/// once the next record does not fit in it, so the last one is always left
+/// for [`Chunker::finish`] to mark.
+pub(crate) struct Chunker {
+    state: State,
+    chunk: ChunkBody,
+    index: usize,
+    sent: usize,
+    /// Records added so far, sent or not.
+    added: usize,
+    truncated: usize,
+    url: Option<String>,
+}
+
+impl Chunker {
+    /// Resumes the upload state of `dir` (for runs of `bundle`), whose batch
+    /// key is on disk before any request: a rerun after a crash reuses it,
+    /// so the platform can recognise the chunks it already stored.
+    pub(crate) fn open(dir: &Path, bundle: &str) -> Result<Self> {
+        let mut state = load_state(dir, bundle);
+        if state.batch_key.is_none() {
+            state.batch_key = Some(uuid::Uuid::new_v4().to_string());
+            save_state(dir, &state)?;
         }
-        truncated += usize::from(entry.truncated);
-        chunk.push(entry);
-        Ok(())
-    })?;
-    if chunk.len > 0 {
-        send(&mut chunk, &mut index, &mut state, true)?;
+        Ok(Chunker {
+            state,
+            chunk: ChunkBody::default(),
+            index: 0,
+            sent: 0,
+            added: 0,
+            truncated: 0,
+            url: None,
+        })
     }
-    let chunks = index;
-    let Some(run_batch_id) = state.run_batch_id.clone() else {
-        return Err(Error::config(
-            format!(
-                "no runs to upload in {}",
-                dir.join(crate::results::TRACE).display()
-            ),
-            Some("run `fluxloop test` first".into()),
-        ));
-    };
-    state.uploaded_trace_sha256 = trace_digest;
-    save_state(dir, &state)?;
-    Ok(Uploaded {
-        run_batch_id,
-        runs: sent,
-        chunks,
-        truncated,
-        already,
-        url,
-    })
+
+    /// Records added so far.
+    pub(crate) fn added(&self) -> usize {
+        self.added
+    }
+
+    /// Runs added but not sent yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.chunk.len
+    }
+
+    /// Adds `r`, first sending the chunk so far when `r` does not fit in it.
+    pub(crate) fn add(
+        &mut self,
+        to: Dest<'_>,
+        r: &TraceRecord,
+        info: &BatchInfo<'_>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let entry = encode(r).map_err(|e| Error::io("encode", to.dir, e.into()))?;
+        if self.chunk.is_full_for(&entry) {
+            self.send(to, info, false, progress)?;
+        }
+        self.truncated += usize::from(entry.truncated);
+        self.added += 1;
+        self.chunk.push(entry);
+        Ok(())
+    }
+
+    /// Sends what was added since the last chunk, even a chunk without runs
+    /// (a `last` one that tells the platform the shard is done).
+    pub(crate) fn send(
+        &mut self,
+        to: Dest<'_>,
+        info: &BatchInfo<'_>,
+        last: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let state = &mut self.state;
+        let body = self
+            .chunk
+            .to_payload(info, state.run_batch_id.as_deref(), last)
+            .map_err(|e| Error::io("encode", to.dir, e.into()))?;
+        let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), self.index, &body);
+        let resp = sync_upload(to.client, &body, &key)
+            .map_err(|e| too_large(e, self.index, self.chunk.len, body.len()))?;
+        if self.url.is_none() {
+            self.url = resp.url.clone();
+        }
+        same_batch(to.client, state, resp.run_batch_id, self.index)?;
+        self.index += 1;
+        state.chunks_done = state.chunks_done.max(self.index);
+        save_state(to.dir, state)?;
+        self.sent += self.chunk.len;
+        progress(self.sent, self.index);
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Sends the last chunk: the runs still held, or none when a streaming
+    /// upload already sent them all but the platform has yet to hear that
+    /// the batch (or shard) is done. The trace as it is now is recorded as
+    /// uploaded.
+    pub(crate) fn finish(
+        mut self,
+        to: Dest<'_>,
+        info: &BatchInfo<'_>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Uploaded> {
+        if self.chunk.len > 0 || self.index > 0 {
+            self.send(to, info, true, progress)?;
+        }
+        let trace = to.dir.join(crate::results::TRACE);
+        let Some(run_batch_id) = self.state.run_batch_id.clone() else {
+            return Err(Error::config(
+                format!("no runs to upload in {}", trace.display()),
+                Some("run `fluxloop test` first".into()),
+            ));
+        };
+        self.state.uploaded_trace_sha256 = file_sha256(&trace);
+        save_state(to.dir, &self.state)?;
+        Ok(Uploaded {
+            run_batch_id,
+            runs: self.sent,
+            chunks: self.index,
+            truncated: self.truncated,
+            already: false,
+            url: self.url,
+        })
+    }
 }
 
 /// Every chunk of one upload lands in the batch the first one opened.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -19,11 +20,13 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::job;
 use crate::job::report::{ReportInput, Reported, TestFacts, TestReport};
-use crate::job::upload::UploadInput;
+use crate::job::run::RunProgress;
+use crate::job::stream::{Stream, StreamFacts};
+use crate::job::upload::{UploadInput, UploadProgress};
 use crate::output::test::RunLines;
 use crate::output::{self, Human, Outcome};
 use crate::pulled::{self, Input};
-use crate::results::{self, RunInfo};
+use crate::results::{self, RunInfo, Tally, TraceRecord};
 use crate::runner::reaper::Reaper;
 use crate::runner::{self, Agent, Plan};
 
@@ -331,7 +334,7 @@ struct Job<'a> {
     scenario: String,
     inputs: Vec<Input>,
     selection: plan::Selection,
-    session: Option<Session>,
+    session: Option<Arc<Session>>,
     settings: &'a TestSettings,
     github: Option<GithubFiles>,
 }
@@ -343,8 +346,8 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
     // Caught until the command ends; each phase decides what a signal does.
     let _caught = crate::signals::Caught::new();
     let pull_phase = output::sync::pull_watchdog(&ctx.out);
-    let session = open_session(ctx, &settings, &args)?;
-    let scenario = pull(ctx, session.as_ref(), &settings, &root, args.keep_local)?;
+    let session = open_session(ctx, &settings, &args)?.map(Arc::new);
+    let scenario = pull(ctx, session.as_deref(), &settings, &root, args.keep_local)?;
     // From here the runner stops the agents itself and keeps what finished.
     drop(pull_phase);
     let inputs = inputs(&root, &scenario)?;
@@ -370,7 +373,7 @@ pub(crate) fn run(ctx: &Ctx, args: TestArgs) -> Result<Outcome> {
         &scenario,
         &inputs,
         &selection,
-        session.as_ref(),
+        session.as_deref(),
     ) {
         return Ok(outcome);
     }
@@ -428,7 +431,8 @@ fn run_job(ctx: &Ctx, job: &Job<'_>, reaper: Option<Reaper>) -> Result<Outcome> 
         shard: settings.shard,
     };
     let mut lines = RunLines::new(&ctx.out, total);
-    let ran = job::run::run(&plan, &result_dir, &info, &mut lines)?;
+    let facts = stream_facts(ctx, job, &info)?;
+    let (ran, streamed) = run_streaming(job, &plan, &result_dir, &info, &mut lines, facts)?;
     // No agent is left running: let the reaper go.
     drop(plan);
     drop(reaper);
@@ -455,7 +459,67 @@ fn run_job(ctx: &Ctx, job: &Job<'_>, reaper: Option<Reaper>) -> Result<Outcome> 
         }
         return Err(e);
     }
-    finish(ctx, job, result_dir, started_at, reported)
+    finish(ctx, job, result_dir.clone(), started_at, reported, streamed)
+}
+
+/// The batch a streaming upload sends to: only when the runs are uploaded.
+fn stream_facts(ctx: &Ctx, job: &Job<'_>, info: &RunInfo<'_>) -> Result<Option<StreamFacts>> {
+    let (Some(session), Some(bundle)) = (&job.session, info.bundle_version_id) else {
+        return Ok(None);
+    };
+    if !job.settings.upload {
+        return Ok(None);
+    }
+    // The runs may outlast a stored login's access token: refreshed
+    // before the uploader's first request (and again on `token_expired`).
+    // A refresh that fails here fails the upload, which keeps the results
+    // and says how to upload them later.
+    let _ = session.client.refresh_ahead();
+    Ok(Some(StreamFacts {
+        bundle_version_id: bundle.to_string(),
+        started_at: results::rfc3339(info.started_at),
+        ci: ci::detect(&ctx.env),
+        batch_key: info.batch_key.map(String::from),
+        shard: info.shard,
+    }))
+}
+
+/// The run stage, its finished runs streamed to the platform meanwhile
+/// when `facts` says where.
+fn run_streaming(
+    job: &Job<'_>,
+    plan: &Plan<'_>,
+    result_dir: &Path,
+    info: &RunInfo<'_>,
+    lines: &mut RunLines<'_>,
+    facts: Option<StreamFacts>,
+) -> Result<(job::run::RunReport, Option<Stream>)> {
+    let mut stream = job
+        .session
+        .clone()
+        .zip(facts)
+        .map(|(s, facts)| job::stream::start(s, result_dir.to_path_buf(), facts));
+    let mut sink = Streaming {
+        lines,
+        stream: stream.as_mut(),
+    };
+    let ran = job::run::run(plan, result_dir, info, &mut sink)?;
+    Ok((ran, stream))
+}
+
+/// Hands each finished run to the progress lines and the uploader.
+struct Streaming<'a, 'l> {
+    lines: &'a mut RunLines<'l>,
+    stream: Option<&'a mut Stream>,
+}
+
+impl RunProgress for Streaming<'_, '_> {
+    fn finished(&mut self, record: &TraceRecord, tally: &Tally) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.offer(record);
+        }
+        self.lines.finished(record, tally);
+    }
 }
 
 /// `Running N runs (…)`: what is about to run, and how.
@@ -485,6 +549,7 @@ fn finish(
     result_dir: PathBuf,
     started_at: OffsetDateTime,
     reported: Reported,
+    streamed: Option<Stream>,
 ) -> Result<Outcome> {
     let (code, threshold) = plan::verdict(&reported.tally, &job.settings.run);
     let facts = TestFacts {
@@ -500,7 +565,14 @@ fn finish(
     output::test::annotations(&ctx.out, &reported.tally);
     let mut upload_failure = None;
     if let (Some(session), true) = (&job.session, job.settings.upload) {
-        match upload(ctx, job, session, &result_dir, reported.tally.total) {
+        match upload(
+            ctx,
+            job,
+            session,
+            &result_dir,
+            reported.tally.total,
+            streamed,
+        ) {
             Ok(u) => report.upload = Some(u),
             Err(e) => {
                 report.upload_error = Some(e.to_string());
@@ -526,13 +598,15 @@ fn finish(
     })
 }
 
-/// The upload stage of `test`.
+/// The upload stage of `test`: what streaming left, or (for a run that
+/// was not streamed) the whole directory.
 fn upload(
     ctx: &Ctx,
     job: &Job<'_>,
     session: &Session,
     result_dir: &Path,
     runs: usize,
+    streamed: Option<Stream>,
 ) -> Result<job::upload::UploadReport> {
     let _stop = output::sync::upload_watchdog(&ctx.out, &job.root, &ctx.cwd, result_dir);
     // The runs may have outlived the login's access token. A refresh
@@ -550,11 +624,29 @@ fn upload(
         endpoint: &session.endpoint.val,
         web_url: sync::web_url_setting(ctx)?,
     };
-    let report = job::upload::upload(
-        &session.client,
-        &input,
-        &mut output::sync::ChunkLines(&ctx.out),
-    )?;
+    let mut lines = output::sync::ChunkLines(&ctx.out);
+    let report = match streamed {
+        Some(stream) => job::upload::upload_streamed(
+            &session.client,
+            &input,
+            stream.close(),
+            &mut BigOnly(&mut lines),
+        )?,
+        None => job::upload::upload(&session.client, &input, &mut lines)?,
+    };
     output::sync::upload_done(&ctx.out, job.github.as_ref(), &job.root, &report);
     Ok(report)
+}
+
+/// Chunk lines of a streamed upload only once it reaches a full chunk:
+/// how many chunks a small one took depends on the agent's pace, and a
+/// line that comes and goes with timing says nothing.
+struct BigOnly<'a, 'o>(&'a mut output::sync::ChunkLines<'o>);
+
+impl UploadProgress for BigOnly<'_, '_> {
+    fn chunk(&mut self, sent: usize, chunks: usize) {
+        if sent >= crate::upload::CHUNK {
+            self.0.chunk(sent, chunks);
+        }
+    }
 }

@@ -11,6 +11,7 @@
 pub(crate) mod pull;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod stream;
 pub(crate) mod upload;
 
 use std::path::Path;

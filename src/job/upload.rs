@@ -11,6 +11,7 @@ use crate::config::project::limits::Shard;
 use crate::config::Origin;
 use crate::error::{Error, Result};
 use crate::job::display_rel;
+use crate::job::stream::{self, Streamed};
 use crate::output::plural;
 use crate::{pulled, result_dir, results, upload};
 
@@ -175,6 +176,30 @@ pub(crate) fn upload(
     input: &UploadInput<'_>,
     progress: &mut dyn UploadProgress,
 ) -> Result<UploadReport> {
+    send(input, progress, |info, chunk| {
+        upload::upload(client, input.dir, info, chunk)
+    })
+}
+
+/// Ends the streaming upload of `input`'s directory (`test` with upload
+/// on): the runs streaming left, then the last chunk.
+pub(crate) fn upload_streamed(
+    client: &Client,
+    input: &UploadInput<'_>,
+    streamed: Streamed,
+    progress: &mut dyn UploadProgress,
+) -> Result<UploadReport> {
+    send(input, progress, |info, chunk| {
+        stream::finish(streamed, client, input.dir, info, chunk)
+    })
+}
+
+/// The batch as `input`'s directory records it, sent by `how`.
+fn send(
+    input: &UploadInput<'_>,
+    progress: &mut dyn UploadProgress,
+    how: impl FnOnce(&upload::BatchInfo<'_>, &mut dyn FnMut(usize, usize)) -> Result<upload::Uploaded>,
+) -> Result<UploadReport> {
     let meta = result_meta(input.dir);
     let bundle = bundle_of(input, &meta)?;
     let now = results::rfc3339(time::OffsetDateTime::now_utc());
@@ -186,11 +211,7 @@ pub(crate) fn upload(
         batch_key: meta.batch_key.as_deref(),
         shard: meta.shard,
     };
-    let mut chunk_no = 0;
-    let uploaded = upload::upload(client, input.dir, &info, &mut |sent, _| {
-        chunk_no += 1;
-        progress.chunk(sent, chunk_no);
-    })?;
+    let uploaded = how(&info, &mut |sent, chunks| progress.chunk(sent, chunks))?;
     let url = results_url(input, &uploaded)?;
     Ok(UploadReport {
         run_batch_id: uploaded.run_batch_id,

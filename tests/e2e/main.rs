@@ -42,3 +42,4 @@ mod fanout;
 mod merge;
 mod runner_features;
 mod shard;
+mod stream;

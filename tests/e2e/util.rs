@@ -73,12 +73,19 @@ impl Sandbox {
 /// `/api` requests: when the test ends, every one must match `openapi.yaml`
 /// (see [`crate::schema_check`]).
 pub fn platform() -> CheckedPlatform {
+    platform_keeping(None)
+}
+
+/// [`platform`] with its database in the file `data` (kept when it stops),
+/// so a test can stop the platform mid-job and start it again.
+pub fn platform_keeping(data: Option<&Path>) -> CheckedPlatform {
     let record = tempfile::NamedTempFile::new()
         .expect("request recording")
         .into_temp_path();
     let platform = Platform::start(Config {
         poll_interval_secs: 1,
         record_requests: Some(record.to_path_buf()),
+        data: data.map(Path::to_path_buf),
         ..Config::default()
     })
     .expect("start platform");
