@@ -142,7 +142,7 @@ pub fn gitlab_ci_local(
 ) -> Ran {
     let mut all = vec![("FLUXLOOP_API_KEY", demo.key.as_str())];
     all.extend_from_slice(vars);
-    gitlab_ci_local_without_key(glc, dir, job, demo, &all, podman)
+    gitlab_ci_local_without_key(glc, dir, job, demo, &all, podman, None)
 }
 
 /// [`gitlab_ci_local`] with no `FLUXLOOP_API_KEY` among the variables: a
@@ -154,6 +154,7 @@ pub fn gitlab_ci_local_without_key(
     demo: &util::Demo,
     vars: &[(&str, &str)],
     podman: bool,
+    bin_dir: Option<&Path>,
 ) -> Ran {
     let home = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(home.path().join(".gitlab-ci-local")).expect("mkdir");
@@ -181,6 +182,10 @@ pub fn gitlab_ci_local_without_key(
         .arg(home.path())
         .arg("--color=false")
         .current_dir(dir);
+    if let Some(bin) = bin_dir {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", bin.display()));
+    }
     for (k, _) in std::env::vars() {
         if k.starts_with("FLUXLOOP_") || k.starts_with("GITHUB_") || k.starts_with("CI_") {
             cmd.env_remove(k);

@@ -142,8 +142,8 @@ fn action_keyless_path_names_the_policy_mismatch_under_act() {
     // substring: act prefixes each line of the step's output.
     for want in [
         "no_matching_policy",
-        "repository: acme/support-bot",
-        "ref: refs/heads/main",
+        "subject:     repo:acme/support-bot:ref:refs/heads/main",
+        "repository:  acme/support-bot",
         "exited with 3",
     ] {
         assert!(ran.all().contains(want), "{want}\n{}", ran.all());
@@ -236,14 +236,14 @@ fn gitlab_keyless_job_uploads_with_the_id_token_and_no_key() {
     let repo = crate::gitlab::repository(&gitlab_keyless_ci(), &demo, false);
     let bin_dir = tempfile::tempdir().expect("tempdir");
     let bin = util::release_on_path(bin_dir.path());
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let ran = crate::gitlab::gitlab_ci_local_without_key(
         &glc,
         repo.path(),
         "fluxloop",
         &demo,
-        &[("FLUXLOOP_ID_TOKEN", &token), ("PATH", &path)],
+        &[("FLUXLOOP_ID_TOKEN", &token)],
         false,
+        Some(bin),
     );
     assert!(ran.ok(), "{}", ran.all());
     one_batch(&demo, &ran);
