@@ -20,6 +20,8 @@ fn a_policy_must_pin_an_identity_and_use_https() {
     let unpinned = [
         json!({"issuer": url, "conditions": {"ref": "refs/heads/main"}, "scope": "read"}),
         json!({"issuer": url, "conditions": {"sub": "*"}, "scope": "read"}),
+        json!({"issuer": url, "conditions": {"sub": "repo:*"}, "scope": "read"}),
+        json!({"issuer": url, "conditions": {"repository": "*/app"}, "scope": "read"}),
         json!({"issuer": url, "conditions": {}, "scope": "read"}),
     ];
     for body in unpinned {
@@ -343,7 +345,7 @@ fn trust_subcommands_refuse_bad_input_with_exit_2() {
     let pins = "sub, repository, repository_id, repository_owner, project_path, namespace_path, job_workflow_ref";
     let cases: [(&[&str], String); 6] = [
         (&["--issuer", GITHUB, "--claim", "ref=refs/heads/main"],
-         format!("a trust policy must pin one of {pins} with a pattern that is not just `*`: otherwise it would trust every repository on that issuer")),
+         format!("a trust policy must pin one of {pins} with a pattern that starts with a name, not a wildcard (`*`, `*/app`, `repo:*`): otherwise it would trust every repository on that issuer")),
         (&["--issuer", GITHUB, "--claim", "repository"],
          "--claim needs NAME=PATTERN (e.g. repository=org/app), not `repository`".to_owned()),
         (&["--issuer", "http://ci.example", "--claim", "repository=a/b"],
