@@ -374,6 +374,22 @@ fn a_token_is_exchanged_once() {
     refused(k.exchange(&bare), "replayed", shown, &bare);
 }
 
+#[test]
+fn a_token_exchanged_at_once_on_many_connections_wins_once() {
+    let k = Keyless::new();
+    k.trust_main();
+    let token = k.main_token();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| k.exchange(&token).status))
+            .collect();
+        racers.into_iter().map(|r| r.join().expect("racer")).collect()
+    });
+    let won = statuses.iter().filter(|s| **s == 200).count();
+    let replayed = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!((won, replayed), (1, 7), "{statuses:?}");
+}
+
 /// The order n of P-256, big-endian.
 const P256_ORDER: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,

@@ -242,6 +242,47 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
     }
 }
 
+/// An issuer whose discovery answer starts at once and never ends: a byte
+/// every 100 ms, well under the size limit, for as long as it is read.
+fn trickling() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"pad\": \"";
+                let _ = stream.write_all(head.as_bytes());
+                while stream.write_all(b"x").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_discovery_document_that_never_ends_fails_within_the_timeout() {
+    let k = Keyless::new();
+    let url = trickling();
+    k.trust(json!({"issuer": url, "conditions": {"sub": "repo:org/app:*"}, "scope": "read"}));
+    let mut claims = main_claims();
+    claims["iss"] = json!(url);
+    let token = k.issuer.mint(claims);
+    let started = Instant::now();
+    let shown = json!({"iss": url, "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
+    let message = refused(k.exchange(&token), "discovery_failed", shown, &token);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(7), "took {took:?}: {message}");
+    assert!(
+        message.starts_with(&format!("cannot read the keys of the issuer {url}: ")),
+        "{message}"
+    );
+}
+
 /// Runs the binary to completion: exit code, stdout, stderr.
 fn platform_bin(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fluxloop-platform"))
