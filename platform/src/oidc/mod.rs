@@ -361,7 +361,10 @@ fn commit(
     let replay_key = match token.claims.get("jti") {
         Some(Value::String(jti)) => format!("jti:{jti}"),
         Some(other) if !other.is_null() => format!("jti:{other}"),
-        _ => format!("sha256:{:x}", Sha256::digest(token.signed_part().as_bytes())),
+        _ => format!(
+            "sha256:{:x}",
+            Sha256::digest(token.signed_part().as_bytes())
+        ),
     };
     let conn = state.db();
     let tx = conn.unchecked_transaction()?;

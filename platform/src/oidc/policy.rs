@@ -520,7 +520,9 @@ mod tests {
         assert!(check_conditions(&conds(&[("sub", "repo:org/app:*")])).is_ok());
         assert!(check_conditions(&conds(&[("sub", "project_path:group/*")])).is_ok());
         assert!(check_conditions(&conds(&[("repository_id", "123456")])).is_ok());
-        assert!(check_conditions(&conds(&[("job_workflow_ref", "org/ci/*@refs/heads/main")])).is_ok());
+        assert!(
+            check_conditions(&conds(&[("job_workflow_ref", "org/ci/*@refs/heads/main")])).is_ok()
+        );
         assert!(check_conditions(&conds(&[
             ("ref", "refs/heads/main"),
             ("repository", "org/app")

@@ -383,7 +383,10 @@ fn a_token_exchanged_at_once_on_many_connections_wins_once() {
         let racers: Vec<_> = (0..8)
             .map(|_| s.spawn(|| k.exchange(&token).status))
             .collect();
-        racers.into_iter().map(|r| r.join().expect("racer")).collect()
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect()
     });
     let won = statuses.iter().filter(|s| **s == 200).count();
     let replayed = statuses.iter().filter(|s| **s == 401).count();
