@@ -205,6 +205,12 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
         ),
         ("slow", http_answer(b"{}"), Duration::from_secs(8), "failed"),
         (
+            "redirect",
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            Duration::ZERO,
+            "answered HTTP 302",
+        ),
+        (
             "not http",
             b"\x00\x01garbage\r\n\r\n".to_vec(),
             Duration::ZERO,
