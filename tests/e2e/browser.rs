@@ -465,3 +465,102 @@ fn issue15_the_seeds_web_steps_in_chromium() {
     // substring: the message names the key's origin; the revocation is what this test is about
     r.code(3).stderr_has("key revoked");
 }
+
+/// The cells of each row of the keys page's trust policy table, below its
+/// header row.
+fn policy_rows(b: &Browser) -> Value {
+    b.script(
+        "var h = Array.from(document.querySelectorAll('h2')).find(function (e) { return e.textContent === 'Trust policies'; });\
+         var t = h; while (t && t.tagName !== 'TABLE') { t = t.nextElementSibling; }\
+         return Array.from(t.querySelectorAll('tr')).slice(1).map(function (r) {\
+           return Array.from(r.cells).map(function (c) { return c.innerText; }); });",
+    )
+}
+
+/// A JSON request to the platform (with `bearer` unless empty), answered
+/// with `status`; its body.
+#[track_caller]
+fn api(url: &str, bearer: &str, body: Option<Value>, status: u16) -> Value {
+    let http = agent();
+    let auth = format!("Bearer {bearer}");
+    let reply = match body {
+        Some(b) => {
+            let mut req = http.post(url).header("Content-Type", "application/json");
+            if !bearer.is_empty() {
+                req = req.header("Authorization", &auth);
+            }
+            req.send(serde_json::to_vec(&b).unwrap())
+        }
+        None => http.get(url).header("Authorization", &auth).call(),
+    };
+    let mut reply = reply.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let text = reply.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(reply.status().as_u16(), status, "{url}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Issue 19, item 7: a policy added through the API shows on the keys page
+/// with what it trusts, and every use of it (the exchange, then each request
+/// made with the token it issued) moves its count and last-used time.
+#[test]
+#[ignore = "needs chromium and chromium-driver"]
+fn issue19_the_keys_page_shows_a_trust_policy_and_its_uses() {
+    use fluxloop_testkit::oidc::Issuer;
+    let b = Browser::start();
+    let p = web_platform();
+    let demo = p.seed_demo().unwrap();
+    let issuer = Issuer::start();
+    let url = p.url();
+    let admin = p
+        .create_key(&demo.project_id, "trust admin", "user", "admin")
+        .unwrap()
+        .key;
+    let policies = format!("{url}/api/projects/{}/trust-policies", demo.project_id);
+    let conditions = json!({"sub": "repo:org/app:ref:refs/heads/*", "ref": "refs/heads/main"});
+    let body = json!({"issuer": issuer.url(), "conditions": conditions, "scope": "read-write", "name": "ci main"});
+    api(&policies, &admin, Some(body), 201);
+    let conditions_text = "ref=refs/heads/main, sub=repo:org/app:ref:refs/heads/*";
+    let row = |last_used: &str, uses: &str| {
+        json!([[
+            "ci main",
+            issuer.url(),
+            conditions_text,
+            "read-write",
+            last_used,
+            uses
+        ]])
+    };
+    b.go(&format!("{url}/settings/api-keys"));
+    b.sign_in("demo@fluxloop.local", PASSWORD);
+    b.wait_for("<h2>Trust policies</h2>");
+    assert_eq!(policy_rows(&b), row("—", "0"));
+    b.assert_accessible("/settings/api-keys with a trust policy");
+    let last_used = || {
+        let listed = api(&policies, &admin, None, 200);
+        listed["trust_policies"][0]["last_used_at"]
+            .as_str()
+            .expect("used")
+            .to_owned()
+    };
+    let id_token = issuer.mint(json!({"sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"}));
+    let exchange = format!("{url}/api/auth/oidc/exchange");
+    let grant = api(&exchange, "", Some(json!({ "token": id_token })), 200);
+    let access = grant["access_token"].as_str().expect("access token");
+    b.go(&format!("{url}/settings/api-keys"));
+    b.wait_for("<h2>Trust policies</h2>");
+    assert_eq!(policy_rows(&b), row(&last_used(), "1"));
+    let me = api(&format!("{url}/api/api-keys/self"), access, None, 200);
+    assert_eq!(me["key_type"], json!("oidc"), "{me}");
+    b.go(&format!("{url}/settings/api-keys"));
+    b.wait_for("<h2>Trust policies</h2>");
+    assert_eq!(policy_rows(&b), row(&last_used(), "2"));
+    b.script(
+        "Array.from(document.querySelectorAll('h2')).find(function (e) { return e.textContent === 'Trust policies'; }).scrollIntoView(); return true;",
+    );
+    b.shot("keys-trust-policy");
+    let page = b.source();
+    assert!(
+        !page.contains(access) && !page.contains(&id_token),
+        "neither token is ever shown"
+    );
+}

@@ -6,6 +6,15 @@
 //! `min_refresh`, so a stream of made-up kids cannot turn the platform into
 //! a fetch amplifier. Every fetch is bounded (5 s, 256 KiB, no redirects): a
 //! slow, huge or broken issuer fails one exchange, never the server.
+//!
+//! `jwks_uri` may name another host than the issuer (Google's keys live on
+//! www.googleapis.com, not accounts.google.com): the discovery document is
+//! the issuer's own word, fetched over https from the issuer, so it decides
+//! where its keys are. It is held to the issuer's scheme rule (https, or
+//! loopback http for a platform on loopback). Nothing is fetched for an
+//! issuer no policy trusts, and only a project admin adds one, so the
+//! exchange cannot be used to make the platform fetch an arbitrary URL; a
+//! failed fetch reports the status or the client's error, never the body.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -204,7 +204,7 @@ pub(crate) fn exchange(
     project_id: Option<&str>,
 ) -> Result<Grant, Refusal> {
     let token = verify::parse(jwt.trim())?;
-    admit(state, &token, jwt.trim(), project_id).map_err(|refusal| match refusal {
+    admit(state, &token, project_id).map_err(|refusal| match refusal {
         Refusal::Rejected(mut r) => {
             r.claims = shown_claims(&token.claims);
             Refusal::Rejected(r)
@@ -225,7 +225,6 @@ pub(crate) fn shown_claims(claims: &Map<String, Value>) -> Map<String, Value> {
 fn admit(
     state: &State,
     token: &verify::Token<'_>,
-    jwt: &str,
     project_id: Option<&str>,
 ) -> Result<Grant, Refusal> {
     let alg = token.algorithm()?;
@@ -277,7 +276,7 @@ fn admit(
     token.check_times(now_ms() / 1000)?;
     let chosen = choose(&candidates, token, project_id, issuer, sub)?;
     let matched = matched_claims(chosen, token, issuer, sub);
-    commit(state, chosen, token, jwt, sub, matched)
+    commit(state, chosen, token, sub, matched)
 }
 
 /// The first policy (creation order) whose audience and conditions match;
@@ -349,7 +348,6 @@ fn commit(
     state: &State,
     policy: &TrustPolicy,
     token: &verify::Token<'_>,
-    jwt: &str,
     sub: &str,
     matched: Map<String, Value>,
 ) -> Result<Grant, Refusal> {
@@ -363,7 +361,10 @@ fn commit(
     let replay_key = match token.claims.get("jti") {
         Some(Value::String(jti)) => format!("jti:{jti}"),
         Some(other) if !other.is_null() => format!("jti:{other}"),
-        _ => format!("sha256:{:x}", Sha256::digest(jwt.as_bytes())),
+        _ => format!(
+            "sha256:{:x}",
+            Sha256::digest(token.signed_part().as_bytes())
+        ),
     };
     let conn = state.db();
     let tx = conn.unchecked_transaction()?;

@@ -284,21 +284,42 @@ fn check_conditions(conditions: &BTreeMap<String, String>) -> Result<(), String>
     }
     let pinned = conditions
         .iter()
-        .any(|(claim, pattern)| IDENTITY_CLAIMS.contains(&claim.as_str()) && pins(pattern));
+        .any(|(claim, pattern)| IDENTITY_CLAIMS.contains(&claim.as_str()) && pins(claim, pattern));
     if pinned {
         Ok(())
     } else {
         Err(format!(
-            "a trust policy must pin one of {} with a pattern that is not just `*`: otherwise it would trust every repository on that issuer",
+            "a trust policy must pin one of {} with a pattern that starts with a name, not a wildcard (`*`, `*/app`, `repo:*`): otherwise it would trust every repository on that issuer",
             IDENTITY_CLAIMS.join(", ")
         ))
     }
 }
 
-/// Whether a pattern narrows anything: one made only of wildcards matches
-/// (almost) every value.
-fn pins(pattern: &str) -> bool {
-    pattern.chars().any(|c| c != '*' && c != '?')
+/// The fixed start of every `sub` of a CI provider (GitHub, GitLab,
+/// Kubernetes, Buildkite, CircleCI): `repo:*` pins no more than `*`.
+const SUB_PREFIXES: &[&str] = &[
+    "repo:",
+    "project_path:",
+    "system:serviceaccount:",
+    "organization:",
+    "org/",
+];
+
+/// Whether `pattern` narrows `claim` to one owner: the text before its first
+/// wildcard must hold a letter or digit, past a provider's fixed `sub`
+/// prefix. `*/app`, `?rg/*` or `repo:*:ref:refs/heads/main` would match
+/// the repositories of anyone who picks a matching name.
+fn pins(claim: &str, pattern: &str) -> bool {
+    let literal = pattern.split(['*', '?']).next().unwrap_or("");
+    let owned = if claim == "sub" {
+        SUB_PREFIXES
+            .iter()
+            .find_map(|p| literal.strip_prefix(p))
+            .unwrap_or(literal)
+    } else {
+        literal
+    };
+    owned.chars().any(char::is_alphanumeric)
 }
 
 fn default_name(conditions: &BTreeMap<String, String>) -> String {
@@ -497,6 +518,11 @@ mod tests {
                 .collect()
         };
         assert!(check_conditions(&conds(&[("sub", "repo:org/app:*")])).is_ok());
+        assert!(check_conditions(&conds(&[("sub", "project_path:group/*")])).is_ok());
+        assert!(check_conditions(&conds(&[("repository_id", "123456")])).is_ok());
+        assert!(
+            check_conditions(&conds(&[("job_workflow_ref", "org/ci/*@refs/heads/main")])).is_ok()
+        );
         assert!(check_conditions(&conds(&[
             ("ref", "refs/heads/main"),
             ("repository", "org/app")
@@ -507,6 +533,15 @@ mod tests {
             conds(&[("sub", "*")]),
             conds(&[("repository", "**")]),
             conds(&[("ref", "refs/heads/main"), ("environment", "prod")]),
+            // Wildcards with punctuation, or a leading wildcard: any owner.
+            conds(&[("repository", "*/*")]),
+            conds(&[("repository", "*/app")]),
+            conds(&[("repository_owner", "?rg")]),
+            // A provider's fixed prefix of every subject pins nothing.
+            conds(&[("sub", "repo:*")]),
+            conds(&[("sub", "repo:*:ref:refs/heads/main")]),
+            conds(&[("sub", "project_path:*")]),
+            conds(&[("sub", "system:serviceaccount:*")]),
         ];
         for c in refused {
             let e = check_conditions(&c).expect_err("refused");

@@ -71,6 +71,13 @@ fn decode_object(part: &str) -> Option<Map<String, Value>> {
 }
 
 impl Token<'_> {
+    /// `header.payload`: what the issuer signed. The signature is not part
+    /// of a token's identity: an ECDSA signature (r, s) has a twin (r, n - s)
+    /// that verifies just as well and that anyone can compute.
+    pub(crate) fn signed_part(&self) -> &str {
+        self.message
+    }
+
     /// RS256 or ES256; anything else (`none`, HS*, PS*, EdDSA...) is refused
     /// here, before a key is fetched, so no public key ever meets an HMAC.
     pub(crate) fn algorithm(&self) -> Result<Algorithm, Rejection> {

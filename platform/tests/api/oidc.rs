@@ -375,6 +375,62 @@ fn a_token_is_exchanged_once() {
 }
 
 #[test]
+fn a_token_exchanged_at_once_on_many_connections_wins_once() {
+    let k = Keyless::new();
+    k.trust_main();
+    let token = k.main_token();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| k.exchange(&token).status))
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect()
+    });
+    let won = statuses.iter().filter(|s| **s == 200).count();
+    let replayed = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!((won, replayed), (1, 7), "{statuses:?}");
+}
+
+/// The order n of P-256, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// The same ES256 token with its signature (r, s) turned into (r, n - s):
+/// a second signature, just as valid, that anyone can make from the first.
+fn malleate_es256(jwt: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let (signed, signature) = jwt.rsplit_once('.').expect("three parts");
+    let mut sig = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    assert_eq!(sig.len(), 64, "ES256 signatures are r || s");
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_ORDER[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = (d + 256 * borrow) as u8;
+    }
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[test]
+fn a_token_without_jti_is_not_exchanged_again_under_another_signature() {
+    let k = Keyless::new();
+    k.trust_main();
+    let mut claims = main_claims();
+    claims["jti"] = Value::Null;
+    let token = k.issuer.mint_with(Key::Ec, claims);
+    let twin = malleate_es256(&token);
+    assert_ne!(twin, token);
+    k.exchange(&token).expect(200);
+    let shown = json!({"iss": k.issuer.url(), "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
+    refused(k.exchange(&twin), "replayed", shown, &twin);
+}
+
+#[test]
 fn policies_of_several_projects_need_a_project_id() {
     let k = Keyless::new();
     let first = k.trust_main();

@@ -20,6 +20,8 @@ fn a_policy_must_pin_an_identity_and_use_https() {
     let unpinned = [
         json!({"issuer": url, "conditions": {"ref": "refs/heads/main"}, "scope": "read"}),
         json!({"issuer": url, "conditions": {"sub": "*"}, "scope": "read"}),
+        json!({"issuer": url, "conditions": {"sub": "repo:*"}, "scope": "read"}),
+        json!({"issuer": url, "conditions": {"repository": "*/app"}, "scope": "read"}),
         json!({"issuer": url, "conditions": {}, "scope": "read"}),
     ];
     for body in unpinned {
@@ -203,6 +205,12 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
         ),
         ("slow", http_answer(b"{}"), Duration::from_secs(8), "failed"),
         (
+            "redirect",
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            Duration::ZERO,
+            "answered HTTP 302",
+        ),
+        (
             "not http",
             b"\x00\x01garbage\r\n\r\n".to_vec(),
             Duration::ZERO,
@@ -238,6 +246,47 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
         // Meanwhile the server answers everyone else.
         k.env.get("/api/health").send().expect(200);
     }
+}
+
+/// An issuer whose discovery answer starts at once and never ends: a byte
+/// every 100 ms, well under the size limit, for as long as it is read.
+fn trickling() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"pad\": \"";
+                let _ = stream.write_all(head.as_bytes());
+                while stream.write_all(b"x").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_discovery_document_that_never_ends_fails_within_the_timeout() {
+    let k = Keyless::new();
+    let url = trickling();
+    k.trust(json!({"issuer": url, "conditions": {"sub": "repo:org/app:*"}, "scope": "read"}));
+    let mut claims = main_claims();
+    claims["iss"] = json!(url);
+    let token = k.issuer.mint(claims);
+    let started = Instant::now();
+    let shown = json!({"iss": url, "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
+    let message = refused(k.exchange(&token), "discovery_failed", shown, &token);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(7), "took {took:?}: {message}");
+    assert!(
+        message.starts_with(&format!("cannot read the keys of the issuer {url}: ")),
+        "{message}"
+    );
 }
 
 /// Runs the binary to completion: exit code, stdout, stderr.
@@ -343,7 +392,7 @@ fn trust_subcommands_refuse_bad_input_with_exit_2() {
     let pins = "sub, repository, repository_id, repository_owner, project_path, namespace_path, job_workflow_ref";
     let cases: [(&[&str], String); 6] = [
         (&["--issuer", GITHUB, "--claim", "ref=refs/heads/main"],
-         format!("a trust policy must pin one of {pins} with a pattern that is not just `*`: otherwise it would trust every repository on that issuer")),
+         format!("a trust policy must pin one of {pins} with a pattern that starts with a name, not a wildcard (`*`, `*/app`, `repo:*`): otherwise it would trust every repository on that issuer")),
         (&["--issuer", GITHUB, "--claim", "repository"],
          "--claim needs NAME=PATTERN (e.g. repository=org/app), not `repository`".to_owned()),
         (&["--issuer", "http://ci.example", "--claim", "repository=a/b"],
