@@ -283,7 +283,9 @@ fn kubernetes_keyless_job_matches_the_kubernetes_schema() {
 /// The claims of the token the kubelet projects for the Job's service
 /// account into namespace `default`.
 fn kubernetes_claims(spec: &Value, audience: &str) -> Value {
-    let sa = spec["serviceAccountName"].as_str().expect("serviceAccountName");
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
     json!({
         "sub": format!("system:serviceaccount:default:{sa}"),
         "aud": [audience],
