@@ -215,7 +215,8 @@ pub struct RequestRecord {
 }
 
 /// A failure to inject into the next request to a path (see
-/// [`Platform::inject_faults`]). Every fault except [`Fault::Stall`] *replaces*
+/// [`Platform::inject_faults`]). Every fault except [`Fault::Stall`] and
+/// [`Fault::HoldAnswer`] *replaces*
 /// processing: the request is not applied, so a client that retries after it
 /// must see its data stored exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +232,9 @@ pub enum Fault {
     },
     /// Sleep this long, then process the request normally.
     Stall(Duration),
+    /// Process the request, then hold its answer this long: the platform
+    /// has stored what a client that gives up meanwhile never hears of.
+    HoldAnswer(Duration),
     /// Answer 200 with the body `<html>oops`.
     NonJson,
     /// Answer 200 with a JSON body cut in half.

@@ -276,22 +276,38 @@ fn parse(app: &App, parts: &axum::http::request::Parts) -> (Request, Option<Resp
 async fn run(app: &App, req: Arc<Request>) -> Response {
     match app.state.take_fault(&req.path) {
         Some(Fault::Stall(d)) => {
-            let stopped = tokio::select! {
-                () = tokio::time::sleep(d) => false,
-                () = stopped(app) => true,
-            };
-            if stopped || stopping(app) {
-                return Response::error(ApiError::new(
-                    503,
-                    "unavailable",
-                    "the server is shutting down".to_owned(),
-                ));
+            if !wait(app, d).await {
+                return shutting_down();
             }
             dispatch(app, req).await
+        }
+        Some(Fault::HoldAnswer(d)) => {
+            let answer = dispatch(app, req).await;
+            if !wait(app, d).await {
+                return shutting_down();
+            }
+            answer
         }
         Some(fault) => fault_response(&fault),
         None => dispatch(app, req).await,
     }
+}
+
+/// Sleeps `d` unless the server stops first; whether it slept it out.
+async fn wait(app: &App, d: Duration) -> bool {
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = stopped(app) => true,
+    };
+    !stopped && !stopping(app)
+}
+
+fn shutting_down() -> Response {
+    Response::error(ApiError::new(
+        503,
+        "unavailable",
+        "the server is shutting down".to_owned(),
+    ))
 }
 
 /// Runs the route off the async threads; a panic becomes a 500.
@@ -363,9 +379,9 @@ fn fault_response(fault: &Fault) -> Response {
             let half = full[..full.len() / 2].to_owned();
             Response::raw_json(200, half)
         }
-        // Stall is handled by the caller; answering 500 keeps the match total
-        // without pretending success.
-        Fault::Stall(_) => Response::error(ApiError::new(
+        // Stalls are handled by the caller; answering 500 keeps the match
+        // total without pretending success.
+        Fault::Stall(_) | Fault::HoldAnswer(_) => Response::error(ApiError::new(
             500,
             "internal_error",
             "injected fault".to_owned(),
