@@ -36,6 +36,8 @@ pub(crate) const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const ENVELOPE: usize = 64 * 1024;
 /// Progress of an upload, beside the results.
 const STATE: &str = "upload_state.json";
+/// The body of the chunk that opens a batch, while its answer is awaited.
+const OPENING: &str = "upload_opening.json";
 
 /// What the batch is.
 pub(crate) struct BatchInfo<'a> {
@@ -316,6 +318,29 @@ fn save_state(dir: &Path, state: &State) -> Result<()> {
         .map_err(|e| Error::io("write", &path, e))
 }
 
+/// Saved before the request that opens a batch, so a rerun can send the
+/// very same body (and so the same Idempotency-Key) again: the chunk a
+/// streaming job cut after two seconds is not the one a later upload of
+/// the whole directory would cut.
+fn save_opening(dir: &Path, body: &[u8]) -> Result<()> {
+    let path = dir.join(OPENING);
+    crate::atomic_file::write_atomic(&path, 0o600, |f| std::io::Write::write_all(f, body))
+        .map_err(|e| Error::io("write", &path, e))
+}
+
+/// Whether the platform answered that it did not take the request: a
+/// 4xx other than a timeout or a rate limit. A 5xx may come from a proxy
+/// that gave up while the platform stored it.
+fn refused(e: &Error) -> bool {
+    matches!(e, Error::Api { status, .. } if (400..500).contains(status) && !matches!(status, 408 | 429))
+}
+
+/// Once the batch id is saved the opening body is not needed; a file left
+/// by a failed removal is only sent again, which the platform replays.
+fn remove_opening(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(OPENING));
+}
+
 /// SHA-256 of a file, hex; `None` when it cannot be read.
 fn file_sha256(path: &Path) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
@@ -437,14 +462,28 @@ impl Chunker {
         last: bool,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
+        // A batch without a batch key is found again only by its id, which
+        // the answer to its first chunk brings.
+        let opens = self.state.run_batch_id.is_none() && info.batch_key.is_none();
+        if opens {
+            self.reopen(to)?;
+        }
+        let opens = opens && self.state.run_batch_id.is_none();
         let state = &mut self.state;
         let body = self
             .chunk
             .to_payload(info, state.run_batch_id.as_deref(), last)
             .map_err(|e| Error::io("encode", to.dir, e.into()))?;
         let key = chunk_key(state.batch_key.as_deref().unwrap_or(""), self.index, &body);
-        let resp = sync_upload(to.client, &body, &key)
-            .map_err(|e| too_large(e, self.index, self.chunk.len, body.len()))?;
+        if opens {
+            save_opening(to.dir, &body)?;
+        }
+        let resp = sync_upload(to.client, &body, &key).map_err(|e| {
+            if opens && refused(&e) {
+                remove_opening(to.dir);
+            }
+            too_large(e, self.index, self.chunk.len, body.len())
+        })?;
         if self.url.is_none() {
             self.url = resp.url.clone();
         }
@@ -452,9 +491,59 @@ impl Chunker {
         self.index += 1;
         state.chunks_done = state.chunks_done.max(self.index);
         save_state(to.dir, state)?;
+        if opens {
+            remove_opening(to.dir);
+        }
         self.sent += self.chunk.len;
         progress(self.sent, self.index);
         self.chunk.clear();
+        Ok(())
+    }
+
+    /// Sends again the chunk that opened this directory's batch when the
+    /// answer naming the batch never reached the state file (the process
+    /// died waiting for it): the platform replays that answer if it stored
+    /// the chunk and stores it now if not, and either way the runs from here
+    /// on go into that batch instead of a second one holding them again.
+    fn reopen(&mut self, to: Dest<'_>) -> Result<()> {
+        let path = to.dir.join(OPENING);
+        let Ok(body) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        #[derive(Deserialize)]
+        struct Opening {
+            bundle_version_id: String,
+        }
+        let ours = serde_json::from_slice::<Opening>(&body)
+            .is_ok_and(|o| o.bundle_version_id == self.state.bundle_version_id);
+        if !ours {
+            remove_opening(to.dir);
+            return Ok(());
+        }
+        let key = chunk_key(self.state.batch_key.as_deref().unwrap_or(""), 0, &body);
+        let resp = match sync_upload(to.client, &body, &key) {
+            Ok(resp) => resp,
+            // Refused for what it is, so never stored: the chunk cut now
+            // opens the batch instead.
+            Err(e)
+                if refused(&e)
+                    && !matches!(
+                        &e,
+                        Error::Api {
+                            status: 401 | 403,
+                            ..
+                        }
+                    ) =>
+            {
+                remove_opening(to.dir);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.url = resp.url;
+        self.state.run_batch_id = Some(resp.run_batch_id);
+        save_state(to.dir, &self.state)?;
+        remove_opening(to.dir);
         Ok(())
     }
 

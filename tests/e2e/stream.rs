@@ -3,12 +3,14 @@
 //! batch key and shards too); a platform that goes away mid-run costs no
 //! run, fails the upload as before (exit 4, the results kept) and `sync
 //! upload` later stores the rest once; a job killed mid-run and rerun
-//! leaves no duplicate.
+//! leaves no duplicate, even killed while the platform's answer to its
+//! first chunk was on the way.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use fluxloop_platform::Fault;
 use serde_json::Value;
 
 use crate::fixtures::{fast, jsonl, newest_result_dir, setup, Fx};
@@ -44,11 +46,18 @@ fn cmd(fx: &Fx, sb: &Sandbox, endpoint: &str, args: &[&str]) -> Cmd {
 
 /// `test` of the slow agent against `endpoint`, with `extra` flags.
 fn slow_test(fx: &Fx, sb: &Sandbox, endpoint: &str, extra: &[&str]) -> Child {
+    spawn(slow_cmd(fx, sb, endpoint, extra))
+}
+
+fn slow_cmd(fx: &Fx, sb: &Sandbox, endpoint: &str, extra: &[&str]) -> Cmd {
     let mut args = vec!["test", "--scenario", "big", "--skip-pull"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--", "sh", "agent.sh"]);
     cmd(fx, sb, endpoint, &args)
-        .command()
+}
+
+fn spawn(cmd: Cmd) -> Child {
+    cmd.command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -297,4 +306,39 @@ fn issue_17_sync_upload_of_a_streaming_job_killed_mid_run_appends_to_its_batch_o
     ));
     // The streamed runs are not stored again, in that batch or a new one.
     assert_eq!(fx.assert_stored_once(on_disk), streamed[0]);
+}
+
+#[test]
+fn issue_17_a_job_killed_before_the_answer_to_its_first_chunk_is_resumed_into_that_batch() {
+    let fx = setup(INPUTS);
+    let sb = worker(&fx);
+    // The platform stores the first streamed chunk and holds its answer,
+    // the batch id, past the job's death: only the job's own record of
+    // what it sent can lead the rerun to that batch.
+    fx.p.inject_faults("/api/sync/upload", vec![Fault::HoldAnswer(BOUND)]);
+    let mut victim =
+        spawn(slow_cmd(&fx, &sb, &fx.p.url(), &[]).env("FLUXLOOP_HTTP_TIMEOUT", "120"));
+    wait_streamed(&fx, &mut victim);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let streamed = fx.p.batch_ids().unwrap();
+    assert_eq!(streamed.len(), 1);
+    let dir = newest_result_dir(&sb);
+    let on_disk = jsonl(&dir.join("trace_summary.jsonl")).len();
+    let rel = dir.strip_prefix(sb.work()).unwrap().display().to_string();
+    cmd(
+        &fx,
+        &sb,
+        &fx.p.url(),
+        &["sync", "upload", "--result-dir", &rel],
+    )
+    .run()
+    .ok()
+    // substring: the rest is the server URL
+    .stdout_has(&format!(
+        "Uploaded {on_disk} runs: run batch {}",
+        streamed[0]
+    ));
+    assert_eq!(fx.assert_stored_once(on_disk), streamed[0]);
+    assert!(!dir.join("upload_opening.json").exists());
 }
