@@ -4,11 +4,8 @@
 //! local platform, every run once; a shard killed mid-run and rerun, or
 //! retried after it finished, leaves no duplicate.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use crate::fixtures::{fast, setup, Fx};
 use crate::util::{Cmd, Sandbox};
@@ -103,36 +100,10 @@ fn kubernetes(index: usize) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The batch of `key` as the platform answers `GET /api/run-batches?key=`.
-fn batch(fx: &Fx, key: &str) -> Value {
-    let url = format!(
-        "{}/api/run-batches?key={}",
-        fx.p.url(),
-        key.replace(':', "%3A")
-    );
-    let mut resp = ureq::get(&url)
-        .header("Authorization", &format!("Bearer {}", fx.demo.key))
-        .call()
-        .unwrap();
-    serde_json::from_reader(resp.body_mut().as_reader()).unwrap()
-}
-
 /// Every input of the scenario once, as input id → count, and the batch is completed.
 #[track_caller]
 fn every_run_once(fx: &Fx, key: &str) {
-    let b = batch(fx, key);
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for r in b["runs"].as_array().unwrap() {
-        *seen
-            .entry(r["input_item_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    assert_eq!(seen.len(), INPUTS, "{seen:?}");
-    assert!(
-        seen.values().all(|&n| n == 1),
-        "a run stored twice: {seen:?}"
-    );
-    assert_eq!(b["status"], "completed");
+    let b = fx.assert_each_input(key, INPUTS, 1);
     let reported: Vec<u64> = b["shards"]["reported"]
         .as_array()
         .unwrap()
@@ -200,7 +171,7 @@ fn issue_17_a_kubernetes_shard_killed_mid_run_and_rerun_leaves_no_duplicate() {
     }
     let key = "job-7f3a:big";
     assert_eq!(
-        batch(&fx, key)["status"],
+        fx.batch(key)["status"],
         "running",
         "shard 2 has not reported"
     );
@@ -244,7 +215,7 @@ fn issue_17_an_empty_shard_reports_done_so_the_batch_completes() {
             );
         }
     }
-    let b = batch(&fx, "b1:big");
+    let b = fx.batch("b1:big");
     assert_eq!(b["status"], "completed");
     assert_eq!(b["run_count"], INPUTS);
     assert_eq!(b["shards"]["reported"].as_array().unwrap().len(), total);
@@ -302,7 +273,7 @@ fn issue_17_report_waits_for_every_shard_and_exits_10_when_one_failed() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(10), "{stdout}{stderr}");
-    let id = batch(&fx, "gitlab:500:big")["id"]
+    let id = fx.batch("gitlab:500:big")["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -323,7 +294,7 @@ fn issue_17_report_waits_for_every_shard_and_exits_10_when_one_failed() {
     pipeline_shards(&fx, &workers, "501", None);
     let run = report(&fx, &fan_in, "501", "10").run();
     run.ok();
-    let id = batch(&fx, "gitlab:501:big")["id"]
+    let id = fx.batch("gitlab:501:big")["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -414,7 +385,7 @@ fn issue_17_report_writes_the_github_step_summary() {
     .env("GITHUB_OUTPUT", &outputs)
     .run();
     run.code(10);
-    let b = batch(&fx, "g:big");
+    let b = fx.batch("g:big");
     // The action's outputs in `mode: report`.
     assert_eq!(
         std::fs::read_to_string(&outputs).unwrap(),
@@ -466,7 +437,7 @@ fn issue_17_a_shard_uploaded_later_joins_its_batch() {
         args.extend(["--", "sh", "agent.sh"]);
         cmd(&fx, &sb, &args).run().ok();
     }
-    assert_eq!(batch(&fx, "later:big")["status"], "running");
+    assert_eq!(fx.batch("later:big")["status"], "running");
     let dir = crate::fixtures::newest_result_dir(&sb);
     cmd(
         &fx,
@@ -475,7 +446,7 @@ fn issue_17_a_shard_uploaded_later_joins_its_batch() {
     )
     .run()
     .ok();
-    let b = batch(&fx, "later:big");
+    let b = fx.batch("later:big");
     assert_eq!(b["status"], "completed");
     assert_eq!(b["run_count"], INPUTS);
     assert_eq!(fx.p.batch_ids().unwrap().len(), 1);

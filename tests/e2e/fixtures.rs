@@ -77,6 +77,40 @@ impl Fx {
 
     /// Every batch holds exactly `runs` runs and there is exactly one batch.
     #[track_caller]
+    /// The batch of `key`, as `GET /api/run-batches?key=` answers.
+    pub fn batch(&self, key: &str) -> Value {
+        let url = format!(
+            "{}/api/run-batches?key={}",
+            self.p.url(),
+            key.replace(':', "%3A")
+        );
+        let mut resp = ureq::get(&url)
+            .header("Authorization", &format!("Bearer {}", self.demo.key))
+            .call()
+            .unwrap();
+        serde_json::from_reader(resp.body_mut().as_reader()).unwrap()
+    }
+
+    /// The batch of `key` is completed and holds `times` runs of each of
+    /// `inputs` inputs; returns it.
+    #[track_caller]
+    pub fn assert_each_input(&self, key: &str, inputs: usize, times: usize) -> Value {
+        let b = self.batch(key);
+        let mut seen: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in b["runs"].as_array().unwrap() {
+            *seen
+                .entry(r["input_item_id"].as_str().unwrap())
+                .or_default() += 1;
+        }
+        assert_eq!(seen.len(), inputs, "{seen:?}");
+        assert!(
+            seen.values().all(|&n| n == times),
+            "not each input {times} times: {seen:?}"
+        );
+        assert_eq!(b["status"], "completed");
+        b.clone()
+    }
+
     pub fn assert_stored_once(&self, runs: usize) -> String {
         let batches = self.p.batch_ids().unwrap();
         assert_eq!(batches.len(), 1, "batches: {batches:?}");

@@ -11,7 +11,7 @@ use fluxloop_testkit::oidc::{github_claims, tamper, Issuer, KeyKind};
 use serde_json::{json, Value};
 
 use crate::fixtures::{fast, ECHO_OK};
-use crate::util::{Cmd, Run, Sandbox};
+use crate::util::{checked_platform, CheckedPlatform, Cmd, Run, Sandbox};
 
 const REPO: &str = "acme/agent";
 const MAIN: &str = "refs/heads/main";
@@ -20,8 +20,7 @@ const MAIN: &str = "refs/heads/main";
 /// and a sandbox. Every request the CLI sent is checked against
 /// openapi.yaml when it drops, as `util::platform()` does.
 struct Keyless {
-    p: Option<Platform>,
-    record: tempfile::TempPath,
+    p: CheckedPlatform,
     demo: Demo,
     issuer: Issuer,
     sb: Sandbox,
@@ -33,19 +32,15 @@ impl Keyless {
     }
 
     fn with_ttl(ttl: Duration) -> Keyless {
-        let record = tempfile::NamedTempFile::new().unwrap().into_temp_path();
-        let p = Platform::start(Config {
+        let p = checked_platform(Config {
             poll_interval_secs: 1,
-            record_requests: Some(record.to_path_buf()),
             oidc_token_ttl: ttl,
             jwks_min_refresh: Duration::ZERO,
             ..Config::default()
-        })
-        .unwrap();
+        });
         let demo = p.seed_demo().unwrap();
         let k = Keyless {
-            p: Some(p),
-            record,
+            p,
             demo,
             issuer: Issuer::start(),
             sb: Sandbox::new(),
@@ -57,7 +52,7 @@ impl Keyless {
     }
 
     fn p(&self) -> &Platform {
-        self.p.as_ref().expect("running")
+        &self.p
     }
 
     fn trust(&self, conditions: &[(&str, &str)]) {
@@ -138,21 +133,6 @@ impl Keyless {
 
     fn normalise(&self, text: &str) -> String {
         text.replace(&self.p().url(), "[SERVER]")
-    }
-}
-
-impl Drop for Keyless {
-    fn drop(&mut self) {
-        drop(self.p.take());
-        if std::thread::panicking() {
-            return;
-        }
-        let found = crate::schema_check::findings(&self.record);
-        assert!(
-            found.is_empty(),
-            "requests that do not match platform/openapi.yaml:\n{}",
-            found.join("\n")
-        );
     }
 }
 

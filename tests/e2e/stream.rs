@@ -6,12 +6,10 @@
 //! leaves no duplicate, even killed while the platform's answer to its
 //! first chunk was on the way.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use fluxloop_platform::Fault;
-use serde_json::Value;
 
 use crate::fixtures::{fast, jsonl, newest_result_dir, setup, Fx};
 use crate::util::{platform_keeping, Cmd, Sandbox};
@@ -109,31 +107,6 @@ fn finish(child: Child) -> (Option<i32>, String) {
     )
 }
 
-/// The batch of `key`, as `GET /api/run-batches?key=` answers.
-fn batch(fx: &Fx, key: &str) -> Value {
-    let url = format!(
-        "{}/api/run-batches?key={}",
-        fx.p.url(),
-        key.replace(':', "%3A")
-    );
-    let mut resp = ureq::get(&url)
-        .header("Authorization", &format!("Bearer {}", fx.demo.key))
-        .call()
-        .unwrap();
-    serde_json::from_reader(resp.body_mut().as_reader()).unwrap()
-}
-
-/// Input id → how often the batch holds a run of it.
-fn counts(b: &Value) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for r in b["runs"].as_array().unwrap() {
-        *seen
-            .entry(r["input_item_id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    seen
-}
-
 #[test]
 fn issue_17_runs_reach_the_platform_while_the_job_runs_each_once() {
     let fx = setup(INPUTS);
@@ -194,14 +167,7 @@ fn issue_17_two_streaming_shards_fill_one_batch_with_every_run_once() {
         let (code, stderr) = finish(c);
         assert_eq!(code, Some(0), "{stderr}");
     }
-    let b = batch(&fx, key);
-    let seen = counts(&b);
-    assert_eq!(seen.len(), INPUTS, "{seen:?}");
-    assert!(
-        seen.values().all(|&n| n == 2),
-        "not each iteration once: {seen:?}"
-    );
-    assert_eq!(b["status"], "completed");
+    fx.assert_each_input(key, INPUTS, 2);
     assert_eq!(fx.p.batch_ids().unwrap().len(), 1);
 }
 
@@ -264,17 +230,10 @@ fn issue_17_a_streaming_shard_killed_mid_run_and_rerun_leaves_no_duplicate() {
     victim.kill().unwrap();
     victim.wait().unwrap();
     let key = "stream-9:big";
-    assert_eq!(batch(&fx, key)["status"], "running");
+    assert_eq!(fx.batch(key)["status"], "running");
     let (code, stderr) = finish(slow_test(&fx, &sb, &fx.p.url(), &flags));
     assert_eq!(code, Some(0), "{stderr}");
-    let b = batch(&fx, key);
-    let seen = counts(&b);
-    assert_eq!(seen.len(), INPUTS, "{seen:?}");
-    assert!(
-        seen.values().all(|&n| n == 1),
-        "a run stored twice: {seen:?}"
-    );
-    assert_eq!(b["status"], "completed");
+    fx.assert_each_input(key, INPUTS, 1);
     assert_eq!(fx.p.batch_ids().unwrap().len(), 1);
 }
 

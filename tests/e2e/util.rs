@@ -79,14 +79,21 @@ pub fn platform() -> CheckedPlatform {
 /// [`platform`] with its database in the file `data` (kept when it stops),
 /// so a test can stop the platform mid-job and start it again.
 pub fn platform_keeping(data: Option<&Path>) -> CheckedPlatform {
+    checked_platform(Config {
+        poll_interval_secs: 1,
+        data: data.map(Path::to_path_buf),
+        ..Config::default()
+    })
+}
+
+/// A platform started with `config`, its requests recorded for the check.
+pub fn checked_platform(config: Config) -> CheckedPlatform {
     let record = tempfile::NamedTempFile::new()
         .expect("request recording")
         .into_temp_path();
     let platform = Platform::start(Config {
-        poll_interval_secs: 1,
         record_requests: Some(record.to_path_buf()),
-        data: data.map(Path::to_path_buf),
-        ..Config::default()
+        ..config
     })
     .expect("start platform");
     CheckedPlatform {
