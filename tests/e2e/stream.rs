@@ -6,6 +6,7 @@
 //! leaves no duplicate, even killed while the platform's answer to its
 //! first chunk was on the way.
 
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -241,30 +242,7 @@ fn issue_17_a_streaming_shard_killed_mid_run_and_rerun_leaves_no_duplicate() {
 fn issue_17_sync_upload_of_a_streaming_job_killed_mid_run_appends_to_its_batch_once() {
     let fx = setup(INPUTS);
     let sb = worker(&fx);
-    let mut victim = slow_test(&fx, &sb, &fx.p.url(), &[]);
-    wait_streamed(&fx, &mut victim);
-    victim.kill().unwrap();
-    victim.wait().unwrap();
-    let streamed = fx.p.batch_ids().unwrap();
-    assert_eq!(streamed.len(), 1);
-    let dir = newest_result_dir(&sb);
-    let on_disk = jsonl(&dir.join("trace_summary.jsonl")).len();
-    let rel = dir.strip_prefix(sb.work()).unwrap().display().to_string();
-    let r = cmd(
-        &fx,
-        &sb,
-        &fx.p.url(),
-        &["sync", "upload", "--result-dir", &rel],
-    )
-    .run();
-    let r = r.ok();
-    // substring: the rest is the platform-generated batch id and the server URL
-    r.stdout_has(&format!(
-        "Uploaded {on_disk} runs: run batch {}",
-        streamed[0]
-    ));
-    // The streamed runs are not stored again, in that batch or a new one.
-    assert_eq!(fx.assert_stored_once(on_disk), streamed[0]);
+    resume_killed(&fx, &sb, slow_test(&fx, &sb, &fx.p.url(), &[]));
 }
 
 #[test]
@@ -275,19 +253,26 @@ fn issue_17_a_job_killed_before_the_answer_to_its_first_chunk_is_resumed_into_th
     // the batch id, past the job's death: only the job's own record of
     // what it sent can lead the rerun to that batch.
     fx.p.inject_faults("/api/sync/upload", vec![Fault::HoldAnswer(BOUND)]);
-    let mut victim =
-        spawn(slow_cmd(&fx, &sb, &fx.p.url(), &[]).env("FLUXLOOP_HTTP_TIMEOUT", "120"));
-    wait_streamed(&fx, &mut victim);
+    let victim = spawn(slow_cmd(&fx, &sb, &fx.p.url(), &[]).env("FLUXLOOP_HTTP_TIMEOUT", "120"));
+    let dir = resume_killed(&fx, &sb, victim);
+    assert!(!dir.join("upload_opening.json").exists());
+}
+
+/// Kills `victim` once a run reached the platform, then `sync upload`s its
+/// result directory: the rest appends to the batch streaming opened, and
+/// the streamed runs are not stored again, there or in a new batch.
+fn resume_killed(fx: &Fx, sb: &Sandbox, mut victim: Child) -> PathBuf {
+    wait_streamed(fx, &mut victim);
     victim.kill().unwrap();
     victim.wait().unwrap();
     let streamed = fx.p.batch_ids().unwrap();
     assert_eq!(streamed.len(), 1);
-    let dir = newest_result_dir(&sb);
+    let dir = newest_result_dir(sb);
     let on_disk = jsonl(&dir.join("trace_summary.jsonl")).len();
     let rel = dir.strip_prefix(sb.work()).unwrap().display().to_string();
     cmd(
-        &fx,
-        &sb,
+        fx,
+        sb,
         &fx.p.url(),
         &["sync", "upload", "--result-dir", &rel],
     )
@@ -299,5 +284,5 @@ fn issue_17_a_job_killed_before_the_answer_to_its_first_chunk_is_resumed_into_th
         streamed[0]
     ));
     assert_eq!(fx.assert_stored_once(on_disk), streamed[0]);
-    assert!(!dir.join("upload_opening.json").exists());
+    dir
 }
