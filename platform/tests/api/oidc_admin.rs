@@ -225,18 +225,8 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
     ];
     for (what, answer, delay, expected) in cases {
         let url = misbehaving(answer, delay, 4);
-        k.trust(json!({"issuer": url, "conditions": {"sub": "repo:org/app:*"}, "scope": "read"}));
-        let mut claims = main_claims();
-        claims["iss"] = json!(url);
-        let token = k.issuer.mint(claims);
-        let started = Instant::now();
-        let shown = json!({"iss": url, "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
-        let message = refused(k.exchange(&token), "discovery_failed", shown, &token);
-        assert!(
-            started.elapsed() < Duration::from_secs(7),
-            "{what} took {:?}",
-            started.elapsed()
-        );
+        let (message, took) = discovery_refusal(&k, &url);
+        assert!(took < Duration::from_secs(7), "{what} took {took:?}");
         let prefix = format!("cannot read the keys of the issuer {url}: ");
         // substring: the tail is the HTTP client's own error text.
         assert!(
@@ -246,6 +236,19 @@ fn a_misbehaving_issuer_fails_the_exchange_not_the_server() {
         // Meanwhile the server answers everyone else.
         k.env.get("/api/health").send().expect(200);
     }
+}
+
+/// Trusts issuer `url` and exchanges a token of it, which must be refused
+/// as `discovery_failed`; the message, and how long the refusal took.
+fn discovery_refusal(k: &Keyless, url: &str) -> (String, Duration) {
+    k.trust(json!({"issuer": url, "conditions": {"sub": "repo:org/app:*"}, "scope": "read"}));
+    let mut claims = main_claims();
+    claims["iss"] = json!(url);
+    let token = k.issuer.mint(claims);
+    let started = Instant::now();
+    let shown = json!({"iss": url, "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
+    let message = refused(k.exchange(&token), "discovery_failed", shown, &token);
+    (message, started.elapsed())
 }
 
 /// An issuer whose discovery answer starts at once and never ends: a byte
@@ -274,14 +277,7 @@ fn trickling() -> String {
 fn a_discovery_document_that_never_ends_fails_within_the_timeout() {
     let k = Keyless::new();
     let url = trickling();
-    k.trust(json!({"issuer": url, "conditions": {"sub": "repo:org/app:*"}, "scope": "read"}));
-    let mut claims = main_claims();
-    claims["iss"] = json!(url);
-    let token = k.issuer.mint(claims);
-    let started = Instant::now();
-    let shown = json!({"iss": url, "sub": "repo:org/app:ref:refs/heads/main", "aud": "fluxloop", "ref": "refs/heads/main"});
-    let message = refused(k.exchange(&token), "discovery_failed", shown, &token);
-    let took = started.elapsed();
+    let (message, took) = discovery_refusal(&k, &url);
     assert!(took < Duration::from_secs(7), "took {took:?}: {message}");
     assert!(
         message.starts_with(&format!("cannot read the keys of the issuer {url}: ")),
