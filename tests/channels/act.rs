@@ -194,3 +194,13 @@ pub fn commit(act: &Act) {
         assert!(out.status.success(), "git {args:?}: {out:?}");
     }
 }
+
+/// Whether a step of `run` ended with exit status `code`, as act reports it
+/// from the process itself. The action's own `::error` line naming the
+/// failed command is its step's last output, and act can lose a step's last
+/// line when it tears the step down on a loaded machine (seen once in
+/// `.ci/run`), so that line is no proof either way.
+pub fn exit_status(run: &Ran, code: i32) -> bool {
+    let want = format!("] exit status {code}");
+    run.stdout.lines().any(|l| l.ends_with(&want))
+}

@@ -127,12 +127,7 @@ fn github_matrix_example_report_job_fails_when_runs_failed() {
     let b = one_batch_every_run_once(&demo, &format!("github:1.1:{}", demo.scenario), &ran.all());
     assert_eq!(ran.code, Some(1), "{}", ran.all());
     assert!(ran.stdout.contains(&verdict(&b, false)), "{}", ran.all());
-    assert!(
-        ran.stdout
-            .contains("`fluxloop report --wait` exited with 10"),
-        "{}",
-        ran.all()
-    );
+    assert!(act::exit_status(&ran, 10), "{}", ran.all());
 }
 
 // --- GitLab under gitlab-ci-local --------------------------------------------
