@@ -116,7 +116,7 @@ words=(fluxloop --profile ci completion ""); CURRENT=5; _fluxloop"#,
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stderr), "");
-    let globals = "--profile --api-key --endpoint --config --ca-cert --yes --json --quiet --verbose --color --no-color --help";
+    let globals = "--profile --api-key --oidc --no-oidc --endpoint --config --ca-cert --yes --json --quiet --verbose --color --no-color --help";
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         format!(
