@@ -75,8 +75,6 @@ impl Fx {
         newest_result_dir(&self.sb)
     }
 
-    /// Every batch holds exactly `runs` runs and there is exactly one batch.
-    #[track_caller]
     /// The batch of `key`, as `GET /api/run-batches?key=` answers.
     pub fn batch(&self, key: &str) -> Value {
         let url = format!(
@@ -108,9 +106,11 @@ impl Fx {
             "not each input {times} times: {seen:?}"
         );
         assert_eq!(b["status"], "completed");
-        b.clone()
+        b
     }
 
+    /// Every batch holds exactly `runs` runs and there is exactly one batch.
+    #[track_caller]
     pub fn assert_stored_once(&self, runs: usize) -> String {
         let batches = self.p.batch_ids().unwrap();
         assert_eq!(batches.len(), 1, "batches: {batches:?}");
