@@ -464,11 +464,11 @@ impl Chunker {
     ) -> Result<()> {
         // A batch without a batch key is found again only by its id, which
         // the answer to its first chunk brings.
-        let opens = self.state.run_batch_id.is_none() && info.batch_key.is_none();
-        if opens {
+        let unkeyed = info.batch_key.is_none();
+        if unkeyed && self.state.run_batch_id.is_none() {
             self.reopen(to)?;
         }
-        let opens = opens && self.state.run_batch_id.is_none();
+        let opens = unkeyed && self.state.run_batch_id.is_none();
         let state = &mut self.state;
         let body = self
             .chunk
@@ -524,17 +524,9 @@ impl Chunker {
         let resp = match sync_upload(to.client, &body, &key) {
             Ok(resp) => resp,
             // Refused for what it is, so never stored: the chunk cut now
-            // opens the batch instead.
-            Err(e)
-                if refused(&e)
-                    && !matches!(
-                        &e,
-                        Error::Api {
-                            status: 401 | 403,
-                            ..
-                        }
-                    ) =>
-            {
+            // opens the batch instead. (A refused credential is an error of
+            // its own kind, not `Error::Api`, and stops the upload.)
+            Err(e) if refused(&e) => {
                 remove_opening(to.dir);
                 return Ok(());
             }
